@@ -1,0 +1,1 @@
+"""HTTP only: parse, validate, call a service, shape JSON."""

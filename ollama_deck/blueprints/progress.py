@@ -1,0 +1,131 @@
+"""/progress: operations by polling (JSON) and by Server-Sent Events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+from flask import Blueprint
+from flask import jsonify
+from flask import request
+from flask import Response
+
+from ..db import ACTIVE_STATUSES
+from ..db import FINAL_STATUSES
+from ..errors import BadRequest
+from ..errors import Conflict
+from ..errors import NotFound
+from ..http import int_arg
+from ..http import register_json_errors
+from ..http import unknown_route
+from ..services.store import log_json
+from ..services.streams import follow
+from ..state import deck
+from .api import ALL_METHODS
+from .api import operation_payload
+
+bp = Blueprint("ollama_deck_progress", __name__)
+register_json_errors(bp)
+bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
+STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
+CANCEL_WAIT_SECONDS = 5.0
+
+
+def _operation(op_id: str) -> dict:
+    try:
+        uuid.UUID(op_id)
+    except ValueError:
+        raise NotFound(f"no operation {op_id!r}: ids are UUIDs") from None
+    row = deck().store.get(op_id)
+    if row is None:
+        raise NotFound(f"no operation {op_id}")
+    return row
+
+
+@bp.get("", strict_slashes=False)
+def list_operations():
+    """Operations, newest first; ``?status=running,queued`` filters, ``?limit=`` bounds."""
+    statuses = [s for s in request.args.get("status", "").split(",") if s]
+    unknown = [s for s in statuses if s not in STATUSES]
+    if unknown:
+        raise BadRequest(f"unknown status {unknown[0]!r}; use one of {', '.join(STATUSES)}")
+    limit = int_arg("limit", 100, low=1, high=1000)
+    rows = deck().store.list(statuses=statuses or None, limit=limit)
+    return jsonify({"operations": [operation_payload(r) for r in rows]})
+
+
+@bp.get("/<op_id>")
+def get_operation(op_id: str):
+    """One operation: status, phase, percent, bytes, speed, ETA and its last log lines."""
+    row = _operation(op_id)
+    state = deck()
+    limit = int_arg("log", 50, low=0, high=state.store.log_lines)
+    logs = state.store.logs(op_id, limit=limit) if limit else []
+    return jsonify(operation_payload(row, log=[log_json(r) for r in logs]))
+
+
+@bp.post("/<op_id>/cancel")
+def cancel_operation(op_id: str):
+    """Cancel a queued or running operation: 200 once it ended, 202 while it winds down."""
+    _operation(op_id)
+    state = deck()
+    row = state.runner.cancel(op_id)
+    if row["status"] not in FINAL_STATUSES and state.runner.wait_finished(
+        op_id, CANCEL_WAIT_SECONDS
+    ):
+        row = state.store.get(op_id) or row
+    return jsonify(operation_payload(row)), 200 if row["status"] in FINAL_STATUSES else 202
+
+
+@bp.delete("/<op_id>")
+def delete_operation(op_id: str):
+    """Forget a finished operation and its log; 409 while it is still active."""
+    row = _operation(op_id)
+    if not deck().store.delete_finished(op_id):
+        raise Conflict(f"operation {op_id} is {row['status']}; cancel it first")
+    return jsonify({"deleted": op_id})
+
+
+@bp.get("/stream")
+def stream_all():
+    """SSE of every operation: what the page listens to."""
+    return _sse(follow_for(None))
+
+
+@bp.get("/<op_id>/stream")
+def stream_operation(op_id: str):
+    """SSE of one operation; it ends after the operation's final event."""
+    _operation(op_id)
+    return _sse(follow_for(op_id))
+
+
+def follow_for(op_id: str | None) -> Iterator[bytes]:
+    state = deck()
+    return follow(
+        state.store,
+        state.hub,
+        op_id=op_id,
+        last_event_id=_last_event_id(),
+        heartbeat_seconds=float(state.config["OLLAMA_DECK_SSE_HEARTBEAT_SECONDS"]),
+    )
+
+
+def _last_event_id() -> int | None:
+    """From the ``Last-Event-ID`` header (EventSource reconnects) or ``?last_event_id=``."""
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"Last-Event-ID must be a whole number, not {raw!r}") from None
+    if value < 0:
+        raise BadRequest("Last-Event-ID must not be negative")
+    return value
+
+
+def _sse(stream: Iterator[bytes]) -> Response:
+    response = Response(stream, mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response

@@ -1,0 +1,102 @@
+"""``ollama-deck serve``: the service under gunicorn with one gevent worker."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+from typing import Any
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ollama-deck", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the API and the page with gunicorn + gevent")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--ollama",
+        default=None,
+        help="Ollama's URL (default: $OLLAMA_HOST, else http://127.0.0.1:11434)",
+    )
+    serve.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gevent workers; more than 1 needs a shared database such as PostgreSQL",
+    )
+    serve.add_argument(
+        "--connections", type=int, default=10000, help="connections per worker (SSE watchers)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.ollama:
+        os.environ["OLLAMA_HOST"] = args.ollama
+    if args.database_url:
+        os.environ["OLLAMA_DECK_DATABASE_URL"] = args.database_url
+    if args.workers > 1 and not os.environ.get("OLLAMA_DECK_DATABASE_URL", "").startswith(
+        "postgresql"
+    ):
+        print(
+            "ollama-deck: several workers need a shared database and event bus; "
+            "see README.md (Scaling). Serving with 1 worker.",
+            file=sys.stderr,
+        )
+        args.workers = 1
+    serve(
+        {
+            "bind": f"{args.host}:{args.port}",
+            "workers": args.workers,
+            "worker_class": "gevent",
+            "worker_connections": args.connections,
+            # SSE responses stay open for hours; gevent workers are not killed by this.
+            "timeout": 60,
+            "graceful_timeout": 10,
+            "accesslog": "-",
+        }
+    )
+    return 0
+
+
+def serve(options: dict[str, Any]) -> None:
+    """Run gunicorn in this process with ``options``; the app is built in the worker."""
+    from gunicorn.app.base import BaseApplication
+
+    class DeckApplication(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+            self.cfg.set("post_worker_init", _post_worker_init)
+            self.cfg.set("worker_exit", _worker_exit)
+
+        def load(self):
+            from ollama_deck import create_app
+
+            return create_app()
+
+    DeckApplication().run()
+
+
+def _post_worker_init(worker: Any) -> None:
+    # Objects made at start-up live for the whole process: keep them out of the garbage
+    # collector's full passes, which otherwise cause delivery spikes with many SSE watchers.
+    gc.collect()
+    gc.freeze()
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    # Hand running pulls back to the queue so the next start resumes them at once.
+    from ollama_deck import OllamaDeck
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        OllamaDeck.shutdown(app)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

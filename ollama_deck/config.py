@@ -1,0 +1,100 @@
+"""Settings: each read from the environment, with its default beside it.
+
+Flask config keys all start with ``OLLAMA_DECK_`` so they never clash with a host app's.
+The Ollama URL is read from ``OLLAMA_HOST``, the variable Ollama's own tools use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+def normalize_ollama_host(value: str | None) -> str:
+    """Turn any OLLAMA_HOST form into a base URL, following Ollama's own rules.
+
+    ``host`` -> ``http://host:11434``; ``host:port``; ``:port`` -> 127.0.0.1;
+    ``http://host`` -> port 80, ``https://host`` -> 443; ``0.0.0.0`` means "listen on
+    all interfaces", so a client dials 127.0.0.1 instead.
+    """
+    text = (value or "").strip()
+    if not text:
+        return DEFAULT_OLLAMA_HOST
+    scheme = "http"
+    if "://" in text:
+        scheme, text = text.split("://", 1)
+        scheme = scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"OLLAMA_HOST: unsupported scheme {scheme!r} (use http or https)")
+        default_port = 443 if scheme == "https" else 80
+    else:
+        default_port = 11434
+    hostport, _, path = text.partition("/")
+    if hostport == "::":
+        hostport = "[::]"
+    parts = urlsplit(f"//{hostport}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"OLLAMA_HOST: bad port in {value!r}") from exc
+    host = parts.hostname or "127.0.0.1"
+    if host == "0.0.0.0":
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    path = "/" + path.rstrip("/") if path.strip("/") else ""
+    return f"{scheme}://{host}:{port or default_port}{path}"
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+# key -> (environment variable, default, parser). None as default: computed by the app
+# (the SQLite file lives in the app's instance folder).
+SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
+    "OLLAMA_DECK_OLLAMA_HOST": ("OLLAMA_HOST", DEFAULT_OLLAMA_HOST, normalize_ollama_host),
+    "OLLAMA_DECK_DATABASE_URL": ("OLLAMA_DECK_DATABASE_URL", None, str),
+    # Seconds to wait for Ollama to accept a connection / answer a short request.
+    "OLLAMA_DECK_CONNECT_TIMEOUT": ("OLLAMA_DECK_CONNECT_TIMEOUT", 5.0, float),
+    "OLLAMA_DECK_REQUEST_TIMEOUT": ("OLLAMA_DECK_REQUEST_TIMEOUT", 30.0, float),
+    # Ollama sends a pull line about every 60 ms, so this much silence means a stall.
+    "OLLAMA_DECK_PULL_STALL_TIMEOUT": ("OLLAMA_DECK_PULL_STALL_TIMEOUT", 120.0, float),
+    # Pulls that run at once in this service; the rest wait as `queued`.
+    "OLLAMA_DECK_MAX_CONCURRENT_PULLS": ("OLLAMA_DECK_MAX_CONCURRENT_PULLS", 2, int),
+    "OLLAMA_DECK_LOG_LINES": ("OLLAMA_DECK_LOG_LINES", 300, int),
+    # Finished operations older than this many hours are forgotten.
+    "OLLAMA_DECK_KEEP_FINISHED_HOURS": ("OLLAMA_DECK_KEEP_FINISHED_HOURS", 24 * 7, float),
+    # A running operation whose runner has not beaten for this long is taken over.
+    "OLLAMA_DECK_HEARTBEAT_SECONDS": ("OLLAMA_DECK_HEARTBEAT_SECONDS", 5.0, float),
+    "OLLAMA_DECK_STALE_SECONDS": ("OLLAMA_DECK_STALE_SECONDS", 30.0, float),
+    # What to do with operations left by a runner that vanished: resume or interrupt.
+    "OLLAMA_DECK_ON_RESTART": ("OLLAMA_DECK_ON_RESTART", "resume", str),
+    # SSE comment line interval, which keeps proxies from closing idle streams.
+    "OLLAMA_DECK_SSE_HEARTBEAT_SECONDS": ("OLLAMA_DECK_SSE_HEARTBEAT_SECONDS", 15.0, float),
+    # Start the runner (background pulls, recovery) with the app. Off for one-shot CLI use.
+    "OLLAMA_DECK_START_RUNNER": ("OLLAMA_DECK_START_RUNNER", True, _bool),
+}
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every setting, from ``environ`` (default ``os.environ``) or its default."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for key, (var, default, parse) in SETTINGS.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            values[key] = parse(default) if key == "OLLAMA_DECK_OLLAMA_HOST" else default
+            continue
+        try:
+            values[key] = parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{var}={raw!r} is not valid: {exc}") from exc
+    return values

@@ -1,0 +1,100 @@
+"""Shared HTTP helpers of the blueprints: one JSON error shape, body parsing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from flask import current_app
+from flask import jsonify
+from flask import request
+from flask import Response
+from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed
+
+from .errors import BadRequest
+from .errors import DeckError
+from .services.names import InvalidModelName
+
+
+def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
+    """The one error shape of the API: ``{"error": {"code", "message"}}``."""
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def _deck_error(exc: DeckError) -> tuple[Response, int]:
+    return error_response(exc.status, exc.code, exc.message)
+
+
+def _bad_name(exc: InvalidModelName) -> tuple[Response, int]:
+    return error_response(400, "invalid_model_name", str(exc))
+
+
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    code = (exc.name or "error").lower().replace(" ", "_")
+    response, status = error_response(exc.code or 500, code, exc.description or exc.name)
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response, status
+
+
+def register_json_errors(target: Blueprint | Any) -> None:
+    """Make every error of ``target`` (a blueprint or an app) answer in JSON."""
+    target.register_error_handler(DeckError, _deck_error)
+    target.register_error_handler(InvalidModelName, _bad_name)
+    target.register_error_handler(HTTPException, _http_error)
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what was wrong."""
+    if not request.data:
+        raise BadRequest("the request needs a JSON body", code="missing_body")
+    data = request.get_json(silent=True, force=True)
+    if data is None:
+        raise BadRequest("the request body is not valid JSON", code="invalid_json")
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def int_arg(name: str, default: int, *, low: int, high: int) -> int:
+    """A bounded integer query parameter; 400 when it is not one."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}")
+    return value
+
+
+PROBE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def unknown_route(_unknown: str = "") -> tuple[Response, int]:
+    """Catch-all under our prefixes: JSON 404, or 405 when the path exists for other methods.
+
+    Routing errors never reach a blueprint's error handlers, and an app-level handler would
+    replace the host app's own; a catch-all route keeps our URLs JSON without touching the host's.
+    """
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in PROBE_METHODS:
+        if method == request.method:
+            continue
+        try:
+            rule, _ = adapter.match(method=method, return_rule=True)
+        except HTTPException:
+            continue
+        if rule.endpoint != request.endpoint:
+            allowed.append(method)
+    if allowed:
+        response, status = error_response(
+            405, "method_not_allowed", f"{request.method} is not allowed on {request.path}"
+        )
+        response.headers["Allow"] = ", ".join(allowed)
+        return response, status
+    return error_response(404, "not_found", f"no such endpoint: {request.path}")

@@ -1,0 +1,1 @@
+"""Logic of Ollama Deck: no Flask request objects in here."""

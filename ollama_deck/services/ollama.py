@@ -1,0 +1,196 @@
+"""OllamaClient: one small class over requests, one method per Ollama endpoint.
+
+Every failure becomes one of our exceptions, so callers never see a requests error:
+refused connection -> OllamaUnavailable (503), no answer in time -> OllamaTimeout (504),
+Ollama's 404 -> ModelNotFound, any other error status -> OllamaError with Ollama's text.
+No other module imports requests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+
+from ..errors import ModelNotFound
+from ..errors import OllamaError
+from ..errors import OllamaTimeout
+from ..errors import OllamaUnavailable
+
+# Big reads keep a fast stream cheap; Ollama's chunked lines still arrive one by one.
+STREAM_CHUNK = 64 * 1024
+
+
+class OllamaClient:
+    """Talks to one Ollama server at ``base_url``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 30.0,
+        stall_timeout: float = 120.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.stall_timeout = stall_timeout
+        self.session = session or requests.Session()
+
+    # -- short requests -------------------------------------------------------------
+
+    def version(self) -> str:
+        """Ollama's version string."""
+        return self._json("GET", "/api/version").get("version", "")
+
+    def tags(self) -> list[dict[str, Any]]:
+        """Installed models, newest first, as Ollama lists them."""
+        return self._json("GET", "/api/tags").get("models") or []
+
+    def show(self, model: str) -> dict[str, Any]:
+        """Details of one installed model."""
+        return self._json("POST", "/api/show", {"model": model})
+
+    def ps(self) -> list[dict[str, Any]]:
+        """Models loaded in memory now."""
+        return self._json("GET", "/api/ps").get("models") or []
+
+    def delete(self, model: str) -> None:
+        """Delete an installed model; ModelNotFound if there is none by that name."""
+        self._request("DELETE", "/api/delete", {"model": model})
+
+    # -- streams --------------------------------------------------------------------
+
+    @contextmanager
+    def pull(self, model: str) -> Iterator[Iterator[dict[str, Any]]]:
+        """Stream Ollama's pull of ``model``: yields an iterator of the parsed NDJSON lines.
+
+        Leaving the ``with`` block closes the connection, which makes Ollama stop the
+        download (it keeps the partial blobs, so the next pull resumes).
+        """
+        with self._stream("POST", "/api/pull", {"model": model, "stream": True}) as lines:
+            yield lines
+
+    @contextmanager
+    def generate(self, model: str, **fields: Any) -> Iterator[Iterator[dict[str, Any]]]:
+        """Stream ``/api/generate``; with no prompt it only loads (or unloads) the model."""
+        body = {"model": model, "stream": True, **fields}
+        with self._stream("POST", "/api/generate", body) as lines:
+            yield lines
+
+    @contextmanager
+    def chat(self, model: str, messages: list[dict[str, Any]]) -> Iterator[Iterator[dict]]:
+        """Stream ``/api/chat`` replies for ``messages``."""
+        body = {"model": model, "messages": messages, "stream": True}
+        with self._stream("POST", "/api/chat", body) as lines:
+            yield lines
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _json(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
+        response = self._request(method, path, body)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise OllamaError(
+                f"Ollama sent a reply that is not JSON for {path}: {response.text[:200]!r}",
+                ollama_status=response.status_code,
+            ) from exc
+        if not isinstance(data, dict):
+            raise OllamaError(f"Ollama sent an unexpected reply for {path}")
+        return data
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> requests.Response:
+        url = self.base_url + path
+        try:
+            response = self.session.request(
+                method, url, json=body, timeout=(self.connect_timeout, self.request_timeout)
+            )
+        except requests.RequestException as exc:
+            raise self._connection_error(exc) from exc
+        self._raise_for_status(response)
+        return response
+
+    @contextmanager
+    def _stream(self, method: str, path: str, body: dict) -> Iterator[Iterator[dict]]:
+        url = self.base_url + path
+        try:
+            response = self.session.request(
+                method,
+                url,
+                json=body,
+                stream=True,
+                timeout=(self.connect_timeout, self.stall_timeout),
+            )
+        except requests.RequestException as exc:
+            raise self._connection_error(exc) from exc
+        try:
+            self._raise_for_status(response)
+            yield self._lines(response)
+        finally:
+            response.close()
+
+    def _lines(self, response: requests.Response) -> Iterator[dict[str, Any]]:
+        loads = json.loads
+        try:
+            for raw in response.iter_lines(chunk_size=STREAM_CHUNK):
+                if raw:
+                    try:
+                        yield loads(raw)
+                    except ValueError as exc:
+                        text = f"Ollama sent a line that is not JSON: {raw[:200]!r}"
+                        raise OllamaError(text) from exc
+        except requests.RequestException as exc:
+            raise self._connection_error(exc, during_stream=True) from exc
+
+    def _connection_error(self, exc: Exception, *, during_stream: bool = False) -> Exception:
+        if isinstance(exc, requests.ConnectTimeout):
+            return OllamaUnavailable(
+                f"Ollama at {self.base_url} did not accept a connection within "
+                f"{self.connect_timeout:g} s"
+            )
+        if isinstance(exc, requests.Timeout) or _caused_by_timeout(exc):
+            limit = self.stall_timeout if during_stream else self.request_timeout
+            what = "sent nothing" if during_stream else "did not answer"
+            return OllamaTimeout(f"Ollama at {self.base_url} {what} for {limit:g} s")
+        if during_stream:
+            return OllamaUnavailable(f"the connection to Ollama at {self.base_url} was lost")
+        return OllamaUnavailable(f"Ollama is not reachable at {self.base_url}")
+
+    @staticmethod
+    def _raise_for_status(response: requests.Response) -> None:
+        if response.status_code < 400:
+            return
+        message = _error_text(response)
+        if response.status_code == 404:
+            raise ModelNotFound(message, ollama_status=404)
+        raise OllamaError(message, ollama_status=response.status_code)
+
+
+def _error_text(response: requests.Response) -> str:
+    """Ollama's own error text: the JSON ``error`` field, or the plain body."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    text = response.text.strip()
+    return text[:500] or f"Ollama answered HTTP {response.status_code}"
+
+
+def _caused_by_timeout(exc: BaseException) -> bool:
+    """requests wraps a read timeout inside a stream as ConnectionError; look underneath."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if "timed out" in str(current).lower() or isinstance(current, TimeoutError):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False

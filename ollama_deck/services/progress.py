@@ -1,0 +1,163 @@
+"""Ollama pull lines -> one overall view: percent, phase, bytes, speed, ETA.
+
+Pure: lines and timestamps in, numbers out; no clock, database or Flask. ``feed`` runs
+once per line Ollama sends (tens of thousands per pull), so it only adds and compares;
+percent, speed and ETA are computed when someone asks for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+PHASES = ("manifest", "downloading", "verifying", "writing", "done")
+
+# While bytes still come, stay below 100: the next layer's size is not known yet.
+RUNNING_CAP = 99.0
+# Weight of the newest speed sample in the moving average, and the shortest sample.
+SPEED_ALPHA = 0.3
+MIN_SAMPLE_SECONDS = 0.5
+
+
+def phase_of(status: str) -> str | None:
+    """The phase an Ollama status text belongs to, or None for text we do not know."""
+    if status == "success":
+        return "done"
+    if status == "pulling manifest":
+        return "manifest"
+    if status.startswith("pulling "):
+        return "downloading"
+    if status.startswith("verifying"):
+        return "verifying"
+    if status.startswith(("writing", "removing")):
+        return "writing"
+    return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a user sees of a pull at one moment."""
+
+    phase: str | None
+    percent: float
+    completed_bytes: int
+    total_bytes: int
+    speed: float | None
+    eta_seconds: float | None
+    message: str | None
+
+
+class PullProgress:
+    """Folds one pull's lines into a running total.
+
+    Ollama reports each layer (blob) separately and one after the other, so the bytes of
+    every layer seen so far are summed: a new layer adds to the total instead of sending
+    the bar back to 0, and the percent never goes down while the pull runs.
+    """
+
+    def __init__(self, now: float, *, floor_percent: float = 0.0) -> None:
+        self.status: str | None = None
+        self.phase: str | None = None
+        self.error: str | None = None
+        self.succeeded = False
+        self.layers: dict[str, list[int]] = {}  # digest -> [completed, total]
+        self.completed = 0
+        self.total = 0
+        # Bytes that were on disk before this pull (resumed or present layers): not speed.
+        self._downloaded = 0
+        self._floor = floor_percent
+        self._sample_time = now
+        self._sample_bytes = 0
+        self._speed: float | None = None
+
+    def feed(self, line: dict[str, Any]) -> bool:
+        """Take one line; return True when it says something new worth logging.
+
+        That is a new status text (a new layer, verifying, success...) or an error line.
+        """
+        error = line.get("error")
+        if error is not None:
+            self.error = str(error) or "Ollama reported an error"
+            return True
+        status = line.get("status")
+        digest = line.get("digest")
+        if digest is not None:
+            completed = line.get("completed") or 0
+            total = line.get("total") or 0
+            layer = self.layers.get(digest)
+            if layer is None:
+                self.layers[digest] = [completed, total]
+                self.completed += completed
+                self.total += total
+            else:
+                if completed > layer[0]:
+                    self.completed += completed - layer[0]
+                    self._downloaded += completed - layer[0]
+                    layer[0] = completed
+                if total != layer[1]:
+                    self.total += total - layer[1]
+                    layer[1] = total
+        if status is None or status == self.status:
+            return False
+        self.status = status
+        phase = phase_of(status)
+        if phase is not None:
+            self.phase = phase
+        if status == "success":
+            self.succeeded = True
+        return True
+
+    def percent(self) -> float:
+        """Overall percent, one decimal; 100 only once Ollama said success."""
+        if self.succeeded:
+            return 100.0
+        if self.phase in ("verifying", "writing"):
+            value = RUNNING_CAP
+        elif self.total:
+            value = min(self.completed * 100.0 / self.total, RUNNING_CAP)
+        else:
+            value = 0.0
+        self._floor = max(self._floor, round(value, 1))
+        return self._floor
+
+    def whole_percent(self) -> int:
+        """The percent as a whole number, cheap enough to compare on every line."""
+        if not self.total:
+            return 0
+        return self.completed * 100 // self.total
+
+    def sample_speed(self, now: float) -> float | None:
+        """Update the moving average of download speed (bytes/s) and return it."""
+        elapsed = now - self._sample_time
+        if elapsed >= MIN_SAMPLE_SECONDS:
+            rate = (self._downloaded - self._sample_bytes) / elapsed
+            if self._speed is None:
+                self._speed = rate
+            else:
+                self._speed = SPEED_ALPHA * rate + (1 - SPEED_ALPHA) * self._speed
+            self._sample_time = now
+            self._sample_bytes = self._downloaded
+        return self._speed
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the current speed, when there is a speed and bytes left."""
+        if self.succeeded:
+            return 0.0
+        if not self._speed or self._speed <= 0 or not self.total:
+            return None
+        return max(self.total - self.completed, 0) / self._speed
+
+    def snapshot(self, now: float) -> Snapshot:
+        """The current view; also samples the speed."""
+        speed = self.sample_speed(now)
+        downloading = self.phase == "downloading" and not self.succeeded
+        eta = self.eta_seconds() if downloading or self.succeeded else None
+        return Snapshot(
+            phase=self.phase,
+            percent=self.percent(),
+            completed_bytes=self.completed,
+            total_bytes=self.total,
+            speed=round(speed, 1) if downloading and speed is not None else None,
+            eta_seconds=round(eta, 1) if eta is not None else None,
+            message=self.status,
+        )

@@ -1,0 +1,380 @@
+"""Every read and write of operations and their logs, and the events they publish.
+
+Each change takes the next numbers of one global sequence inside its own transaction.
+Taking them is an UPDATE of one counter row, so it also serialises writers: on
+PostgreSQL the row lock, on SQLite the write lock. Hence changes commit in sequence
+order, and "everything after id N" is a complete answer for an SSE client that resumes.
+Events are published to the hub only after their transaction committed, and under one
+in-process lock, so watchers see them in sequence order too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from datetime import timezone
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy import Engine
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ..db import ACTIVE_STATUSES
+from ..db import Counter
+from ..db import FINAL_STATUSES
+from ..db import Operation
+from ..db import OperationLog
+from ..db import SEQ_COUNTER
+from .events import DeckEvent
+from .events import EventHub
+from .events import make_event
+
+OP = Operation.__table__
+LOG = OperationLog.__table__
+TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """UNIX seconds -> RFC 3339 in UTC with milliseconds."""
+    if seconds is None:
+        return None
+    stamp = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def operation_json(row: dict[str, Any]) -> dict[str, Any]:
+    """The public JSON form of an operation row (no runner internals)."""
+    data = {
+        "id": row["id"],
+        "kind": row["kind"],
+        "model": row["model"],
+        "host": row["host"],
+        "status": row["status"],
+        "active": row["status"] in ACTIVE_STATUSES,
+        "phase": row["phase"],
+        "percent": row["percent"],
+        "completed_bytes": row["completed_bytes"],
+        "total_bytes": row["total_bytes"],
+        "speed": row["speed"],
+        "eta_seconds": row["eta_seconds"],
+        "message": row["message"],
+        "error": row["error"],
+        "cancel_requested": bool(row["cancel_requested"]),
+        "attempts": row["attempts"],
+        "seq": row["seq"],
+    }
+    for field in TIME_FIELDS:
+        data[field] = iso_time(row[field])
+    return data
+
+
+def log_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "operation_id": row["operation_id"],
+        "seq": row["seq"],
+        "time": iso_time(row["created_at"]),
+        "text": row["text"],
+    }
+
+
+def operation_event(row: dict[str, Any]) -> DeckEvent:
+    kind = "done" if row["status"] in FINAL_STATUSES else "progress"
+    return make_event(row["seq"], row["id"], kind, operation_json(row))
+
+
+def log_event(row: dict[str, Any]) -> DeckEvent:
+    return make_event(row["seq"], row["operation_id"], "log", log_json(row))
+
+
+class OperationStore:
+    """Operations in the database; publishes each committed change to ``hub``."""
+
+    def __init__(self, engine: Engine, hub: EventHub, *, log_lines: int = 300) -> None:
+        self.engine = engine
+        self.hub = hub
+        self.log_lines = log_lines
+        # Held from taking a sequence number until the event is published. The database
+        # serialises writers anyway; this keeps publishing in the same order as committing.
+        self._write_lock = threading.Lock()
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get(self, op_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(OP).where(OP.c.id == op_id)).mappings().first()
+        return dict(row) if row else None
+
+    def logs(self, op_id: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` log lines of an operation, oldest first."""
+        query = select(LOG).where(LOG.c.operation_id == op_id).order_by(LOG.c.seq.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [dict(r) for r in reversed(rows)]
+
+    def list(
+        self, *, statuses: Iterable[str] | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Operations, newest first."""
+        query = select(OP).order_by(OP.c.created_at.desc()).limit(limit)
+        if statuses:
+            query = query.where(OP.c.status.in_(list(statuses)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def active_for(self, host: str, model_key: str) -> dict[str, Any] | None:
+        query = select(OP).where(
+            OP.c.host == host, OP.c.model_key == model_key, OP.c.status.in_(ACTIVE_STATUSES)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    def replay(self, after_seq: int, op_id: str | None = None) -> tuple[list[DeckEvent], int]:
+        """What changed after ``after_seq``: every log line and each operation's newest state.
+
+        Also returns a sequence number that everything committed before the read is at or
+        below: a watcher skips later events up to it, as the replay covered them.
+        """
+        logs = select(LOG).where(LOG.c.seq > after_seq)
+        ops = select(OP).where(OP.c.seq > after_seq)
+        if op_id is not None:
+            logs = logs.where(LOG.c.operation_id == op_id)
+            ops = ops.where(OP.c.id == op_id)
+        with self.engine.connect() as conn:
+            covered = self._committed_seq(conn)
+            events = [log_event(r) for r in conn.execute(logs).mappings()]
+            events += [operation_event(r) for r in conn.execute(ops).mappings()]
+        events.sort(key=lambda e: e.seq)
+        return events, max([covered, after_seq] + [e.seq for e in events])
+
+    def current_events(self, op_id: str | None = None) -> tuple[list[DeckEvent], int]:
+        """The state of one operation, or of every active one, as events in seq order.
+
+        Returns the covered sequence number too, as ``replay`` does.
+        """
+        query = select(OP).order_by(OP.c.seq)
+        if op_id is not None:
+            query = query.where(OP.c.id == op_id)
+        else:
+            query = query.where(OP.c.status.in_(ACTIVE_STATUSES))
+        with self.engine.connect() as conn:
+            covered = self._committed_seq(conn)
+            events = [operation_event(r) for r in conn.execute(query).mappings()]
+        return events, max([covered] + [e.seq for e in events])
+
+    def has_queued(self) -> bool:
+        with self.engine.connect() as conn:
+            query = select(OP.c.id).where(OP.c.status == "queued").limit(1)
+            return conn.execute(query).first() is not None
+
+    # -- writes ---------------------------------------------------------------------
+
+    def create(self, *, kind: str, model: str, model_key: str, host: str) -> dict[str, Any]:
+        """Insert a queued operation; IntegrityError if one is already active for the model."""
+        now = time.time()
+        op_id = str(uuid.uuid4())
+        with self._write_lock, self.engine.connect() as conn:
+            first = self._take_seq(conn, 2)
+            conn.execute(
+                insert(OP).values(
+                    id=op_id,
+                    kind=kind,
+                    model=model,
+                    model_key=model_key,
+                    host=host,
+                    status="queued",
+                    phase=None,
+                    percent=0.0,
+                    completed_bytes=0,
+                    total_bytes=0,
+                    message="queued",
+                    cancel_requested=False,
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                    seq=first + 1,
+                )
+            )
+            log = {"seq": first, "operation_id": op_id, "created_at": now}
+            log["text"] = f"{kind} of {model} queued"
+            conn.execute(insert(LOG).values(**log))
+            row = dict(conn.execute(select(OP).where(OP.c.id == op_id)).mappings().one())
+            conn.commit()
+            self.hub.publish([log_event(log), operation_event(row)])
+        return row
+
+    def create_or_join(
+        self, *, kind: str, model: str, model_key: str, host: str
+    ) -> tuple[dict[str, Any], bool]:
+        """The new operation and True, or the one already active for the model and False."""
+        for _ in range(3):
+            try:
+                return self.create(kind=kind, model=model, model_key=model_key, host=host), True
+            except IntegrityError:
+                existing = self.active_for(host, model_key)
+                if existing is not None:
+                    return existing, False
+                # It finished between our insert and our read: try again.
+        raise RuntimeError(f"could not create or find an operation for {model}")
+
+    def update(
+        self,
+        op_id: str,
+        fields: dict[str, Any],
+        logs: Iterable[str] = (),
+        *,
+        where: Iterable[Any] = (),
+    ) -> dict[str, Any] | None:
+        """Change an operation and append log lines in one transaction, then publish.
+
+        ``where`` adds conditions (e.g. the status it must still have, or the runner that
+        must still own it); when they do not hold nothing is written and None is returned.
+        """
+        logs = list(logs)
+        now = time.time()
+        with self._write_lock, self.engine.connect() as conn:
+            first = self._take_seq(conn, len(logs) + 1)
+            values = dict(fields, updated_at=now, seq=first + len(logs))
+            statement = update(OP).where(OP.c.id == op_id, *where).values(**values)
+            row = conn.execute(statement.returning(*OP.c)).mappings().first()
+            if row is None:
+                conn.rollback()
+                return None
+            rows = [
+                {"seq": first + i, "operation_id": op_id, "created_at": now, "text": text}
+                for i, text in enumerate(logs)
+            ]
+            if rows:
+                conn.execute(insert(LOG), rows)
+                self._trim_logs(conn, op_id)
+            row = dict(row)
+            conn.commit()
+            self.hub.publish([log_event(r) for r in rows] + [operation_event(row)])
+        return row
+
+    def claim_next_queued(self, runner_id: str, limit: int) -> dict[str, Any] | None:
+        """Atomically move the oldest queued operation to running, if fewer than ``limit`` run."""
+        if not self.has_queued():
+            return None
+        now = time.time()
+        with self._write_lock, self.engine.connect() as conn:
+            seq = self._take_seq(conn, 1)  # taken first: it serialises concurrent claims
+            running = conn.execute(
+                select(func.count()).select_from(OP).where(OP.c.status == "running")
+            ).scalar_one()
+            candidate = conn.execute(
+                select(OP.c.id)
+                .where(OP.c.status == "queued")
+                .order_by(OP.c.created_at)
+                .limit(1)
+            ).first()
+            if running >= limit or candidate is None:
+                conn.rollback()
+                return None
+            statement = (
+                update(OP)
+                .where(OP.c.id == candidate.id, OP.c.status == "queued")
+                .values(
+                    status="running",
+                    runner_id=runner_id,
+                    heartbeat_at=now,
+                    started_at=func.coalesce(OP.c.started_at, now),
+                    attempts=OP.c.attempts + 1,
+                    message="starting",
+                    updated_at=now,
+                    seq=seq,
+                )
+                .returning(*OP.c)
+            )
+            row = dict(conn.execute(statement).mappings().one())
+            conn.commit()
+            self.hub.publish([operation_event(row)])
+        return row
+
+    def heartbeat(self, runner_id: str) -> list[str]:
+        """Mark this runner's operations alive; return those someone asked to cancel.
+
+        Not a visible change, so it takes no sequence number and publishes nothing.
+        """
+        now = time.time()
+        owned = (OP.c.runner_id == runner_id, OP.c.status == "running")
+        with self.engine.begin() as conn:
+            conn.execute(update(OP).where(*owned).values(heartbeat_at=now))
+            rows = conn.execute(select(OP.c.id).where(*owned, OP.c.cancel_requested)).all()
+        return [r.id for r in rows]
+
+    def stale_running(self, cutoff: float) -> list[str]:
+        """Running operations whose runner has not beaten since ``cutoff``."""
+        query = select(OP.c.id).where(
+            OP.c.status == "running",
+            (OP.c.heartbeat_at < cutoff) | OP.c.heartbeat_at.is_(None),
+        )
+        with self.engine.connect() as conn:
+            return [r.id for r in conn.execute(query)]
+
+    def purge_finished(self, before: float) -> int:
+        """Forget operations that finished before ``before``, with their logs."""
+        with self.engine.begin() as conn:
+            old = select(OP.c.id).where(
+                OP.c.status.in_(FINAL_STATUSES), OP.c.finished_at < before
+            )
+            conn.execute(delete(LOG).where(LOG.c.operation_id.in_(old)))
+            result = conn.execute(delete(OP).where(OP.c.id.in_(old.scalar_subquery())))
+        return result.rowcount or 0
+
+    def delete_finished(self, op_id: str) -> bool:
+        """Delete one finished operation and its logs; False if it is still active."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                delete(OP).where(OP.c.id == op_id, OP.c.status.in_(FINAL_STATUSES))
+            )
+            if not result.rowcount:
+                return False
+            conn.execute(delete(LOG).where(LOG.c.operation_id == op_id))
+        return True
+
+    # -- helpers --------------------------------------------------------------------
+
+    @staticmethod
+    def _committed_seq(conn: Connection) -> int:
+        """The newest sequence number taken; every change up to it has committed.
+
+        Read first: later reads may see more (PostgreSQL reads each statement afresh),
+        never less.
+        """
+        query = select(Counter.value).where(Counter.name == SEQ_COUNTER)
+        return conn.execute(query).scalar_one()
+
+    @staticmethod
+    def _take_seq(conn: Connection, count: int) -> int:
+        """Reserve ``count`` sequence numbers; return the first."""
+        statement = (
+            update(Counter)
+            .where(Counter.name == SEQ_COUNTER)
+            .values(value=Counter.value + count)
+            .returning(Counter.value)
+        )
+        last = conn.execute(statement).scalar_one()
+        return last - count + 1
+
+    def _trim_logs(self, conn: Connection, op_id: str) -> None:
+        """Keep only the newest ``log_lines`` lines of the operation."""
+        cutoff = conn.execute(
+            select(LOG.c.seq)
+            .where(LOG.c.operation_id == op_id)
+            .order_by(LOG.c.seq.desc())
+            .offset(self.log_lines)
+            .limit(1)
+        ).scalar()
+        if cutoff is not None:
+            conn.execute(delete(LOG).where(LOG.c.operation_id == op_id, LOG.c.seq <= cutoff))
