@@ -77,6 +77,8 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "OLLAMA_DECK_STALE_SECONDS": ("OLLAMA_DECK_STALE_SECONDS", 30.0, float),
     # What to do with operations left by a runner that vanished: resume or interrupt.
     "OLLAMA_DECK_ON_RESTART": ("OLLAMA_DECK_ON_RESTART", "resume", str),
+    # How long Ollama keeps a model in memory after a load from the page (Ollama's format).
+    "OLLAMA_DECK_KEEP_ALIVE": ("OLLAMA_DECK_KEEP_ALIVE", "30m", str),
     # SSE comment line interval, which keeps proxies from closing idle streams.
     "OLLAMA_DECK_SSE_HEARTBEAT_SECONDS": ("OLLAMA_DECK_SSE_HEARTBEAT_SECONDS", 15.0, float),
     # Start the runner (background pulls, recovery) with the app. Off for one-shot CLI use.

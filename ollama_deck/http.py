@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint
@@ -43,6 +44,14 @@ def register_json_errors(target: Blueprint | Any) -> None:
     target.register_error_handler(DeckError, _deck_error)
     target.register_error_handler(InvalidModelName, _bad_name)
     target.register_error_handler(HTTPException, _http_error)
+
+
+def sse_response(stream: Iterator[bytes]) -> Response:
+    """A streamed ``text/event-stream`` response that proxies must not cache or buffer."""
+    response = Response(stream, mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
 
 
 def json_body() -> dict[str, Any]:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from flask import Blueprint
 from flask import jsonify
 from flask import request
-from flask import Response
 
 from ..db import ACTIVE_STATUSES
 from ..db import FINAL_STATUSES
@@ -17,6 +16,7 @@ from ..errors import Conflict
 from ..errors import NotFound
 from ..http import int_arg
 from ..http import register_json_errors
+from ..http import sse_response
 from ..http import unknown_route
 from ..services.store import log_json
 from ..services.streams import follow
@@ -89,14 +89,14 @@ def delete_operation(op_id: str):
 @bp.get("/stream")
 def stream_all():
     """SSE of every operation: what the page listens to."""
-    return _sse(follow_for(None))
+    return sse_response(follow_for(None))
 
 
 @bp.get("/<op_id>/stream")
 def stream_operation(op_id: str):
     """SSE of one operation; it ends after the operation's final event."""
     _operation(op_id)
-    return _sse(follow_for(op_id))
+    return sse_response(follow_for(op_id))
 
 
 def follow_for(op_id: str | None) -> Iterator[bytes]:
@@ -122,10 +122,3 @@ def _last_event_id() -> int | None:
     if value < 0:
         raise BadRequest("Last-Event-ID must not be negative")
     return value
-
-
-def _sse(stream: Iterator[bytes]) -> Response:
-    response = Response(stream, mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response

@@ -108,6 +108,4 @@ def coalesce(events: list[DeckEvent]) -> list[DeckEvent]:
             newest[item.operation_id] = index
     if len(newest) == sum(1 for e in events if e.kind == "progress"):
         return events
-    return [
-        e for i, e in enumerate(events) if e.kind != "progress" or newest[e.operation_id] == i
-    ]
+    return [e for i, e in enumerate(events) if e.kind != "progress" or newest[e.operation_id] == i]

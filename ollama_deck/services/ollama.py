@@ -136,12 +136,19 @@ class OllamaClient:
             response.close()
 
     def _lines(self, response: requests.Response) -> Iterator[dict[str, Any]]:
-        loads = json.loads
+        # NDJSON is UTF-8: decoding each chunk once is cheaper than json.loads on bytes,
+        # which detects the encoding and decodes line by line. Split on "\n" only:
+        # str.splitlines would also split on characters like U+0085 inside a string.
+        response.encoding = "utf-8"
+        decode = json.JSONDecoder().decode
         try:
-            for raw in response.iter_lines(chunk_size=STREAM_CHUNK):
+            lines = response.iter_lines(
+                chunk_size=STREAM_CHUNK, decode_unicode=True, delimiter="\n"
+            )
+            for raw in lines:
                 if raw:
                     try:
-                        yield loads(raw)
+                        yield decode(raw)
                     except ValueError as exc:
                         text = f"Ollama sent a line that is not JSON: {raw[:200]!r}"
                         raise OllamaError(text) from exc

@@ -24,6 +24,7 @@ from ..db import FINAL_STATUSES
 from ..db import Operation
 from ..errors import Conflict
 from ..errors import DeckError
+from ..errors import ModelNotFound
 from ..errors import NotFound
 from .names import parse_model_name
 from .ollama import OllamaClient
@@ -33,7 +34,11 @@ from .store import OperationStore
 log = logging.getLogger(__name__)
 OP = Operation.__table__
 
-WRITE_INTERVAL = 1.0  # seconds: the longest a running pull goes without a write
+# A running pull writes when Ollama says something new (a status line), else when the
+# whole percent moved and PERCENT_INTERVAL passed, else every IDLE_INTERVAL. That is at
+# most 4 progress writes (and SSE events) a second, however fast lines come.
+PERCENT_INTERVAL = 0.25
+IDLE_INTERVAL = 1.0
 
 
 class Cancelled(Exception):
@@ -41,6 +46,16 @@ class Cancelled(Exception):
 
     def __init__(self, tracker: PullProgress | None = None) -> None:
         super().__init__("cancelled")
+        self.tracker = tracker
+
+
+class OperationFailed(Exception):
+    """The operation cannot succeed; ``message`` is what the user reads."""
+
+    def __init__(self, message: str, error: str, tracker: PullProgress | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error = error
         self.tracker = tracker
 
 
@@ -56,6 +71,7 @@ class RunnerSettings:
     stale_seconds: float = 30.0
     keep_finished_seconds: float = 7 * 24 * 3600.0
     on_restart: str = "resume"  # or "interrupt"
+    keep_alive: str = "30m"  # how long Ollama keeps a model loaded by a load operation
 
 
 class Runner:
@@ -99,6 +115,11 @@ class Runner:
         row, created = self.store.create_or_join(
             kind=kind, model=name.display, model_key=name.key, host=self.settings.host
         )
+        if not created and row["kind"] != kind:
+            raise Conflict(
+                f"a {row['kind']} of {name.display} is already {row['status']}; "
+                "wait for it to finish or cancel it"
+            )
         if created:
             self.dispatch()
             row = self.store.get(row["id"]) or row
@@ -204,7 +225,20 @@ class Runner:
         op_id = row["id"]
         owned = [OP.c.runner_id == self.runner_id, OP.c.status == "running"]
         try:
-            self._pull(row, cancel, owned)
+            if row["kind"] == "load":
+                tracker, done = self._load(row, cancel, owned), "loaded"
+            else:
+                tracker, done = self._pull(row, cancel, owned), "pulled"
+            self._finish(op_id, owned, "succeeded", done, tracker=tracker)
+        except OperationFailed as failure:
+            self._finish(
+                op_id,
+                owned,
+                "failed",
+                failure.message,
+                error=failure.error,
+                tracker=failure.tracker,
+            )
         except Cancelled as stop:
             if not (self._stopping.is_set() and self._release(op_id, owned)):
                 self._finish(op_id, owned, "cancelled", "cancelled", tracker=stop.tracker)
@@ -224,7 +258,8 @@ class Runner:
             if not self._stopping.is_set():
                 self.dispatch()
 
-    def _pull(self, row: dict[str, Any], cancel: threading.Event, owned: list[Any]) -> None:
+    def _pull(self, row: dict[str, Any], cancel: threading.Event, owned: list[Any]) -> PullProgress:
+        """Stream Ollama's pull into the operation; the tracker once Ollama said success."""
         op_id, model = row["id"], row["model"]
         clock = self.clock
         tracker = PullProgress(clock(), floor_percent=row["percent"] or 0.0)
@@ -235,29 +270,63 @@ class Runner:
         self._write(op_id, owned, tracker, [start_note], message="connecting to Ollama")
         last_write = clock()
         last_percent = -1
+        feed, is_cancelled = tracker.feed, cancel.is_set
         with self.client.pull(model) as lines:
             for line in lines:
-                if cancel.is_set():
+                if is_cancelled():
                     raise Cancelled(tracker)
-                notable = tracker.feed(line)
-                if tracker.error is not None:
-                    break
-                now = clock()
-                percent = tracker.whole_percent()
-                if notable or percent != last_percent or now - last_write >= WRITE_INTERVAL:
-                    logs = [tracker.status] if notable and tracker.status else []
-                    self._write(op_id, owned, tracker, logs)
-                    last_write, last_percent = now, percent
+                if feed(line):  # a new status line or an error: always worth a write
+                    if tracker.error is not None:
+                        break
+                    self._write(op_id, owned, tracker, [tracker.status])
+                    last_write, last_percent = clock(), tracker.whole_percent()
+                    continue
+                since = clock() - last_write
+                if since >= IDLE_INTERVAL or (
+                    since >= PERCENT_INTERVAL and tracker.whole_percent() != last_percent
+                ):
+                    self._write(op_id, owned, tracker, [])
+                    last_write, last_percent = clock(), tracker.whole_percent()
         if cancel.is_set():
             raise Cancelled(tracker)
         if tracker.error is not None:
-            message = f"Ollama: {tracker.error}"
-            self._finish(op_id, owned, "failed", message, error=tracker.error, tracker=tracker)
-        elif not tracker.succeeded:
+            raise OperationFailed(f"Ollama: {tracker.error}", tracker.error, tracker)
+        if not tracker.succeeded:
             message = "the pull stream ended before Ollama reported success"
-            self._finish(op_id, owned, "failed", message, error=message, tracker=tracker)
-        else:
-            self._finish(op_id, owned, "succeeded", "pulled", tracker=tracker)
+            raise OperationFailed(message, message, tracker)
+        return tracker
+
+    def _load(self, row: dict[str, Any], cancel: threading.Event, owned: list[Any]) -> PullProgress:
+        """Pull the model if it is missing, then have Ollama load it into memory."""
+        op_id, model = row["id"], row["model"]
+        try:
+            self.client.show(model)
+            tracker = PullProgress(self.clock())
+            note = f"{model} is installed"
+        except ModelNotFound:
+            tracker = self._pull(row, cancel, owned)
+            note = f"{model} pulled"
+        tracker.phase = "loading"
+        keep_alive = self.settings.keep_alive
+        self._write(
+            op_id,
+            owned,
+            tracker,
+            [f"{note}; loading it into memory (keep-alive {keep_alive})"],
+            message="loading into memory",
+        )
+        started = self.clock()
+        with self.client.generate(model, keep_alive=keep_alive) as lines:
+            for line in lines:
+                if cancel.is_set():
+                    raise Cancelled(tracker)
+                if line.get("error"):
+                    error = str(line["error"])
+                    raise OperationFailed(f"Ollama: {error}", error, tracker)
+        tracker.complete()
+        elapsed = self.clock() - started
+        self._write(op_id, owned, tracker, [f"loaded in {elapsed:.1f} s"], message="loaded")
+        return tracker
 
     def _write(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-PHASES = ("manifest", "downloading", "verifying", "writing", "done")
+PHASES = ("manifest", "downloading", "verifying", "writing", "loading", "done")
 
 # While bytes still come, stay below 100: the next layer's size is not known yet.
 RUNNING_CAP = 99.0
@@ -74,44 +74,54 @@ class PullProgress:
         """Take one line; return True when it says something new worth logging.
 
         That is a new status text (a new layer, verifying, success...) or an error line.
+        The common line (more bytes of a known layer) is handled first and cheaply.
         """
-        error = line.get("error")
-        if error is not None:
-            self.error = str(error) or "Ollama reported an error"
-            return True
-        status = line.get("status")
         digest = line.get("digest")
         if digest is not None:
             completed = line.get("completed") or 0
-            total = line.get("total") or 0
             layer = self.layers.get(digest)
             if layer is None:
+                total = line.get("total") or 0
                 self.layers[digest] = [completed, total]
                 self.completed += completed
                 self.total += total
             else:
                 if completed > layer[0]:
-                    self.completed += completed - layer[0]
-                    self._downloaded += completed - layer[0]
+                    delta = completed - layer[0]
                     layer[0] = completed
-                if total != layer[1]:
+                    self.completed += delta
+                    self._downloaded += delta
+                total = line.get("total")
+                if total and total != layer[1]:
                     self.total += total - layer[1]
                     layer[1] = total
-        if status is None or status == self.status:
+        elif "error" in line:
+            self.error = str(line["error"]) or "Ollama reported an error"
+            return True
+        status = line.get("status")
+        if status == self.status or status is None:
             return False
+        return self._new_status(status)
+
+    def _new_status(self, status: str) -> bool:
         self.status = status
         phase = phase_of(status)
         if phase is not None:
             self.phase = phase
         if status == "success":
-            self.succeeded = True
+            self.complete()
         return True
+
+    def complete(self) -> None:
+        """Mark the whole operation done (e.g. a load after its pull)."""
+        self.succeeded = True
+        self.phase = "done"
 
     def percent(self) -> float:
         """Overall percent, one decimal; 100 only once Ollama said success."""
         if self.succeeded:
             return 100.0
-        if self.phase in ("verifying", "writing"):
+        if self.phase in ("verifying", "writing", "loading"):
             value = RUNNING_CAP
         elif self.total:
             value = min(self.completed * 100.0 / self.total, RUNNING_CAP)

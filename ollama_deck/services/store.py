@@ -273,10 +273,7 @@ class OperationStore:
                 select(func.count()).select_from(OP).where(OP.c.status == "running")
             ).scalar_one()
             candidate = conn.execute(
-                select(OP.c.id)
-                .where(OP.c.status == "queued")
-                .order_by(OP.c.created_at)
-                .limit(1)
+                select(OP.c.id).where(OP.c.status == "queued").order_by(OP.c.created_at).limit(1)
             ).first()
             if running >= limit or candidate is None:
                 conn.rollback()
@@ -325,9 +322,7 @@ class OperationStore:
     def purge_finished(self, before: float) -> int:
         """Forget operations that finished before ``before``, with their logs."""
         with self.engine.begin() as conn:
-            old = select(OP.c.id).where(
-                OP.c.status.in_(FINAL_STATUSES), OP.c.finished_at < before
-            )
+            old = select(OP.c.id).where(OP.c.status.in_(FINAL_STATUSES), OP.c.finished_at < before)
             conn.execute(delete(LOG).where(LOG.c.operation_id.in_(old)))
             result = conn.execute(delete(OP).where(OP.c.id.in_(old.scalar_subquery())))
         return result.rowcount or 0
