@@ -9,6 +9,7 @@ No other module imports requests.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,32 @@ from ..errors import OllamaUnavailable
 
 # Big reads keep a fast stream cheap; Ollama's chunked lines still arrive one by one.
 STREAM_CHUNK = 64 * 1024
+
+
+class Stream:
+    """An open NDJSON stream from Ollama: iterate it for the parsed lines.
+
+    ``abort()`` may be called from another thread: it shuts the socket down, which wakes
+    a read blocked on a silent Ollama at once (closing the socket alone would not).
+    """
+
+    def __init__(self, response: requests.Response, lines: Iterator[dict[str, Any]]) -> None:
+        self._response = response
+        self._lines = lines
+        self.aborted = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._lines
+
+    def abort(self) -> None:
+        self.aborted = True
+        connection = getattr(self._response.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
 
 class OllamaClient:
@@ -67,8 +94,8 @@ class OllamaClient:
     # -- streams --------------------------------------------------------------------
 
     @contextmanager
-    def pull(self, model: str) -> Iterator[Iterator[dict[str, Any]]]:
-        """Stream Ollama's pull of ``model``: yields an iterator of the parsed NDJSON lines.
+    def pull(self, model: str) -> Iterator[Stream]:
+        """Stream Ollama's pull of ``model``: yields a Stream of the parsed NDJSON lines.
 
         Leaving the ``with`` block closes the connection, which makes Ollama stop the
         download (it keeps the partial blobs, so the next pull resumes).
@@ -77,14 +104,14 @@ class OllamaClient:
             yield lines
 
     @contextmanager
-    def generate(self, model: str, **fields: Any) -> Iterator[Iterator[dict[str, Any]]]:
+    def generate(self, model: str, **fields: Any) -> Iterator[Stream]:
         """Stream ``/api/generate``; with no prompt it only loads (or unloads) the model."""
         body = {"model": model, "stream": True, **fields}
         with self._stream("POST", "/api/generate", body) as lines:
             yield lines
 
     @contextmanager
-    def chat(self, model: str, messages: list[dict[str, Any]]) -> Iterator[Iterator[dict]]:
+    def chat(self, model: str, messages: list[dict[str, Any]]) -> Iterator[Stream]:
         """Stream ``/api/chat`` replies for ``messages``."""
         body = {"model": model, "messages": messages, "stream": True}
         with self._stream("POST", "/api/chat", body) as lines:
@@ -117,7 +144,7 @@ class OllamaClient:
         return response
 
     @contextmanager
-    def _stream(self, method: str, path: str, body: dict) -> Iterator[Iterator[dict]]:
+    def _stream(self, method: str, path: str, body: dict) -> Iterator[Stream]:
         url = self.base_url + path
         try:
             response = self.session.request(
@@ -131,7 +158,7 @@ class OllamaClient:
             raise self._connection_error(exc) from exc
         try:
             self._raise_for_status(response)
-            yield self._lines(response)
+            yield Stream(response, self._lines(response))
         finally:
             response.close()
 

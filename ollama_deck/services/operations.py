@@ -17,7 +17,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from ..db import FINAL_STATUSES
@@ -28,6 +31,7 @@ from ..errors import ModelNotFound
 from ..errors import NotFound
 from .names import parse_model_name
 from .ollama import OllamaClient
+from .ollama import Stream
 from .progress import PullProgress
 from .store import OperationStore
 
@@ -64,6 +68,26 @@ class OwnershipLost(Exception):
 
 
 @dataclass
+class Job:
+    """This process's handle on a running operation: its cancel flag and open stream."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stream: Stream | None = None
+
+    def attach(self, stream: Stream) -> None:
+        """Remember the open stream; abort it at once if a stop came first."""
+        self.stream = stream
+        if self.cancel.is_set():
+            stream.abort()
+
+    def stop(self) -> None:
+        self.cancel.set()
+        stream = self.stream
+        if stream is not None:
+            stream.abort()
+
+
+@dataclass
 class RunnerSettings:
     host: str
     max_concurrent: int = 2
@@ -91,7 +115,7 @@ class Runner:
         self.clock = clock
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
-        self._jobs: dict[str, threading.Event] = {}  # op id -> cancel flag
+        self._jobs: dict[str, Job] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._stopping = threading.Event()
         self._maintenance: threading.Thread | None = None
@@ -194,10 +218,10 @@ class Runner:
         """Stop taking work; running pulls go back to `queued` for the next process."""
         self._stopping.set()
         with self._lock:
-            flags = list(self._jobs.values())
+            jobs = list(self._jobs.values())
             threads = list(self._threads.values())
-        for flag in flags:
-            flag.set()
+        for job in jobs:
+            job.stop()
         for thread in threads:
             thread.join(timeout)
         if self._maintenance is not None:
@@ -206,29 +230,29 @@ class Runner:
     # -- threads --------------------------------------------------------------------
 
     def _start_thread(self, row: dict[str, Any]) -> None:
-        flag = threading.Event()
+        job = Job()
         thread = threading.Thread(
-            target=self._run, args=(row, flag), name=f"ollama-deck-{row['id'][:8]}", daemon=True
+            target=self._run, args=(row, job), name=f"ollama-deck-{row['id'][:8]}", daemon=True
         )
         with self._lock:
-            self._jobs[row["id"]] = flag
+            self._jobs[row["id"]] = job
             self._threads[row["id"]] = thread
         thread.start()
 
     def _flag_cancel(self, op_id: str) -> None:
         with self._lock:
-            flag = self._jobs.get(op_id)
-        if flag is not None:
-            flag.set()
+            job = self._jobs.get(op_id)
+        if job is not None:
+            job.stop()
 
-    def _run(self, row: dict[str, Any], cancel: threading.Event) -> None:
+    def _run(self, row: dict[str, Any], job: Job) -> None:
         op_id = row["id"]
         owned = [OP.c.runner_id == self.runner_id, OP.c.status == "running"]
         try:
             if row["kind"] == "load":
-                tracker, done = self._load(row, cancel, owned), "loaded"
+                tracker, done = self._load(row, job, owned), "loaded"
             else:
-                tracker, done = self._pull(row, cancel, owned), "pulled"
+                tracker, done = self._pull(row, job, owned), "pulled"
             self._finish(op_id, owned, "succeeded", done, tracker=tracker)
         except OperationFailed as failure:
             self._finish(
@@ -258,7 +282,7 @@ class Runner:
             if not self._stopping.is_set():
                 self.dispatch()
 
-    def _pull(self, row: dict[str, Any], cancel: threading.Event, owned: list[Any]) -> PullProgress:
+    def _pull(self, row: dict[str, Any], job: Job, owned: list[Any]) -> PullProgress:
         """Stream Ollama's pull into the operation; the tracker once Ollama said success."""
         op_id, model = row["id"], row["model"]
         clock = self.clock
@@ -270,8 +294,9 @@ class Runner:
         self._write(op_id, owned, tracker, [start_note], message="connecting to Ollama")
         last_write = clock()
         last_percent = -1
-        feed, is_cancelled = tracker.feed, cancel.is_set
-        with self.client.pull(model) as lines:
+        feed, is_cancelled = tracker.feed, job.cancel.is_set
+        with self._watched(job, tracker), self.client.pull(model) as lines:
+            job.attach(lines)
             for line in lines:
                 if is_cancelled():
                     raise Cancelled(tracker)
@@ -287,7 +312,7 @@ class Runner:
                 ):
                     self._write(op_id, owned, tracker, [])
                     last_write, last_percent = clock(), tracker.whole_percent()
-        if cancel.is_set():
+        if is_cancelled():
             raise Cancelled(tracker)
         if tracker.error is not None:
             raise OperationFailed(f"Ollama: {tracker.error}", tracker.error, tracker)
@@ -296,7 +321,7 @@ class Runner:
             raise OperationFailed(message, message, tracker)
         return tracker
 
-    def _load(self, row: dict[str, Any], cancel: threading.Event, owned: list[Any]) -> PullProgress:
+    def _load(self, row: dict[str, Any], job: Job, owned: list[Any]) -> PullProgress:
         """Pull the model if it is missing, then have Ollama load it into memory."""
         op_id, model = row["id"], row["model"]
         try:
@@ -304,7 +329,7 @@ class Runner:
             tracker = PullProgress(self.clock())
             note = f"{model} is installed"
         except ModelNotFound:
-            tracker = self._pull(row, cancel, owned)
+            tracker = self._pull(row, job, owned)
             note = f"{model} pulled"
         tracker.phase = "loading"
         keep_alive = self.settings.keep_alive
@@ -316,9 +341,13 @@ class Runner:
             message="loading into memory",
         )
         started = self.clock()
-        with self.client.generate(model, keep_alive=keep_alive) as lines:
+        with (
+            self._watched(job, tracker),
+            self.client.generate(model, keep_alive=keep_alive) as lines,
+        ):
+            job.attach(lines)
             for line in lines:
-                if cancel.is_set():
+                if job.cancel.is_set():
                     raise Cancelled(tracker)
                 if line.get("error"):
                     error = str(line["error"])
@@ -327,6 +356,19 @@ class Runner:
         elapsed = self.clock() - started
         self._write(op_id, owned, tracker, [f"loaded in {elapsed:.1f} s"], message="loaded")
         return tracker
+
+    @staticmethod
+    @contextmanager
+    def _watched(job: Job, tracker: PullProgress) -> Iterator[None]:
+        """A stream broken because we aborted it is a cancel, not an Ollama failure."""
+        try:
+            yield
+        except DeckError:
+            if job.cancel.is_set():
+                raise Cancelled(tracker) from None
+            raise
+        finally:
+            job.stream = None
 
     def _write(
         self,
