@@ -1,0 +1,788 @@
+"""A fake Ollama for tests, benchmarks and demos: a real HTTP server on 127.0.0.1.
+
+It speaks Ollama's wire format (see docs/api.md in ollama/ollama) for ``/``, version, tags,
+show, ps, delete, chat, generate and pull, so code under test talks to it over a real socket
+exactly as it would talk to Ollama. Pulls are scripted per model with :class:`PullScript`:
+layer sizes, pace, an error line, a dropped connection or a stall that lasts until
+:meth:`FakeOllama.release`. Partial downloads survive a broken pull, as in Ollama, so a second
+pull of the same model resumes where the first one stopped.
+
+Embedders can use it in their own tests::
+
+    from ollama_deck.testing import FakeOllama, PullScript
+
+    fake = FakeOllama().start()
+    fake.allow_pull("llama3.2:1b", PullScript(layers=[2_000_000, 1_429]))
+    ...  # point OLLAMA_DECK_OLLAMA_HOST at fake.url
+    fake.stop()
+
+Run ``python -m ollama_deck.testing --demo`` for a fake with a few models that pulls any
+name at a watchable pace; it prints its URL on the first line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
+from datetime import UTC
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+UNKNOWN_MANIFEST = "pull model manifest: file does not exist"
+DEFAULT_REPLY = "Hello! I am a fake Ollama model, and this reply is streamed one word at a time."
+VERSION = "0.9.6"
+
+
+@dataclass
+class PullScript:
+    """How a pull of one model behaves.
+
+    ``layers`` are blob sizes in bytes, pulled in order; each progress line advances the
+    current layer by ``step`` bytes, ``interval`` seconds apart. The ``*_after`` counts are
+    progress lines sent (over all layers) before the event: ``error_after`` sends an
+    ``{"error": ...}`` line, ``drop_after`` closes the connection, ``hold_after`` stops
+    sending until :meth:`FakeOllama.release` (or until the client goes away).
+    """
+
+    layers: list[int] = field(default_factory=lambda: [2_000_000, 1_429])
+    step: int = 100_000
+    interval: float = 0.0
+    error_after: int | None = None
+    error: str = "max retries exceeded: unexpected EOF"
+    drop_after: int | None = None
+    hold_after: int | None = None
+
+
+@dataclass
+class _Model:
+    name: str
+    size: int
+    digest: str
+    modified_at: str
+    family: str
+    parameter_size: str
+    quantization: str
+    context_length: int
+    capabilities: list[str]
+    license: str
+    template: str
+    parameters: str
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "parent_model": "",
+            "format": "gguf",
+            "family": self.family,
+            "families": [self.family],
+            "parameter_size": self.parameter_size,
+            "quantization_level": self.quantization,
+        }
+
+    def entry(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.name,
+            "modified_at": self.modified_at,
+            "size": self.size,
+            "digest": self.digest,
+            "details": self.details(),
+        }
+
+
+@dataclass
+class _Pull:
+    script: PullScript
+    meta: dict[str, Any]
+    released: threading.Event = field(default_factory=threading.Event)
+
+
+def normalize(name: str) -> str:
+    """Ollama's short form: a missing tag means ``latest``."""
+    name = name.strip()
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).astimezone()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _parameter_count(parameter_size: str) -> int:
+    text = parameter_size.strip().upper()
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(text[-1:], 1)
+    try:
+        return int(float(text.rstrip("KMBT")) * scale)
+    except ValueError:
+        return 0
+
+
+class FakeOllama:
+    """A scriptable Ollama on ``127.0.0.1``; ``start()`` it, use ``.url``, ``stop()`` it.
+
+    ``stop()`` then ``start()`` again serves on the same port, as an Ollama that restarts.
+    """
+
+    def __init__(self, port: int = 0, *, token_interval: float = 0.005) -> None:
+        self.port = port
+        self.token_interval = token_interval
+        self.chat_reply = DEFAULT_REPLY
+        self.default_pull: PullScript | None = None  # for names never allowed: demo mode
+        self.requests: list[tuple[str, str, Any]] = []
+        self._lock = threading.Lock()
+        self._models: dict[str, _Model] = {}
+        self._pulls: dict[str, _Pull] = {}
+        self._pull_counts: dict[str, int] = {}
+        self._partials: dict[str, int] = {}  # blob digest -> bytes on disk
+        self._loaded: dict[str, datetime] = {}  # model key -> expires_at
+        self._bench_body: dict[str, bytes] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeOllama:
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and cut every open connection, as an Ollama that dies would."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            for pull in self._pulls.values():
+                pull.released.set()
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self) -> FakeOllama:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting ---------------------------------------------------------------------------
+
+    def add_model(
+        self,
+        name: str,
+        *,
+        size: int = 1_000_000,
+        parameter_size: str = "1.2B",
+        quantization: str = "Q4_K_M",
+        family: str = "llama",
+        context_length: int = 131_072,
+        capabilities: list[str] | None = None,
+        license: str = "Fake Model License\nUse it for tests.",
+        template: str = "{{ .Prompt }}",
+        parameters: str = 'stop                           "<|eot_id|>"',
+        modified_at: datetime | None = None,
+    ) -> None:
+        name = normalize(name)
+        model = _Model(
+            name=name,
+            size=size,
+            digest=_digest(name + str(size)),
+            modified_at=(modified_at or _now()).isoformat(),
+            family=family,
+            parameter_size=parameter_size,
+            quantization=quantization,
+            context_length=context_length,
+            capabilities=list(capabilities or ["completion", "tools"]),
+            license=license,
+            template=template,
+            parameters=parameters,
+        )
+        with self._lock:
+            self._models[name.lower()] = model
+
+    def remove_model(self, name: str) -> None:
+        with self._lock:
+            self._models.pop(normalize(name).lower(), None)
+
+    def installed(self) -> list[str]:
+        with self._lock:
+            return [m.name for m in self._models.values()]
+
+    def allow_pull(self, name: str, script: PullScript | None = None, **meta: Any) -> None:
+        """Let ``name`` be pulled as ``script`` says; ``meta`` goes to :meth:`add_model`."""
+        with self._lock:
+            self._pulls[normalize(name).lower()] = _Pull(script or PullScript(), meta)
+
+    def release(self, name: str) -> None:
+        """Let a pull held by ``hold_after`` go on to the end."""
+        with self._lock:
+            pull = self._pulls.get(normalize(name).lower())
+        if pull is not None:
+            pull.released.set()
+
+    def pull_count(self, name: str) -> int:
+        """How many pull requests arrived for ``name``."""
+        with self._lock:
+            return self._pull_counts.get(normalize(name).lower(), 0)
+
+    def loaded(self) -> list[str]:
+        """Models loaded in memory now (by generate or chat, until their keep-alive ends)."""
+        with self._lock:
+            return [self._models[k].name for k in self._loaded if k in self._models]
+
+    def bench_pull(self, name: str, lines: int) -> None:
+        """A pull of exactly ``lines`` progress lines, sent as fast as the socket takes them."""
+        name = normalize(name)
+        layer = _digest(name)
+        pulling = f"pulling {layer[:12]}"
+        total = lines * 1_000
+        parts = ['{"status":"pulling manifest"}\n']
+        parts.extend(
+            json.dumps(
+                {
+                    "status": pulling,
+                    "digest": f"sha256:{layer}",
+                    "total": total,
+                    "completed": (i + 1) * 1_000,
+                },
+                separators=(",", ":"),
+            )
+            + "\n"
+            for i in range(lines)
+        )
+        parts.append('{"status":"verifying sha256 digest"}\n{"status":"writing manifest"}\n')
+        parts.append('{"status":"success"}\n')
+        with self._lock:
+            self._bench_body[name.lower()] = "".join(parts).encode()
+
+    # -- behaviour behind the endpoints ------------------------------------------------------
+
+    def _find(self, name: Any) -> _Model | None:
+        if not isinstance(name, str) or not name:
+            return None
+        with self._lock:
+            return self._models.get(normalize(name).lower())
+
+    def _keep_alive(self, key: str, keep_alive: Any) -> bool:
+        """Apply a request's keep-alive; False when it unloads the model."""
+        seconds = _seconds(keep_alive)
+        with self._lock:
+            if seconds == 0:
+                self._loaded.pop(key, None)
+                return False
+            self._loaded[key] = _now() + timedelta(seconds=seconds if seconds > 0 else 86_400)
+            return True
+
+    def _ps(self) -> list[dict[str, Any]]:
+        now = _now()
+        with self._lock:
+            for key in [k for k, until in self._loaded.items() if until <= now]:
+                del self._loaded[key]
+            rows = [
+                (until, self._models[key])
+                for key, until in self._loaded.items()
+                if key in self._models
+            ]
+        rows.sort(key=lambda row: row[0], reverse=True)
+        return [
+            dict(
+                model.entry(),
+                expires_at=until.isoformat(),
+                size_vram=model.size,
+                context_length=4096,
+            )
+            for until, model in rows
+        ]
+
+
+def _seconds(keep_alive: Any) -> float:
+    """Ollama's keep_alive: a number of seconds or a Go duration; negative keeps forever."""
+    if keep_alive is None:
+        return 300.0
+    if isinstance(keep_alive, int | float):
+        return float(keep_alive)
+    text = str(keep_alive).strip()
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix):
+            try:
+                return float(text[: -len(suffix)]) * units[suffix]
+            except ValueError:
+                break
+    try:
+        return float(text)
+    except ValueError:
+        return 300.0
+
+
+def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
+    class Handler(_Handler):
+        pass
+
+    Handler.fake = fake
+    return Handler
+
+
+class _Dropped(Exception):
+    """The script cut the connection."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeOllama
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeOllama"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet in tests
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.fake._lock:
+            self.fake._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    # -- routing -----------------------------------------------------------------------------
+
+    ROUTES = {
+        ("GET", "/"): "root",
+        ("HEAD", "/"): "root",
+        ("GET", "/api/version"): "version",
+        ("GET", "/api/tags"): "tags",
+        ("GET", "/api/ps"): "ps",
+        ("POST", "/api/show"): "show",
+        ("DELETE", "/api/delete"): "delete",
+        ("POST", "/api/pull"): "pull",
+        ("POST", "/api/chat"): "chat",
+        ("POST", "/api/generate"): "generate",
+    }
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_HEAD(self) -> None:
+        self._route("HEAD")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    def _route(self, method: str) -> None:
+        path = self.path.split("?", 1)[0]
+        name = self.ROUTES.get((method, path))
+        body = self._body() if method in ("POST", "DELETE") else None
+        with self.fake._lock:
+            if len(self.fake.requests) < 10_000:
+                self.fake.requests.append((method, path, body))
+        if name is None:
+            known = {p for _, p in self.ROUTES}
+            if path in known:
+                self._text(405, "405 method not allowed")
+            else:
+                self._text(404, "404 page not found")
+            return
+        if method in ("POST", "DELETE") and body is _INVALID:
+            self._json(400, {"error": "invalid character in request body"})
+            return
+        try:
+            getattr(self, "_" + name)(body if isinstance(body, dict) else {})
+        except (_Dropped, ConnectionError, OSError):
+            self.close_connection = True
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return _INVALID
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def _text(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode() if payload is not None else b""
+        self.send_response(status)
+        if payload is not None:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _line(self, payload: dict[str, Any]) -> None:
+        self._chunk(json.dumps(payload).encode() + b"\n")
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _drop(self) -> None:
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        raise _Dropped
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def _root(self, body: dict[str, Any]) -> None:
+        self._text(200, "Ollama is running")
+
+    def _version(self, body: dict[str, Any]) -> None:
+        self._json(200, {"version": VERSION})
+
+    def _tags(self, body: dict[str, Any]) -> None:
+        with self.fake._lock:
+            models = sorted(self.fake._models.values(), key=lambda m: m.modified_at, reverse=True)
+            self._json(200, {"models": [m.entry() for m in models]})
+
+    def _ps(self, body: dict[str, Any]) -> None:
+        self._json(200, {"models": self.fake._ps()})
+
+    def _model_name(self, body: dict[str, Any]) -> str | None:
+        name = body.get("model") or body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self._json(400, {"error": "model is required"})
+            return None
+        return name
+
+    def _show(self, body: dict[str, Any]) -> None:
+        name = self._model_name(body)
+        if name is None:
+            return
+        model = self.fake._find(name)
+        if model is None:
+            self._json(404, {"error": f"model '{normalize(name)}' not found"})
+            return
+        arch = model.family
+        params = _parameter_count(model.parameter_size)
+        # Rough transformer shape for the size, so VRAM estimates have numbers to work with.
+        blocks = 16 if params < 2e9 else 28 if params < 5e9 else 32 if params < 1e10 else 48
+        embedding = 2048 if params < 2e9 else 3072 if params < 5e9 else 4096
+        self._json(
+            200,
+            {
+                "modelfile": f'# Modelfile generated by "ollama show"\nFROM {model.name}\n',
+                "parameters": model.parameters,
+                "template": model.template,
+                "license": model.license,
+                "details": model.details(),
+                "model_info": {
+                    "general.architecture": arch,
+                    "general.parameter_count": params,
+                    f"{arch}.block_count": blocks,
+                    f"{arch}.context_length": model.context_length,
+                    f"{arch}.embedding_length": embedding,
+                    f"{arch}.attention.head_count": 32,
+                    f"{arch}.attention.head_count_kv": 8,
+                    "tokenizer.ggml.tokens": [],
+                },
+                "capabilities": model.capabilities,
+                "modified_at": model.modified_at,
+            },
+        )
+
+    def _delete(self, body: dict[str, Any]) -> None:
+        name = self._model_name(body)
+        if name is None:
+            return
+        key = normalize(name).lower()
+        with self.fake._lock:
+            found = self.fake._models.pop(key, None)
+            self.fake._loaded.pop(key, None)
+        if found is None:
+            self._json(404, {"error": f"model '{name}' not found"})
+        else:
+            self._json(200, None)
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        self._converse(body, chat=True)
+
+    def _generate(self, body: dict[str, Any]) -> None:
+        self._converse(body, chat=False)
+
+    def _converse(self, body: dict[str, Any], *, chat: bool) -> None:
+        name = self._model_name(body)
+        if name is None:
+            return
+        model = self.fake._find(name)
+        if model is None:
+            self._json(404, {"error": f"model '{normalize(name)}' not found"})
+            return
+        if "completion" not in model.capabilities:
+            verb = "chat" if chat else "generate"
+            self._json(400, {"error": f'"{model.name}" does not support {verb}'})
+            return
+        key = model.name.lower()
+        stream = body.get("stream", True) is not False
+        stay = self.fake._keep_alive(key, body.get("keep_alive"))
+        prompt = _prompt_text(body, chat)
+        base = {"model": model.name, "created_at": _now().isoformat()}
+        if not prompt:
+            reason = "load" if stay else "unload"
+            final = dict(base, done=True, done_reason=reason)
+            final.update({"message": {"role": "assistant", "content": ""}} if chat else {})
+            final.update({} if chat else {"response": ""})
+            if stream:
+                self._start_stream()
+                self._line(final)
+                self._end_stream()
+            else:
+                self._json(200, final)
+            return
+        words = self.fake.chat_reply.split(" ")
+        tokens = [w + " " for w in words[:-1]] + words[-1:]
+        started = time.perf_counter_ns()
+        if stream:
+            self._start_stream()
+            for token in tokens:
+                piece = (
+                    {"message": {"role": "assistant", "content": token}}
+                    if chat
+                    else {"response": token}
+                )
+                self._line(dict(base, **piece, done=False))
+                if self.fake.token_interval:
+                    time.sleep(self.fake.token_interval)
+        elapsed = max(time.perf_counter_ns() - started, 1)
+        final = dict(
+            base,
+            done=True,
+            done_reason="stop",
+            total_duration=elapsed + 1_000_000,
+            load_duration=1_000_000,
+            prompt_eval_count=len(prompt.split()),
+            prompt_eval_duration=500_000,
+            eval_count=len(tokens),
+            eval_duration=elapsed,
+        )
+        if chat:
+            final["message"] = {
+                "role": "assistant",
+                "content": "" if stream else self.fake.chat_reply,
+            }
+        else:
+            final["response"] = "" if stream else self.fake.chat_reply
+        if stream:
+            self._line(final)
+            self._end_stream()
+        else:
+            self._json(200, final)
+
+    def _pull(self, body: dict[str, Any]) -> None:
+        raw = self._model_name(body)
+        if raw is None:
+            return
+        name = normalize(raw)
+        key = name.lower()
+        fake = self.fake
+        with fake._lock:
+            fake._pull_counts[key] = fake._pull_counts.get(key, 0) + 1
+            bench = fake._bench_body.get(key)
+            pull = fake._pulls.get(key)
+            installed = fake._models.get(key)
+        if bench is not None:
+            self._start_stream()
+            for start in range(0, len(bench), 65_536):
+                self._chunk(bench[start : start + 65_536])
+            self._end_stream()
+            return
+        if pull is None and installed is None and fake.default_pull is not None:
+            pull = _Pull(fake.default_pull, {})
+            with fake._lock:
+                fake._pulls[key] = pull
+        self._start_stream()
+        self._line({"status": "pulling manifest"})
+        if pull is None and installed is not None:
+            # Already here: every blob is on disk, one line each, then success.
+            digest = installed.digest
+            self._line(
+                {
+                    "status": f"pulling {digest[:12]}",
+                    "digest": f"sha256:{digest}",
+                    "total": installed.size,
+                    "completed": installed.size,
+                }
+            )
+            self._finish_pull()
+            return
+        if pull is None:
+            self._line({"error": UNKNOWN_MANIFEST})
+            self._end_stream()
+            return
+        self._scripted_pull(name, pull)
+
+    def _scripted_pull(self, name: str, pull: _Pull) -> None:
+        script, fake = pull.script, self.fake
+        sent = 0
+        for index, total in enumerate(script.layers):
+            digest = _digest(f"{name}/{index}/{total}")
+            status = f"pulling {digest[:12]}"
+            with fake._lock:
+                done = min(fake._partials.get(digest, 0), total)
+            while True:
+                done = min(done + script.step, total) if done < total else total
+                self._line(
+                    {
+                        "status": status,
+                        "digest": f"sha256:{digest}",
+                        "total": total,
+                        "completed": done,
+                    }
+                )
+                with fake._lock:
+                    fake._partials[digest] = done
+                sent += 1
+                if script.error_after is not None and sent >= script.error_after:
+                    self._line({"error": script.error})
+                    self._end_stream()
+                    return
+                if script.drop_after is not None and sent >= script.drop_after:
+                    self._drop()
+                if script.hold_after is not None and sent == script.hold_after:
+                    self._hold(pull)
+                if done >= total:
+                    break
+                if script.interval:
+                    time.sleep(script.interval)
+        size = sum(script.layers)
+        fake.add_model(name, size=size, **pull.meta)
+        self._finish_pull()
+
+    def _hold(self, pull: _Pull) -> None:
+        """Send nothing until released; give up when the client has gone away."""
+        while not pull.released.wait(0.05):
+            if _peer_closed(self.connection):
+                raise _Dropped
+
+    def _finish_pull(self) -> None:
+        for status in ("verifying sha256 digest", "writing manifest", "success"):
+            self._line({"status": status})
+        self._end_stream()
+
+
+_INVALID = object()
+
+
+def _prompt_text(body: dict[str, Any], chat: bool) -> str:
+    if not chat:
+        prompt = body.get("prompt")
+        return prompt if isinstance(prompt, str) else ""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    return " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict)).strip()
+
+
+def _peer_closed(conn: socket.socket) -> bool:
+    """Whether the other side closed the connection (a readable socket with no data)."""
+    try:
+        conn.setblocking(False)
+        try:
+            return conn.recv(1, socket.MSG_PEEK) == b""
+        finally:
+            conn.setblocking(True)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def demo(fake: FakeOllama) -> None:
+    """A few installed models and pulls of any name at a pace a person can watch (~30 s)."""
+    fake.add_model("llama3.2:3b", size=2_019_393_189, parameter_size="3.2B", family="llama")
+    fake.add_model("qwen2.5-coder:1.5b", size=986_062_089, parameter_size="1.5B", family="qwen2")
+    fake.add_model(
+        "nomic-embed-text:latest",
+        size=274_302_450,
+        parameter_size="137M",
+        quantization="F16",
+        family="nomic-bert",
+        capabilities=["embedding"],
+    )
+    fake.default_pull = PullScript(
+        layers=[1_900_000_000, 12_403, 1_429, 96, 485], step=8_000_000, interval=0.12
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run a fake Ollama on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--demo", action="store_true", help="some models; any name pulls")
+    parser.add_argument(
+        "--bench-lines", type=int, default=0, help="make bench:latest a pull of N lines"
+    )
+    args = parser.parse_args(argv)
+    fake = FakeOllama(args.port)
+    if args.demo:
+        demo(fake)
+    if args.bench_lines:
+        fake.bench_pull("bench:latest", args.bench_lines)
+    fake.start()
+    print(fake.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

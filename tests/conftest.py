@@ -1,0 +1,149 @@
+"""Fixtures: a real fake Ollama, apps over temporary databases, a live HTTP server."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import create_engine
+from sqlalchemy import text
+from werkzeug.serving import make_server
+
+from ollama_deck import create_app
+from ollama_deck import OllamaDeck
+from ollama_deck.testing import FakeOllama
+
+PG_VARIABLE = "OLLAMA_DECK_TEST_DATABASE_URL"
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    """A fake Ollama: a real HTTP server on an ephemeral 127.0.0.1 port."""
+    fake = FakeOllama().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh database: a SQLite file, and PostgreSQL when OLLAMA_DECK_TEST_DATABASE_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'deck.db'}"
+        return
+    base = os.environ.get(PG_VARIABLE)
+    if not base:
+        pytest.skip(
+            f"PostgreSQL tests need {PG_VARIABLE} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
+    schema = f"deck_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'deck.db'}"
+
+
+def test_settings(ollama_url: str, database_url: str, **overrides: Any) -> dict[str, Any]:
+    """Settings that make the background machinery quick enough for tests."""
+    settings = {
+        "TESTING": True,
+        "OLLAMA_DECK_OLLAMA_HOST": ollama_url,
+        "OLLAMA_DECK_DATABASE_URL": database_url,
+        "OLLAMA_DECK_HEARTBEAT_SECONDS": 0.2,
+        "OLLAMA_DECK_STALE_SECONDS": 1.0,
+        "OLLAMA_DECK_SSE_HEARTBEAT_SECONDS": 15.0,
+        "OLLAMA_DECK_PULL_STALL_TIMEOUT": 5.0,
+        "OLLAMA_DECK_REQUEST_TIMEOUT": 5.0,
+    }
+    settings.update(overrides)
+    return settings
+
+
+test_settings.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture
+def make_app(fake_ollama, sqlite_url):
+    """Build apps against the fake Ollama; each is shut down after the test."""
+    apps = []
+
+    def build(**overrides: Any):
+        database = overrides.pop("database_url", sqlite_url)
+        app = create_app(test_settings(fake_ollama.url, database, **overrides))
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        OllamaDeck.shutdown(app)
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class LiveServer:
+    """A Flask app served over a real socket in a thread (werkzeug, threaded)."""
+
+    def __init__(self, app) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.session = requests.Session()
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.get(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.post(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.delete(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.put(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.session.close()
+
+
+@pytest.fixture
+def serve():
+    """Serve apps over real sockets; stopped after the test."""
+    servers = []
+
+    def start(app) -> LiveServer:
+        server = LiveServer(app)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live(app, serve) -> LiveServer:
+    return serve(app)
