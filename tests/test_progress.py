@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_deck.services.progress import PullProgress
 from ollama_deck.services.progress import phase_of
+from ollama_deck.services.progress import PullProgress
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
@@ -146,8 +146,9 @@ def test_speed_is_a_moving_average_and_eta_follows():
 def test_resumed_bytes_do_not_count_as_speed():
     tracker = PullProgress(0.0)
     # A resumed layer's first line already shows 900 MB on disk.
-    tracker.feed({"status": "pulling a", "digest": DIGEST_A, "total": 10**9, "completed": 9 * 10**8})
-    tracker.feed({"status": "pulling a", "digest": DIGEST_A, "total": 10**9, "completed": 901 * 10**6})
+    line = {"status": "pulling a", "digest": DIGEST_A, "total": 10**9}
+    tracker.feed(dict(line, completed=900 * 10**6))
+    tracker.feed(dict(line, completed=901 * 10**6))
     assert tracker.sample_speed(1.0) == pytest.approx(1_000_000)
     assert tracker.percent() == 90.1
 

@@ -1,0 +1,318 @@
+"""Pulls end to end: the app over a real socket, the fake Ollama over another."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from ollama_deck.testing import PullScript
+
+from .conftest import test_settings
+from .helpers import wait_until
+
+FINAL = {"succeeded", "failed", "cancelled", "interrupted"}
+LAYERS = [400_000, 1_429, 7_711, 96, 485]
+
+
+def start_pull(live, model: str) -> dict:
+    response = live.post("/api/models/pull", json={"model": model})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def get_op(live, op_id: str, **params) -> dict:
+    response = live.get(f"/progress/{op_id}", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_final(live, op_id: str, timeout: float = 15.0) -> dict:
+    return wait_until(
+        lambda: (op := get_op(live, op_id, log=300))["status"] in FINAL and op, timeout
+    )
+
+
+def wait_status(live, op_id: str, status: str, timeout: float = 10.0) -> dict:
+    return wait_until(lambda: (op := get_op(live, op_id))["status"] == status and op, timeout)
+
+
+def log_texts(op: dict) -> list[str]:
+    return [line["text"] for line in op["log"]]
+
+
+def test_multi_layer_pull_succeeds_with_a_rising_bar(fake_ollama, live):
+    fake_ollama.allow_pull(
+        "llama3.2:1b", PullScript(layers=LAYERS, step=10_000, interval=0.01), parameter_size="1.2B"
+    )
+    op = start_pull(live, "llama3.2:1b")
+    assert op["created"] is True
+    assert op["model"] == "llama3.2:1b"
+    assert op["urls"]["progress"] == f"/progress/{op['id']}"
+    assert op["urls"]["stream"] == f"/progress/{op['id']}/stream"
+
+    seen = []
+    final = wait_until(
+        lambda: (
+            (seen.append(state := get_op(live, op["id"], log=300)) or state["status"] in FINAL)
+            and state
+        ),
+        timeout=15,
+    )
+    percents = [s["percent"] for s in seen]
+    assert final["status"] == "succeeded", final
+    assert percents == sorted(percents), "the percent went down while running"
+    assert any(0 < p < 100 for p in percents), "no progress was seen between 0 and 100"
+    assert final["percent"] == 100.0
+    assert final["total_bytes"] == final["completed_bytes"] == sum(LAYERS)
+    assert final["phase"] == "done"
+    assert final["finished_at"] is not None
+
+    texts = log_texts(final)
+    assert texts[0] == "pull of llama3.2:1b queued"
+    assert "pulling manifest" in texts
+    assert texts.index("pulling manifest") < texts.index("verifying sha256 digest")
+    assert texts[-2:] == ["success", "pulled"]
+
+    listing = live.get("/api/models").json()
+    assert "llama3.2:1b" in [m["name"] for m in listing["models"]]
+    assert listing["stale"] is False
+    assert listing["total_size"] == sum(int(m["size"]) for m in listing["models"])
+    assert listing["pulls"] == []
+
+
+def test_cancel_a_running_pull(fake_ollama, live):
+    fake_ollama.allow_pull("qwen2.5:0.5b", PullScript(layers=LAYERS, step=10_000, hold_after=5))
+    op = start_pull(live, "qwen2.5:0.5b")
+    wait_until(lambda: get_op(live, op["id"])["percent"] > 0)
+
+    response = live.post(f"/progress/{op['id']}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    final = get_op(live, op["id"], log=300)
+    assert final["status"] == "cancelled"
+    assert "cancel requested" in log_texts(final)
+    assert "qwen2.5:0.5b" not in [m["name"] for m in live.get("/api/models").json()["models"]]
+    # Cancelling again is a conflict, not a change.
+    assert live.post(f"/progress/{op['id']}/cancel").status_code == 409
+
+
+def test_cancel_a_queued_pull(fake_ollama, make_app, serve):
+    live = serve(make_app(OLLAMA_DECK_MAX_CONCURRENT_PULLS=1))
+    fake_ollama.allow_pull("a:1", PullScript(layers=LAYERS, step=10_000, hold_after=1))
+    fake_ollama.allow_pull("b:1", PullScript(layers=LAYERS, step=10_000))
+    first = start_pull(live, "a:1")
+    second = start_pull(live, "b:1")
+    assert get_op(live, second["id"])["status"] == "queued"
+    response = live.post(f"/progress/{second['id']}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert fake_ollama.pull_count("b:1") == 0
+    fake_ollama.release("a:1")
+    assert wait_final(live, first["id"])["status"] == "succeeded"
+
+
+def test_unknown_model_fails_with_ollamas_message(live):
+    op = start_pull(live, "no-such-model:7b")
+    final = wait_final(live, op["id"])
+    assert final["status"] == "failed"
+    assert final["error"] == "pull model manifest: file does not exist"
+    assert final["message"] == "Ollama: pull model manifest: file does not exist"
+
+
+def test_error_line_mid_stream_fails(fake_ollama, live):
+    fake_ollama.allow_pull(
+        "m:1", PullScript(layers=LAYERS, step=10_000, error_after=5, error="disk full")
+    )
+    final = wait_final(live, start_pull(live, "m:1")["id"])
+    assert final["status"] == "failed"
+    assert final["error"] == "disk full"
+    assert 0 < final["percent"] < 100
+
+
+def test_dropped_connection_fails(fake_ollama, live):
+    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, drop_after=5))
+    final = wait_final(live, start_pull(live, "m:1")["id"])
+    assert final["status"] == "failed"
+    assert "lost" in final["error"] or "ended before" in final["error"]
+
+
+def test_ollama_down_fails_clearly(fake_ollama, live):
+    fake_ollama.stop()
+    final = wait_final(live, start_pull(live, "llama3.2:1b")["id"])
+    assert final["status"] == "failed"
+    assert "not reachable" in final["error"]
+    assert fake_ollama.url in final["error"]
+
+
+def test_stalled_stream_times_out(fake_ollama, make_app, serve):
+    live = serve(make_app(OLLAMA_DECK_PULL_STALL_TIMEOUT=0.5))
+    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=3))
+    final = wait_final(live, start_pull(live, "m:1")["id"])
+    assert final["status"] == "failed"
+    assert "sent nothing for 0.5 s" in final["error"]
+
+
+def test_concurrent_pulls_of_one_model_share_one_operation(fake_ollama, live):
+    fake_ollama.allow_pull("llama3.2:1b", PullScript(layers=LAYERS, step=10_000, hold_after=2))
+    barrier = threading.Barrier(4)
+    results = []
+
+    def pull(name: str) -> None:
+        barrier.wait()
+        response = live.session.post(
+            live.url + "/api/models/pull", json={"model": name}, timeout=10
+        )
+        results.append(response.json())
+
+    # Different spellings of one model: Ollama's defaults and case make them equal.
+    names = ["llama3.2:1b", "LLAMA3.2:1b", "library/llama3.2:1b", "llama3.2:1b"]
+    threads = [threading.Thread(target=pull, args=(n,)) for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len({r["id"] for r in results}) == 1
+    assert sorted(r["created"] for r in results) == [False, False, False, True]
+    fake_ollama.release("llama3.2:1b")
+    assert wait_final(live, results[0]["id"])["status"] == "succeeded"
+    assert fake_ollama.pull_count("llama3.2:1b") == 1
+
+
+def test_third_pull_waits_queued_at_the_limit(fake_ollama, live):
+    for name in ("a:1", "b:1", "c:1"):
+        fake_ollama.allow_pull(name, PullScript(layers=LAYERS, step=10_000, hold_after=1))
+    a, b, c = (start_pull(live, n) for n in ("a:1", "b:1", "c:1"))
+    wait_status(live, a["id"], "running")
+    wait_status(live, b["id"], "running")
+    assert get_op(live, c["id"])["status"] == "queued"
+    running = live.get("/progress", params={"status": "running"}).json()["operations"]
+    assert {o["id"] for o in running} == {a["id"], b["id"]}
+
+    fake_ollama.release("a:1")
+    assert wait_final(live, a["id"])["status"] == "succeeded"
+    wait_status(live, c["id"], "running")
+    fake_ollama.release("b:1")
+    fake_ollama.release("c:1")
+    assert wait_final(live, b["id"])["status"] == "succeeded"
+    assert wait_final(live, c["id"])["status"] == "succeeded"
+
+
+SERVE_SCRIPT = """
+import sys
+from werkzeug.serving import make_server
+from ollama_deck import create_app
+server = make_server("127.0.0.1", 0, create_app(), threaded=True)
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+def test_new_instance_resumes_a_pull_whose_process_died(fake_ollama, sqlite_url, make_app, serve):
+    fake_ollama.allow_pull("llama3.2:1b", PullScript(layers=LAYERS, step=10_000, hold_after=8))
+    env = dict(os.environ)
+    for key, value in test_settings(fake_ollama.url, sqlite_url).items():
+        if key.startswith("OLLAMA_DECK_"):
+            env[key] = str(value)
+    env["OLLAMA_HOST"] = fake_ollama.url
+    child = subprocess.Popen(
+        [sys.executable, "-c", SERVE_SCRIPT], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(child.stdout.readline())
+        from .conftest import LiveServer
+
+        class Remote(LiveServer):
+            def __init__(self) -> None:  # talks to the child process, serves nothing
+                import requests
+
+                self.url = f"http://127.0.0.1:{port}"
+                self.session = requests.Session()
+
+        remote = Remote()
+        op = start_pull(remote, "llama3.2:1b")
+        held = wait_until(lambda: (s := get_op(remote, op["id"]))["percent"] > 0 and s)
+    finally:
+        child.send_signal(signal.SIGKILL)  # no clean shutdown: the runner just vanishes
+        child.wait(10)
+
+    # The resumed pull should run to the end this time.
+    fake_ollama.allow_pull("llama3.2:1b", PullScript(layers=LAYERS, step=10_000))
+    live = serve(make_app())
+    final = wait_final(live, op["id"], timeout=20)
+    assert final["status"] == "succeeded"
+    assert final["attempts"] == 2
+    assert final["percent"] == 100.0
+    texts = log_texts(final)
+    assert any("runner stopped" in t for t in texts)
+    assert any("resuming" in t for t in texts)
+    assert held["percent"] <= final["percent"]
+
+
+def test_restart_marks_interrupted_when_configured(fake_ollama, make_app, serve):
+    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=3))
+    first = make_app()
+    live = serve(first)
+    op = start_pull(live, "m:1")
+    wait_until(lambda: get_op(live, op["id"])["percent"] > 0)
+    # Simulate a dead runner: its maintenance thread (heartbeats, recovery) stops, and the
+    # pull it holds writes nothing more.
+    runner = first.extensions["ollama_deck"].runner
+    runner._stopping.set()
+
+    second = serve(make_app(OLLAMA_DECK_ON_RESTART="interrupt"))
+    final = wait_final(second, op["id"])
+    assert final["status"] == "interrupted"
+    assert "pull it again" in log_texts(final)[-1]
+    fake_ollama.release("m:1")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (None, "missing_body"),
+        (b"not json", "invalid_json"),
+        (b"[1, 2]", "invalid_json"),
+        (b"{}", "model_required"),
+        (b'{"model": ""}', "model_required"),
+        (b'{"model": 42}', "model_required"),
+        (b'{"model": "bad name!"}', "invalid_model_name"),
+        (b'{"model": "<img src=x onerror=alert(1)>"}', "invalid_model_name"),
+        (b'{"model": "a/b/c/d"}', "invalid_model_name"),
+    ],
+)
+def test_bad_pull_requests_get_a_json_400(live, body, code):
+    response = live.post(
+        "/api/models/pull", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+    assert live.get("/progress").json()["operations"] == []
+
+
+def test_progress_lookups(live):
+    assert live.get("/progress/not-a-uuid").status_code == 404
+    missing = live.get("/progress/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert live.get("/progress?status=bogus").status_code == 400
+    assert live.get("/progress?limit=0").status_code == 400
+    assert live.get("/progress?limit=ten").status_code == 400
+    assert live.post("/progress/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
+
+
+def test_delete_an_operation_only_when_finished(fake_ollama, live):
+    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=1))
+    op = start_pull(live, "m:1")
+    response = live.delete(f"/progress/{op['id']}")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+    fake_ollama.release("m:1")
+    wait_final(live, op["id"])
+    assert live.delete(f"/progress/{op['id']}").status_code == 200
+    assert live.get(f"/progress/{op['id']}").status_code == 404

@@ -1,0 +1,184 @@
+"""The operation store on a real database: SQLite always, PostgreSQL when configured."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from ollama_deck.db import create_schema
+from ollama_deck.db import make_engine
+from ollama_deck.db import Operation
+from ollama_deck.services.events import EventHub
+from ollama_deck.services.operations import Runner
+from ollama_deck.services.operations import RunnerSettings
+from ollama_deck.services.store import OperationStore
+
+OP = Operation.__table__
+HOST = "http://127.0.0.1:1"
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = make_engine(database_url)
+    create_schema(engine)
+    create_schema(engine)  # a second start over the same database changes nothing
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine):
+    return OperationStore(engine, EventHub(), log_lines=5)
+
+
+def new_op(store: OperationStore, model: str = "llama3.2:1b") -> dict:
+    return store.create(kind="pull", model=model, model_key=model.lower(), host=HOST)
+
+
+def test_one_active_operation_per_model_even_when_racing(store):
+    barrier = threading.Barrier(6)
+    results = []
+
+    def create() -> None:
+        barrier.wait()
+        results.append(store.create_or_join(kind="pull", model="m:1", model_key="m:1", host=HOST))
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(results) == 6
+    assert len({row["id"] for row, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+def test_a_finished_operation_frees_the_model(store):
+    first = new_op(store)
+    store.update(first["id"], {"status": "failed", "finished_at": 1.0})
+    second, created = store.create_or_join(
+        kind="pull", model="llama3.2:1b", model_key="llama3.2:1b", host=HOST
+    )
+    assert created and second["id"] != first["id"]
+
+
+def test_claims_respect_the_limit_when_racing(store):
+    for i in range(6):
+        new_op(store, f"m:{i}")
+    barrier = threading.Barrier(6)
+    claimed = []
+
+    def claim(runner: str) -> None:
+        barrier.wait()
+        row = store.claim_next_queued(runner, limit=2)
+        if row is not None:
+            claimed.append(row["id"])
+
+    threads = [threading.Thread(target=claim, args=(f"r{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(claimed) == len(set(claimed)) == 2
+    running = store.list(statuses=["running"])
+    assert {r["id"] for r in running} == set(claimed)
+
+
+def test_sequence_orders_changes_across_operations_and_replay_resumes(store):
+    a = new_op(store, "a:1")
+    b = new_op(store, "b:1")
+    assert b["seq"] > a["seq"]
+    mark = b["seq"]
+    store.update(a["id"], {"percent": 10.0}, ["line one"])
+    store.update(b["id"], {"percent": 20.0}, ["line two", "line three"])
+    store.update(a["id"], {"percent": 30.0})
+    events, covered = store.replay(mark)
+    kinds = [(e.kind, e.operation_id) for e in events]
+    # Every log line after the mark, and the newest state of each changed operation.
+    assert kinds == [
+        ("log", a["id"]),
+        ("log", b["id"]),
+        ("log", b["id"]),
+        ("progress", b["id"]),
+        ("progress", a["id"]),
+    ]
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert covered == seqs[-1]
+    only_b, _ = store.replay(mark, b["id"])
+    assert {e.operation_id for e in only_b} == {b["id"]}
+
+
+def test_log_is_bounded_to_the_newest_lines(store):
+    op = new_op(store)
+    for i in range(12):
+        store.update(op["id"], {}, [f"line {i}"])
+    texts = [r["text"] for r in store.logs(op["id"])]
+    assert texts == [f"line {i}" for i in range(7, 12)]
+
+
+def test_update_with_a_condition_that_no_longer_holds_writes_nothing(store):
+    op = new_op(store)
+    before = store.get(op["id"])
+    assert store.update(op["id"], {"percent": 50.0}, ["x"], where=[OP.c.runner_id == "me"]) is None
+    after = store.get(op["id"])
+    assert after == before
+    assert [r["text"] for r in store.logs(op["id"])] == ["pull of llama3.2:1b queued"]
+
+
+def test_only_one_runner_takes_over_a_stale_operation(engine):
+    store = OperationStore(engine, EventHub())
+    op = new_op(store)
+    store.claim_next_queued("dead-runner", limit=2)
+    with engine.begin() as conn:  # its last heartbeat was long ago
+        conn.execute(OP.update().where(OP.c.id == op["id"]).values(heartbeat_at=0.0))
+
+    runners = [
+        Runner(store, client=None, settings=RunnerSettings(host=HOST, stale_seconds=5))
+        for _ in range(4)
+    ]
+    barrier = threading.Barrier(4)
+    taken = []
+
+    def recover(runner: Runner) -> None:
+        barrier.wait()
+        taken.extend(runner.recover())
+
+    threads = [threading.Thread(target=recover, args=(r,)) for r in runners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert taken == [op["id"]]
+    row = store.get(op["id"])
+    assert row["status"] == "queued"
+    assert row["runner_id"] is None
+
+
+def test_purge_forgets_only_old_finished_operations(store, engine):
+    old = new_op(store, "old:1")
+    store.update(old["id"], {"status": "succeeded", "finished_at": 100.0}, ["done"])
+    recent = new_op(store, "recent:1")
+    store.update(recent["id"], {"status": "succeeded", "finished_at": 10_000.0})
+    active = new_op(store, "active:1")
+    assert store.purge_finished(before=5_000.0) == 1
+    with engine.connect() as conn:
+        ids = {r.id for r in conn.execute(select(OP.c.id))}
+    assert ids == {recent["id"], active["id"]}
+    assert store.logs(old["id"]) == []
+
+
+def test_pull_end_to_end_on_this_database(fake_ollama, make_app, serve, database_url):
+    from ollama_deck.testing import PullScript
+
+    from .helpers import wait_until
+
+    fake_ollama.allow_pull("llama3.2:1b", PullScript(layers=[40_000, 300], step=4_000))
+    live = serve(make_app(database_url=database_url))
+    op = live.post("/api/models/pull", json={"model": "llama3.2:1b"}).json()
+    final = wait_until(
+        lambda: (s := live.get(f"/progress/{op['id']}").json())["status"] == "succeeded" and s
+    )
+    assert final["percent"] == 100.0
