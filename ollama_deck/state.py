@@ -12,10 +12,12 @@ from .config import normalize_ollama_host
 from .db import create_schema
 from .db import make_engine
 from .services.events import EventHub
+from .services.knowledge import GpuCache
 from .services.models import ModelService
 from .services.ollama import OllamaClient
 from .services.operations import Runner
 from .services.operations import RunnerSettings
+from .services.settings import SettingStore
 from .services.store import OperationStore
 
 EXTENSION_KEY = "ollama_deck"
@@ -33,6 +35,7 @@ class DeckState:
     client: OllamaClient
     runner: Runner
     models: ModelService
+    gpus: GpuCache
 
     @classmethod
     def build(cls, config: dict[str, Any], url_prefix: str) -> DeckState:
@@ -57,10 +60,11 @@ class DeckState:
                 stale_seconds=float(config["OLLAMA_DECK_STALE_SECONDS"]),
                 keep_finished_seconds=float(config["OLLAMA_DECK_KEEP_FINISHED_HOURS"]) * 3600,
                 on_restart=str(config["OLLAMA_DECK_ON_RESTART"]),
+                keep_alive=str(config["OLLAMA_DECK_KEEP_ALIVE"]),
             ),
         )
-        models = ModelService(client, engine, store, host)
-        return cls(config, url_prefix, engine, hub, store, client, runner, models)
+        models = ModelService(client, engine, store, SettingStore(engine), host)
+        return cls(config, url_prefix, engine, hub, store, client, runner, models, GpuCache())
 
     def close(self) -> None:
         """Stop the runner (running pulls are handed back to the queue) and the engine."""

@@ -22,6 +22,8 @@ from ..errors import OllamaTimeout
 from ..errors import OllamaUnavailable
 from .names import parse_model_name
 from .ollama import OllamaClient
+from .settings import ACTIVE_MODEL
+from .settings import SettingStore
 from .store import iso_time
 from .store import operation_json
 from .store import OperationStore
@@ -32,10 +34,18 @@ CACHE = InstalledModel.__table__
 class ModelService:
     """What is installed on one Ollama host, and changes to it."""
 
-    def __init__(self, client: OllamaClient, engine: Engine, store: OperationStore, host: str):
+    def __init__(
+        self,
+        client: OllamaClient,
+        engine: Engine,
+        store: OperationStore,
+        settings: SettingStore,
+        host: str,
+    ) -> None:
         self.client = client
         self.engine = engine
         self.store = store
+        self.settings = settings
         self.host = host
 
     def installed(self) -> dict[str, Any]:
@@ -81,7 +91,39 @@ class ModelService:
                     CACHE.c.host == self.host, func.lower(CACHE.c.name) == model.key
                 )
             )
+        self.settings.clear_if(ACTIVE_MODEL, model.display)
         return model.display
+
+    def unload(self, name: str) -> str:
+        """Ask Ollama to free a model from memory now (keep-alive 0)."""
+        model = parse_model_name(name)
+        try:
+            with self.client.generate(model.display, keep_alive=0) as lines:
+                for line in lines:
+                    if line.get("error"):
+                        raise DeckError(str(line["error"]), code="ollama_error", status=502)
+        except ModelNotFound as exc:
+            raise NotFound(exc.message, code="model_not_found") from exc
+        return model.display
+
+    def active_model(self) -> dict[str, Any]:
+        """The model other tools should use, as chosen on the page."""
+        return {"model": self.settings.get(ACTIVE_MODEL)}
+
+    def set_active_model(self, name: str | None) -> dict[str, Any]:
+        """Choose the active model; it must be installed. None clears the choice."""
+        if name is None:
+            self.settings.set(ACTIVE_MODEL, None)
+            return {"model": None}
+        model = parse_model_name(name)
+        try:
+            self.client.show(model.display)
+        except ModelNotFound as exc:
+            raise NotFound(
+                f"{model.display} is not installed; pull it first", code="model_not_found"
+            ) from exc
+        self.settings.set(ACTIVE_MODEL, model.display)
+        return {"model": model.display}
 
     def status(self) -> dict[str, Any]:
         """Whether Ollama answers, its version and what it has loaded now."""

@@ -1,0 +1,107 @@
+"""Model knowledge for the page and API: details of an installed model, the catalog with
+installed flags, and whether each would fit the GPU."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from ..errors import ModelNotFound
+from ..errors import NotFound
+from .catalog import catalog_entry_json
+from .catalog import CatalogTag
+from .catalog import load_catalog
+from .catalog import search_catalog
+from .gpu import detect_gpus
+from .gpu import fits
+from .gpu import Gpu
+from .gpu import gpu_summary
+from .names import parse_model_name
+from .ollama import OllamaClient
+from .vram import estimate_from_show
+from .vram import estimate_vram
+
+GPU_REFRESH_SECONDS = 60.0
+LICENSE_SUMMARY_CHARS = 300
+
+
+class GpuCache:
+    """GPUs from nvidia-smi, asked at most once a minute (it takes tens of milliseconds)."""
+
+    def __init__(self, detect: Callable[[], list[Gpu]] = detect_gpus) -> None:
+        self._detect = detect
+        self._lock = threading.Lock()
+        self._gpus: list[Gpu] = []
+        self._when = -GPU_REFRESH_SECONDS
+
+    def get(self) -> list[Gpu]:
+        with self._lock:
+            if time.monotonic() - self._when >= GPU_REFRESH_SECONDS:
+                self._gpus = self._detect()
+                self._when = time.monotonic()
+            return self._gpus
+
+
+def model_details(client: OllamaClient, name: str, gpus: list[Gpu]) -> dict[str, Any]:
+    """What Ollama's show says of an installed model, plus the VRAM estimate and fit."""
+    model = parse_model_name(name)
+    try:
+        show = client.show(model.display)
+    except ModelNotFound as exc:
+        raise NotFound(f"{model.display} is not installed", code="model_not_found") from exc
+    details = show.get("details") or {}
+    info = show.get("model_info") or {}
+    arch = info.get("general.architecture")
+    license_text = (show.get("license") or "").strip()
+    estimate = estimate_from_show(show)
+    return {
+        "name": model.display,
+        "family": details.get("family"),
+        "parameter_size": details.get("parameter_size"),
+        "quantization": details.get("quantization_level"),
+        "format": details.get("format"),
+        "context_length": info.get(f"{arch}.context_length") if arch else None,
+        "capabilities": show.get("capabilities") or [],
+        "license_summary": _summary(license_text),
+        "license": license_text,
+        "template": show.get("template") or "",
+        "parameters": show.get("parameters") or "",
+        "modified_at": show.get("modified_at"),
+        "details": details,
+        "vram": estimate,
+        "fits": fits(estimate["total_bytes"], gpus),
+        "gpu": gpu_summary(gpus),
+    }
+
+
+def catalog_listing(
+    *, category: str | None, query: str | None, installed: set[str], gpus: list[Gpu]
+) -> dict[str, Any]:
+    """The curated catalog, filtered, with installed flags and a VRAM estimate per tag."""
+    families = search_catalog(load_catalog(), category=category, query=query)
+    largest = max((g.total_bytes for g in gpus), default=None)
+    return {
+        "families": [
+            catalog_entry_json(
+                family, installed=installed, vram_for=_tag_vram, gpu_total_bytes=largest
+            )
+            for family in families
+        ],
+        "gpu": gpu_summary(gpus),
+    }
+
+
+@lru_cache(maxsize=1024)
+def _tag_vram(tag: CatalogTag) -> dict[str, Any]:
+    """A catalog tag's estimate at Ollama's default context: parameters and quantization only."""
+    return estimate_vram(parameter_count=tag.parameter_count, quantization=tag.quantization)
+
+
+def _summary(text: str) -> str:
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if len(first) > LICENSE_SUMMARY_CHARS:
+        first = first[: LICENSE_SUMMARY_CHARS - 1].rstrip() + "…"
+    return first
