@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import delete
@@ -46,7 +46,7 @@ def iso_time(seconds: float | None) -> str | None:
     """UNIX seconds -> RFC 3339 in UTC with milliseconds."""
     if seconds is None:
         return None
-    stamp = datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
 
 
