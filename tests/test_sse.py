@@ -206,6 +206,20 @@ def test_idle_stream_gets_heartbeat_comments(server):
     assert events[-1].comment == "keep-alive"
 
 
+def test_a_client_that_disconnects_is_let_go(server):
+    """A closed stream is noticed at the next heartbeat at the latest, and freed."""
+    watchers = lambda: server.get("/api/status").json()["watchers"]  # noqa: E731
+    streams = [SSEClient(server.url + "/progress/stream") for _ in range(3)]
+    for stream in streams:
+        stream.next()  # the retry frame: the stream is open
+    wait_until(lambda: watchers() == 3)
+    for stream in streams[:2]:
+        stream.close()
+    wait_until(lambda: watchers() == 1)
+    streams[2].close()
+    wait_until(lambda: watchers() == 0)
+
+
 def test_stream_errors_are_json(server):
     response = server.get("/progress/00000000-0000-0000-0000-000000000000/stream")
     assert response.status_code == 404

@@ -157,4 +157,10 @@ def _valid_messages(messages: Any) -> bool:
 def status():
     """Is Ollama reachable, which version, what is loaded, which GPUs are known."""
     state = deck()
-    return jsonify(dict(state.models.status(), gpu=gpu_summary(state.gpus.get())))
+    return jsonify(
+        dict(
+            state.models.status(),
+            gpu=gpu_summary(state.gpus.get()),
+            watchers=state.hub.watchers,  # open SSE streams in this process
+        )
+    )

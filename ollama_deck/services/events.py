@@ -64,6 +64,11 @@ class EventHub:
         self._offset = 0  # absolute position of _events[0]
         self._wakeup = threading.Event()
         self.last_seq = 0
+        self.watchers = 0  # open SSE streams in this process, for /api/status
+
+    def watching(self, delta: int) -> None:
+        with self._lock:
+            self.watchers += delta
 
     def publish(self, events: list[DeckEvent]) -> None:
         """Append committed events in seq order and wake every watcher."""

@@ -24,8 +24,23 @@ def follow(
     Without ``last_event_id`` the client gets the current state (of the operation, or of
     every active one); with it, everything after that id, from the database. Then it
     follows the in-process hub: no database reads while it waits. A stream of one
-    operation ends after that operation's final (``done``) event.
+    operation ends after that operation's final (``done``) event. A client that went away is
+    noticed at the next write, a heartbeat at the latest, and its generator is closed.
     """
+    hub.watching(1)
+    try:
+        yield from _frames(store, hub, op_id, last_event_id, heartbeat_seconds)
+    finally:  # the server closes the generator when the client has gone
+        hub.watching(-1)
+
+
+def _frames(
+    store: OperationStore,
+    hub: EventHub,
+    op_id: str | None,
+    last_event_id: int | None,
+    heartbeat_seconds: float,
+) -> Iterator[bytes]:
     yield retry_frame()
     # The hub position is taken before the database read, so nothing committed after the
     # read can be missed; what both hold is skipped by sequence number.
