@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint
 from flask import render_template
+from flask import url_for
+
+from ..state import deck
 
 bp = Blueprint(
     "ollama_deck",
@@ -13,8 +18,43 @@ bp = Blueprint(
     static_url_path="/static",
 )
 
+# Stand-ins that url_for puts into URL templates; app.js swaps in the real (encoded) values.
+NAME_SLOT = "__model__"
+ID_SLOT = "__op__"
+
+
+def page_config() -> dict[str, Any]:
+    """Every URL the script needs, built by url_for so the page works under any prefix."""
+    return {
+        "api": {
+            "models": url_for("ollama_deck_api.list_models"),
+            "pull": url_for("ollama_deck_api.pull_model"),
+            "model": url_for("ollama_deck_api.show_model", name=NAME_SLOT),
+            "load": url_for("ollama_deck_api.load_model", name=NAME_SLOT),
+            "unload": url_for("ollama_deck_api.unload_model", name=NAME_SLOT),
+            "catalog": url_for("ollama_deck_api.catalog"),
+            "active": url_for("ollama_deck_api.get_active_model"),
+            "chat": url_for("ollama_deck_api.chat"),
+            "status": url_for("ollama_deck_api.status"),
+        },
+        "progress": {
+            "list": url_for("ollama_deck_progress.list_operations"),
+            "stream": url_for("ollama_deck_progress.stream_all"),
+            "operation": url_for("ollama_deck_progress.get_operation", op_id=ID_SLOT),
+            "cancel": url_for("ollama_deck_progress.cancel_operation", op_id=ID_SLOT),
+        },
+        "slots": {"model": NAME_SLOT, "op": ID_SLOT},
+        "log_lines": deck().store.log_lines,  # the most GET /progress/<id>?log= accepts
+    }
+
 
 @bp.get("/")
 def index():
     """The model manager page."""
-    return render_template("ollama_deck/index.html")
+    from .. import __version__  # the package is fully imported by the time a request comes
+
+    return render_template(
+        "ollama_deck/index.html",
+        config=page_config(),
+        version=__version__,
+    )
