@@ -2,8 +2,9 @@
 
 Starts the fake Ollama (its own process, pulling at Ollama's pace of a line per ~60 ms)
 and ``ollama-deck serve`` (gunicorn -k gevent -w 1). For each N it starts a pull, opens N
-watchers of that pull's stream from a separate process (asyncio, raw sockets, large
-reads), waits until all are connected, then measures for a window of seconds:
+watchers of that pull's stream from a separate process (one epoll loop, raw sockets, large
+reads), waits until all are connected and one more event has reached them all, then
+measures for a window of seconds:
 - connected: watchers still connected at the end;
 - events received per watcher against events the service published in the window
   (the distinct event ids any watcher saw);
@@ -19,10 +20,10 @@ Ends with one line for the largest N:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
+import selectors
 import socket
 import subprocess
 import sys
@@ -60,74 +61,96 @@ def parse_time(text: bytes) -> float:
 
 
 # -- the watcher process --------------------------------------------------------------
+#
+# One epoll loop over plain non-blocking sockets. Arrival is stamped once per select()
+# return, before any parsing, so the watcher's own Python cost does not count as delivery
+# delay.
 
 
-async def watch(port: int, path: str, results: dict, ready: asyncio.Event, total: int) -> None:
-    record = {"connected": False, "ids": set(), "delays": []}
-    results[id(record)] = record
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-        writer.write(
-            f"GET {path} HTTP/1.0\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        await writer.drain()
-        buffer = b""
-        while True:
-            chunk = await reader.read(1 << 16)
+class Watcher:
+    __slots__ = ("sock", "buffer", "connected", "closed", "ids", "delays", "last_id")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.connected = False
+        self.closed = False
+        self.ids: set[int] = set()
+        self.delays: list[float] = []
+        self.last_id = 0
+
+
+def watchers_main(port: int, path: str, count: int, window: float, pid: int) -> dict:
+    request = f"GET {path} HTTP/1.0\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+    selector = selectors.DefaultSelector()
+    watchers: list[Watcher] = []
+    state = {"ready": 0, "measuring": False}
+
+    def pump(timeout: float) -> None:
+        ready = selector.select(timeout)
+        now = time.time()
+        for key, _ in ready:
+            watcher: Watcher = key.data
+            try:
+                chunk = watcher.sock.recv(1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
             if not chunk:
-                break
-            now = time.time()
-            buffer += chunk
-            *frames, buffer = buffer.split(b"\n\n")
+                watcher.closed = True
+                selector.unregister(watcher.sock)
+                continue
+            *frames, watcher.buffer = (watcher.buffer + chunk).split(b"\n\n")
             for frame in frames:
                 match = EVENT_ID.search(frame)
                 if match is None:
                     continue
-                if not record["connected"]:
-                    record["connected"] = True
-                    results["ready_count"] += 1
-                    if results["ready_count"] == total:
-                        ready.set()
-                if results["measuring"]:
-                    record["ids"].add(int(match.group(1)))
+                if not watcher.connected:
+                    watcher.connected = True
+                    state["ready"] += 1
+                watcher.last_id = int(match.group(1))
+                if state["measuring"]:
+                    watcher.ids.add(int(match.group(1)))
                     stamp = UPDATED_AT.search(frame)
                     if stamp:
-                        record["delays"].append(now - parse_time(stamp.group(1)))
-    except (OSError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        record["closed"] = True
+                        watcher.delays.append(now - parse_time(stamp.group(1)))
 
-
-async def watchers_main(port: int, path: str, count: int, window: float, pid: int) -> dict:
-    results: dict = {"ready_count": 0, "measuring": False}
-    ready = asyncio.Event()
-    tasks = []
     for i in range(count):
-        tasks.append(asyncio.create_task(watch(port, path, results, ready, count)))
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(request.encode())
+        sock.setblocking(False)
+        watcher = Watcher(sock)
+        watchers.append(watcher)
+        selector.register(sock, selectors.EVENT_READ, watcher)
         if i % 200 == 199:
-            await asyncio.sleep(0.05)  # let the server accept in batches
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=120)
-    except TimeoutError:
-        pass
+            pump(0.01)  # let the server accept in batches
+    deadline = time.monotonic() + 120
+    while state["ready"] < count and time.monotonic() < deadline:
+        pump(0.1)
+    # Settle: the first event after the connection storm reaches some watchers hundreds of
+    # milliseconds late (the worker is still finishing the last handshakes). Start the
+    # window once one more event has reached every watcher.
+    settled = max(w.last_id for w in watchers)
+    while min(w.last_id for w in watchers) <= settled and time.monotonic() < deadline:
+        pump(0.1)
+
     cpu_before = cpu_seconds(pid)
-    results["measuring"] = True
+    state["measuring"] = True
     started = time.monotonic()
-    await asyncio.sleep(window)
-    elapsed = time.monotonic() - started
-    results["measuring"] = False
+    while (elapsed := time.monotonic() - started) < window:
+        pump(min(0.1, window - elapsed))
+    state["measuring"] = False
     cpu = (cpu_seconds(pid) - cpu_before) / elapsed
-    records = [v for k, v in results.items() if isinstance(v, dict)]
-    for task in tasks:
-        task.cancel()
-    published = set().union(*(r["ids"] for r in records)) if records else set()
-    delays = sorted(d for r in records for d in r["delays"])
-    connected = sum(1 for r in records if r["connected"] and not r.get("closed"))
-    received = [len(r["ids"]) for r in records]
+    for watcher in watchers:
+        watcher.sock.close()
+
+    published = set().union(*(w.ids for w in watchers))
+    delays = sorted(d for w in watchers for d in w.delays)
+    received = [len(w.ids) for w in watchers]
     return {
         "watchers": count,
-        "connected": connected,
+        "connected": sum(1 for w in watchers if w.connected and not w.closed),
         "published": len(published),
         "received_min": min(received, default=0),
         "received_avg": sum(received) / len(received) if received else 0,
@@ -168,7 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.watch:
         port, path, count, pid = args.watch
-        result = asyncio.run(watchers_main(int(port), path, int(count), args.window, int(pid)))
+        result = watchers_main(int(port), path, int(count), args.window, int(pid))
         print(json.dumps(result), flush=True)
         return
 

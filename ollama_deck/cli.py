@@ -87,6 +87,11 @@ def _post_worker_init(worker: Any) -> None:
     # collector's full passes, which otherwise cause delivery spikes with many SSE watchers.
     gc.collect()
     gc.freeze()
+    # Thousands of open SSE connections are thousands of long-lived greenlets, frames and
+    # sockets; each full pass walks them all (measured: 45-112 ms at 3,000 watchers, a stall
+    # for every watcher). Young generations stay as they are; full passes become ~100x rarer.
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1000)
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

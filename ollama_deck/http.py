@@ -49,6 +49,9 @@ def register_json_errors(target: Blueprint | Any) -> None:
 def sse_response(stream: Iterator[bytes]) -> Response:
     """A streamed ``text/event-stream`` response that proxies must not cache or buffer."""
     response = Response(stream, mimetype="text/event-stream")
+    # The stream yields bytes already: hand it to the server as is, without werkzeug's
+    # per-chunk encoding and closing wrappers (a measurable cost at thousands of watchers).
+    response.direct_passthrough = True
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response

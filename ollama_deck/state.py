@@ -42,7 +42,7 @@ class DeckState:
         host = normalize_ollama_host(config["OLLAMA_DECK_OLLAMA_HOST"])
         engine = make_engine(config["OLLAMA_DECK_DATABASE_URL"])
         create_schema(engine)
-        hub = EventHub()
+        hub = EventHub(heartbeat_seconds=float(config["OLLAMA_DECK_SSE_HEARTBEAT_SECONDS"]))
         store = OperationStore(engine, hub, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
         client = OllamaClient(
             host,
@@ -69,6 +69,7 @@ class DeckState:
     def close(self) -> None:
         """Stop the runner (running pulls are handed back to the queue) and the engine."""
         self.runner.shutdown()
+        self.hub.close()
         self.engine.dispose()
 
 

@@ -52,14 +52,17 @@ def test_a_reader_that_fell_behind_is_told():
     assert events[-1].seq == 39
 
 
-def test_wait_wakes_on_publish_and_times_out_without():
-    hub = EventHub()
+def test_wait_wakes_on_publish_and_on_the_heartbeat_tick():
+    hub = EventHub(heartbeat_seconds=0.01)
     position = hub.position()
-    assert hub.wait(position, timeout=0.01) is False
+    assert hub.wait(position) is False  # woken by the tick: nothing new
+    hub.close()
+
+    hub = EventHub(heartbeat_seconds=60)
     woke = threading.Event()
 
     def waiter():
-        if hub.wait(position, timeout=10):
+        if hub.wait(position):
             woke.set()
 
     thread = threading.Thread(target=waiter)
@@ -68,7 +71,8 @@ def test_wait_wakes_on_publish_and_times_out_without():
     thread.join(10)
     assert woke.is_set()
     # Already published: returns at once without waiting.
-    assert hub.wait(position, timeout=10) is True
+    assert hub.wait(position) is True
+    hub.close()
 
 
 def test_coalesce_keeps_logs_and_the_newest_state_per_operation():
@@ -81,3 +85,19 @@ def test_coalesce_keeps_logs_and_the_newest_state_per_operation():
     ]
     assert [e.seq for e in coalesce(events)] == [2, 3, 4, 5]
     assert coalesce(events[:3]) == events[:3]
+
+
+def test_closing_the_hub_releases_its_watchers():
+    hub = EventHub(heartbeat_seconds=60)
+    done = threading.Event()
+
+    def waiter():
+        hub.wait(hub.position())
+        done.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    hub.close()
+    thread.join(10)
+    assert done.is_set()
+    assert hub.closed and hub.wait(hub.position()) is False

@@ -106,7 +106,6 @@ def follow_for(op_id: str | None) -> Iterator[bytes]:
         state.hub,
         op_id=op_id,
         last_event_id=_last_event_id(),
-        heartbeat_seconds=float(state.config["OLLAMA_DECK_SSE_HEARTBEAT_SECONDS"]),
     )
 
 

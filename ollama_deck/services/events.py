@@ -6,6 +6,9 @@ cursor into the ring and sleeps on one shared wake-up Event that is swapped on e
 publish, so a publish costs the same for 1 or 3,000 watchers and nobody polls the
 database. A watcher that falls behind the ring re-reads what it missed from the
 database (the truth); progress events of one operation are coalesced to the newest.
+Heartbeats come from one ticker per hub that wakes everybody with nothing new, rather than
+a timer per waiting watcher: at thousands of watchers those timers were a visible share of
+the CPU.
 
 Works with plain threads and under gevent's monkey-patching (``threading.Event`` and
 ``threading.Lock`` become gevent's).
@@ -26,10 +29,7 @@ class DeckEvent(NamedTuple):
     operation_id: str
     kind: str  # progress, log or done
     frame: bytes  # the SSE wire form, rendered once for every watcher
-
-    @property
-    def final(self) -> bool:
-        return self.kind == "done"
+    final: bool  # a done event: the stream of one operation ends with it
 
 
 def format_event(seq: int | None, kind: str, data: Any) -> bytes:
@@ -41,7 +41,7 @@ def format_event(seq: int | None, kind: str, data: Any) -> bytes:
 
 def make_event(seq: int, operation_id: str, kind: str, data: Any) -> DeckEvent:
     """An event with its frame rendered."""
-    return DeckEvent(seq, operation_id, kind, format_event(seq, kind, data))
+    return DeckEvent(seq, operation_id, kind, format_event(seq, kind, data), kind == "done")
 
 
 def retry_frame(milliseconds: int = RETRY_MS) -> bytes:
@@ -57,12 +57,16 @@ def comment_frame(text: str = "keep-alive") -> bytes:
 class EventHub:
     """One shared ring of recent events that any number of watchers read."""
 
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(self, capacity: int = 4096, heartbeat_seconds: float = 15.0) -> None:
         self._capacity = capacity
-        self._lock = threading.Lock()
-        self._events: list[DeckEvent] = []
-        self._offset = 0  # absolute position of _events[0]
+        self.heartbeat_seconds = heartbeat_seconds
+        self._lock = threading.Lock()  # for writers; readers take one snapshot, lock-free
+        # (absolute position of the first event, the events): replaced whole on publish, so
+        # a reader sees either the old or the new ring, never a half-trimmed one.
+        self._ring: tuple[int, list[DeckEvent]] = (0, [])
         self._wakeup = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._closed = threading.Event()
         self.last_seq = 0
         self.watchers = 0  # open SSE streams in this process, for /api/status
 
@@ -75,38 +79,71 @@ class EventHub:
         if not events:
             return
         with self._lock:
-            self._events.extend(events)
+            offset, ring = self._ring
+            ring = ring + events
             self.last_seq = max(self.last_seq, events[-1].seq)
-            excess = len(self._events) - self._capacity
+            excess = len(ring) - self._capacity
             if excess > self._capacity // 4:  # trim in batches, not on every publish
-                del self._events[:excess]
-                self._offset += excess
+                ring = ring[excess:]
+                offset += excess
+            self._ring = (offset, ring)
             wakeup, self._wakeup = self._wakeup, threading.Event()
+        wakeup.set()
+
+    def _tick(self) -> None:
+        while not self._closed.wait(self.heartbeat_seconds):
+            with self._lock:
+                wakeup, self._wakeup = self._wakeup, threading.Event()
+            wakeup.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        """Stop the ticker and wake every watcher one last time."""
+        self._closed.set()
+        with self._lock:
+            wakeup = self._wakeup
         wakeup.set()
 
     def position(self) -> int:
         """The absolute position the next published event will take."""
-        with self._lock:
-            return self._offset + len(self._events)
+        offset, ring = self._ring
+        return offset + len(ring)
 
     def read(self, position: int) -> tuple[list[DeckEvent], int, bool]:
         """Events from ``position`` on, the new position, and whether some were lost."""
-        with self._lock:
-            start = position - self._offset
-            lost = start < 0
-            events = self._events[max(start, 0) :]
-            return events, self._offset + len(self._events), lost
+        offset, ring = self._ring
+        start = position - offset
+        return ring[max(start, 0) :], offset + len(ring), start < 0
 
-    def wait(self, position: int, timeout: float) -> bool:
-        """Sleep until something is published after ``position``, or ``timeout``."""
+    def wait(self, position: int) -> bool:
+        """Sleep until something is published after ``position`` (True), or the next
+        heartbeat tick (False): at most ``heartbeat_seconds``, sometimes less."""
         wakeup = self._wakeup  # taken first, so a publish right after still wakes us
         if self.position() > position:
             return True
-        return wakeup.wait(timeout)
+        if self._closed.is_set():
+            return False
+        if self._ticker is None:
+            self._start_ticker()
+        wakeup.wait()
+        return self.position() > position
+
+    def _start_ticker(self) -> None:
+        with self._lock:
+            if self._ticker is None and not self._closed.is_set():
+                self._ticker = threading.Thread(
+                    target=self._tick, name="ollama-deck-sse-heartbeat", daemon=True
+                )
+                self._ticker.start()
 
 
 def coalesce(events: list[DeckEvent]) -> list[DeckEvent]:
     """Keep every log and done event, but only the newest progress event per operation."""
+    if len(events) < 2:
+        return events
     newest: dict[str, int] = {}
     for index, item in enumerate(events):
         if item.kind == "progress":

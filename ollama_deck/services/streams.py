@@ -17,7 +17,6 @@ def follow(
     *,
     op_id: str | None = None,
     last_event_id: int | None = None,
-    heartbeat_seconds: float = 15.0,
 ) -> Iterator[bytes]:
     """Yield SSE frames: first what the client lacks, then every change as it happens.
 
@@ -29,7 +28,7 @@ def follow(
     """
     hub.watching(1)
     try:
-        yield from _frames(store, hub, op_id, last_event_id, heartbeat_seconds)
+        yield from _frames(store, hub, op_id, last_event_id)
     finally:  # the server closes the generator when the client has gone
         hub.watching(-1)
 
@@ -39,7 +38,6 @@ def _frames(
     hub: EventHub,
     op_id: str | None,
     last_event_id: int | None,
-    heartbeat_seconds: float,
 ) -> Iterator[bytes]:
     yield retry_frame()
     # The hub position is taken before the database read, so nothing committed after the
@@ -55,7 +53,9 @@ def _frames(
         if op_id is not None and events[-1].final:
             return
     while True:
-        if not hub.wait(position, heartbeat_seconds):
+        if not hub.wait(position):
+            if hub.closed:  # the app is shutting down
+                return
             yield comment_frame()
             continue
         events, position, lost = hub.read(position)
