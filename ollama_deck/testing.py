@@ -37,6 +37,8 @@ from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from .services.vram import parse_parameter_size
+
 UNKNOWN_MANIFEST = "pull model manifest: file does not exist"
 DEFAULT_REPLY = "Hello! I am a fake Ollama model, and this reply is streamed one word at a time."
 VERSION = "0.9.6"
@@ -119,15 +121,6 @@ def _now() -> datetime:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _parameter_count(parameter_size: str) -> int:
-    text = parameter_size.strip().upper()
-    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(text[-1:], 1)
-    try:
-        return int(float(text.rstrip("KMBT")) * scale)
-    except ValueError:
-        return 0
 
 
 class FakeOllama:
@@ -502,16 +495,22 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return name
 
-    def _show(self, body: dict[str, Any]) -> None:
+    def _installed_model(self, body: dict[str, Any]) -> _Model | None:
+        """The model the request names, or None once a 400 or 404 has been sent."""
         name = self._model_name(body)
         if name is None:
-            return
+            return None
         model = self.fake._find(name)
         if model is None:
             self._json(404, {"error": f"model '{normalize(name)}' not found"})
+        return model
+
+    def _show(self, body: dict[str, Any]) -> None:
+        model = self._installed_model(body)
+        if model is None:
             return
         arch = model.family
-        params = _parameter_count(model.parameter_size)
+        params = int(parse_parameter_size(model.parameter_size) or 0)
         # Rough transformer shape for the size, so VRAM estimates have numbers to work with.
         blocks = 16 if params < 2e9 else 28 if params < 5e9 else 32 if params < 1e10 else 48
         embedding = 2048 if params < 2e9 else 3072 if params < 5e9 else 4096
@@ -558,12 +557,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._converse(body, chat=False)
 
     def _converse(self, body: dict[str, Any], *, chat: bool) -> None:
-        name = self._model_name(body)
-        if name is None:
-            return
-        model = self.fake._find(name)
+        model = self._installed_model(body)
         if model is None:
-            self._json(404, {"error": f"model '{normalize(name)}' not found"})
             return
         if "completion" not in model.capabilities:
             verb = "chat" if chat else "generate"

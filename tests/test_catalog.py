@@ -9,12 +9,12 @@ from ollama_deck.services.catalog import CatalogFamily
 from ollama_deck.services.catalog import CatalogTag
 from ollama_deck.services.catalog import CATEGORIES
 from ollama_deck.services.catalog import load_catalog
-from ollama_deck.services.catalog import parse_parameter_count
 from ollama_deck.services.catalog import parse_size
 from ollama_deck.services.catalog import search_catalog
 from ollama_deck.services.names import parse_model_name
 from ollama_deck.services.vram import BITS_PER_WEIGHT
 from ollama_deck.services.vram import estimate_vram
+from ollama_deck.services.vram import parse_parameter_size
 
 CATALOG = load_catalog()
 BY_NAME = {family.name: family for family in CATALOG}
@@ -89,8 +89,8 @@ def test_parse_size_rejects_junk(text):
 @pytest.mark.parametrize(
     ("text", "expected"), [("3.2B", 3.2e9), ("335M", 335e6), ("22m", 22e6), ("70.6B", 70.6e9)]
 )
-def test_parse_parameter_count(text, expected):
-    assert parse_parameter_count(text) == pytest.approx(expected)
+def test_parse_parameter_size(text, expected):
+    assert parse_parameter_size(text) == pytest.approx(expected)
 
 
 def _write(tmp_path, body: str):

@@ -20,6 +20,7 @@ from typing import Any
 from .names import InvalidModelName
 from .names import parse_model_name
 from .vram import BITS_PER_WEIGHT
+from .vram import parse_parameter_size
 
 CATEGORIES: tuple[str, ...] = ("chat", "code", "vision", "embedding", "reasoning")
 LIBRARY_URL = "https://ollama.com/library/"
@@ -27,8 +28,6 @@ LIBRARY_URL = "https://ollama.com/library/"
 # The Ollama library shows download sizes in decimal units ("4.9GB" = 4.9e9 bytes).
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]?B)\s*$", re.IGNORECASE)
 _SIZE_SCALE = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_PARAMS_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMBT])\s*$", re.IGNORECASE)
-_PARAMS_SCALE = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
 _FAMILY_KEYS = {
     "name",
     "category",
@@ -161,7 +160,7 @@ def _parse_tag(family: str, raw: Any, fail: Callable[[str], ValueError]) -> Cata
     except InvalidModelName as exc:
         raise fail(f"{family}:{tag} is not a valid model name ({exc})") from exc
     params = raw.get("params")
-    count = parse_parameter_count(params)
+    count = parse_parameter_size(params)
     if count is None:
         raise fail(f"tag {tag}: params {params!r} is not like '3.2B' or '335M'")
     quant = raw.get("quant")
@@ -188,17 +187,6 @@ def parse_size(text: Any) -> int | None:
     if not match:
         return None
     value = round(float(match.group(1)) * _SIZE_SCALE[match.group(2).upper()])
-    return value if value > 0 else None
-
-
-def parse_parameter_count(text: Any) -> float | None:
-    """``"3.2B"`` -> 3.2e9, ``"335M"`` -> 3.35e8; None for anything else."""
-    if not isinstance(text, str):
-        return None
-    match = _PARAMS_RE.match(text)
-    if not match:
-        return None
-    value = float(match.group(1)) * _PARAMS_SCALE[match.group(2).upper()]
     return value if value > 0 else None
 
 
