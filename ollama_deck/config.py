@@ -81,8 +81,13 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "OLLAMA_DECK_KEEP_ALIVE": ("OLLAMA_DECK_KEEP_ALIVE", "30m", str),
     # SSE comment line interval, which keeps proxies from closing idle streams.
     "OLLAMA_DECK_SSE_HEARTBEAT_SECONDS": ("OLLAMA_DECK_SSE_HEARTBEAT_SECONDS", 15.0, float),
-    # Start the runner (background pulls, recovery) with the app. Off for one-shot CLI use.
+    # Run pulls in this process (started by the first request the deck serves, or in each
+    # worker of `ollama-deck serve`). Off: operations are only recorded as queued, for a
+    # runner in another process.
     "OLLAMA_DECK_START_RUNNER": ("OLLAMA_DECK_START_RUNNER", True, _bool),
+    # Apply the deck's schema migrations on first use (under a database lock). Off: run
+    # `ollama-deck db upgrade` yourself; an outdated schema then answers 503.
+    "OLLAMA_DECK_AUTO_UPGRADE": ("OLLAMA_DECK_AUTO_UPGRADE", True, _bool),
 }
 
 

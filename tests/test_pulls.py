@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from ollama_deck.state import setup_of
 from ollama_deck.testing import PullScript
 
 from .conftest import test_settings
@@ -261,7 +262,7 @@ def test_restart_marks_interrupted_when_configured(fake_ollama, make_app, serve)
     wait_until(lambda: get_op(live, op["id"])["percent"] > 0)
     # Simulate a dead runner: its maintenance thread (heartbeats, recovery) stops, and the
     # pull it holds writes nothing more.
-    runner = first.extensions["ollama_deck"].runner
+    runner = setup_of(first).state(first).runner
     runner._stopping.set()
 
     second = serve(make_app(OLLAMA_DECK_ON_RESTART="interrupt"))

@@ -7,7 +7,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from ollama_deck.db import create_schema
+from ollama_deck import schema
 from ollama_deck.db import make_engine
 from ollama_deck.db import Operation
 from ollama_deck.services.events import EventHub
@@ -22,8 +22,8 @@ HOST = "http://127.0.0.1:1"
 @pytest.fixture
 def engine(database_url):
     engine = make_engine(database_url)
-    create_schema(engine)
-    create_schema(engine)  # a second start over the same database changes nothing
+    schema.upgrade(engine)
+    schema.upgrade(engine)  # a second start over the same database changes nothing
     yield engine
     engine.dispose()
 

@@ -21,10 +21,12 @@ from ..services.knowledge import catalog_listing
 from ..services.knowledge import model_details
 from ..services.names import parse_model_name
 from ..services.store import operation_json
+from ..state import activate_deck
 from ..state import deck
 
 bp = Blueprint("ollama_deck_api", __name__)
 register_json_errors(bp)
+bp.before_request(activate_deck)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 

@@ -8,6 +8,7 @@ from flask import Blueprint
 from flask import render_template
 from flask import url_for
 
+from ..state import activate_deck
 from ..state import deck
 
 bp = Blueprint(
@@ -17,6 +18,7 @@ bp = Blueprint(
     static_folder="../static",
     static_url_path="/static",
 )
+bp.before_request(activate_deck)
 
 # Stand-ins that url_for puts into URL templates; app.js swaps in the real (encoded) values.
 NAME_SLOT = "__model__"

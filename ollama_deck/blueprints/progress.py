@@ -20,12 +20,14 @@ from ..http import sse_response
 from ..http import unknown_route
 from ..services.store import log_json
 from ..services.streams import follow
+from ..state import activate_deck
 from ..state import deck
 from .api import ALL_METHODS
 from .api import operation_payload
 
 bp = Blueprint("ollama_deck_progress", __name__)
 register_json_errors(bp)
+bp.before_request(activate_deck)
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
 CANCEL_WAIT_SECONDS = 5.0

@@ -118,6 +118,7 @@ class Runner:
         self._jobs: dict[str, Job] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._stopping = threading.Event()
+        self._started = False  # no pull thread before start(): see dispatch()
         self._maintenance: threading.Thread | None = None
 
     # -- public ---------------------------------------------------------------------
@@ -126,6 +127,7 @@ class Runner:
         """Recover what a vanished runner left, then keep heartbeats and the queue going."""
         if self._maintenance is not None:
             return
+        self._started = True
         self.recover()
         self.dispatch()
         self._maintenance = threading.Thread(
@@ -182,8 +184,12 @@ class Runner:
         return not thread.is_alive()
 
     def dispatch(self) -> None:
-        """Start queued operations while fewer than the limit run."""
-        while not self._stopping.is_set():
+        """Start queued operations while fewer than the limit run.
+
+        Only once started: a process that merely registered the deck (a CLI command, a
+        shell, the reloader's parent) leaves queued work to a runner that serves.
+        """
+        while self._started and not self._stopping.is_set():
             row = self.store.claim_next_queued(self.runner_id, self.settings.max_concurrent)
             if row is None:
                 return
