@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from .config import normalize_ollama_host
 from .db import create_schema
 from .db import make_engine
+from .dbhealth import harden_engine
 from .services.events import EventHub
 from .services.knowledge import GpuCache
 from .services.models import ModelService
@@ -41,6 +42,7 @@ class DeckState:
     def build(cls, config: dict[str, Any], url_prefix: str) -> DeckState:
         host = normalize_ollama_host(config["OLLAMA_DECK_OLLAMA_HOST"])
         engine = make_engine(config["OLLAMA_DECK_DATABASE_URL"])
+        harden_engine(engine)
         create_schema(engine)
         hub = EventHub(heartbeat_seconds=float(config["OLLAMA_DECK_SSE_HEARTBEAT_SECONDS"]))
         store = OperationStore(engine, hub, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
@@ -49,20 +51,9 @@ class DeckState:
             connect_timeout=float(config["OLLAMA_DECK_CONNECT_TIMEOUT"]),
             request_timeout=float(config["OLLAMA_DECK_REQUEST_TIMEOUT"]),
             stall_timeout=float(config["OLLAMA_DECK_PULL_STALL_TIMEOUT"]),
+            quick_timeout=float(config["OLLAMA_DECK_QUICK_TIMEOUT"]),
         )
-        runner = Runner(
-            store,
-            client,
-            RunnerSettings(
-                host=host,
-                max_concurrent=int(config["OLLAMA_DECK_MAX_CONCURRENT_PULLS"]),
-                heartbeat_seconds=float(config["OLLAMA_DECK_HEARTBEAT_SECONDS"]),
-                stale_seconds=float(config["OLLAMA_DECK_STALE_SECONDS"]),
-                keep_finished_seconds=float(config["OLLAMA_DECK_KEEP_FINISHED_HOURS"]) * 3600,
-                on_restart=str(config["OLLAMA_DECK_ON_RESTART"]),
-                keep_alive=str(config["OLLAMA_DECK_KEEP_ALIVE"]),
-            ),
-        )
+        runner = Runner(store, client, RunnerSettings.from_config(host, config))
         models = ModelService(client, engine, store, SettingStore(engine), host)
         return cls(config, url_prefix, engine, hub, store, client, runner, models, GpuCache())
 
