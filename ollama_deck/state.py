@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from .config import normalize_ollama_host
 from .db import make_engine
+from .dbhealth import harden_engine
 from .schema import ensure_current
 from .services.events import EventHub
 from .services.knowledge import GpuCache
@@ -59,6 +60,10 @@ class DeckState:
         host = normalize_ollama_host(config["OLLAMA_DECK_OLLAMA_HOST"])
         if engine is None:
             engine = make_engine(config["OLLAMA_DECK_DATABASE_URL"])
+        if owns_engine:
+            # Fault handling changes how connections open: only on a database the deck owns;
+            # a host's engine is the host's to configure (e.g. SQLALCHEMY_ENGINE_OPTIONS).
+            harden_engine(engine)
         ensure_current(engine, auto_upgrade=bool(config["OLLAMA_DECK_AUTO_UPGRADE"]))
         hub = EventHub(heartbeat_seconds=float(config["OLLAMA_DECK_SSE_HEARTBEAT_SECONDS"]))
         store = OperationStore(engine, hub, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
@@ -67,20 +72,9 @@ class DeckState:
             connect_timeout=float(config["OLLAMA_DECK_CONNECT_TIMEOUT"]),
             request_timeout=float(config["OLLAMA_DECK_REQUEST_TIMEOUT"]),
             stall_timeout=float(config["OLLAMA_DECK_PULL_STALL_TIMEOUT"]),
+            quick_timeout=float(config["OLLAMA_DECK_QUICK_TIMEOUT"]),
         )
-        runner = Runner(
-            store,
-            client,
-            RunnerSettings(
-                host=host,
-                max_concurrent=int(config["OLLAMA_DECK_MAX_CONCURRENT_PULLS"]),
-                heartbeat_seconds=float(config["OLLAMA_DECK_HEARTBEAT_SECONDS"]),
-                stale_seconds=float(config["OLLAMA_DECK_STALE_SECONDS"]),
-                keep_finished_seconds=float(config["OLLAMA_DECK_KEEP_FINISHED_HOURS"]) * 3600,
-                on_restart=str(config["OLLAMA_DECK_ON_RESTART"]),
-                keep_alive=str(config["OLLAMA_DECK_KEEP_ALIVE"]),
-            ),
-        )
+        runner = Runner(store, client, RunnerSettings.from_config(host, config))
         models = ModelService(client, engine, store, SettingStore(engine), host)
         return cls(
             config, url_prefix, engine, hub, store, client, runner, models, GpuCache(), owns_engine

@@ -142,7 +142,8 @@ def test_dropped_connection_fails(fake_ollama, live):
     assert "lost" in final["error"] or "ended before" in final["error"]
 
 
-def test_ollama_down_fails_clearly(fake_ollama, live):
+def test_ollama_down_fails_clearly_once_the_wait_is_over(fake_ollama, make_app, serve):
+    live = serve(make_app(OLLAMA_DECK_OLLAMA_WAIT_SECONDS=0))
     fake_ollama.stop()
     final = wait_final(live, start_pull(live, "llama3.2:1b")["id"])
     assert final["status"] == "failed"

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
+from flask import jsonify
 from flask import render_template
 from flask import url_for
 
+from ..errors import DatabaseUnavailable
+from ..services.health import health
 from ..state import activate_deck
 from ..state import deck
 
@@ -60,3 +63,15 @@ def index():
         config=page_config(),
         version=__version__,
     )
+
+
+@bp.get("/healthz")
+def healthz():
+    """The database and Ollama as the deck sees them: 200 when it can work, else 503."""
+    state = deck()
+    report = health(state.engine, state.client)
+    response = jsonify(report)
+    if not report["ok"]:
+        response.status_code = 503
+        response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))
+    return response
