@@ -79,7 +79,9 @@ def test_host_error_handlers_and_our_json_errors_coexist(host_app, serve):
     ours = live.get("/models/api/no-such-endpoint")
     assert ours.status_code == 404
     assert ours.json()["error"]["code"] == "not_found"
-    bad = live.post("/models/api/models/pull", data="nope")
+    bad = live.post(
+        "/models/api/models/pull", data="nope", headers={"Content-Type": "application/json"}
+    )
     assert bad.status_code == 400
     assert bad.json()["error"]["code"] == "invalid_json"
 

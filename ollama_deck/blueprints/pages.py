@@ -8,6 +8,7 @@ from flask import Blueprint
 from flask import render_template
 from flask import url_for
 
+from ..security import protect
 from ..state import deck
 
 bp = Blueprint(
@@ -17,6 +18,7 @@ bp = Blueprint(
     static_folder="../static",
     static_url_path="/static",
 )
+protect(bp)
 
 # Stand-ins that url_for puts into URL templates; app.js swaps in the real (encoded) values.
 NAME_SLOT = "__model__"
@@ -36,6 +38,7 @@ def page_config() -> dict[str, Any]:
             "active": url_for("ollama_deck_api.get_active_model"),
             "chat": url_for("ollama_deck_api.chat"),
             "status": url_for("ollama_deck_api.status"),
+            "session": url_for("ollama_deck_api.session"),
         },
         "progress": {
             "list": url_for("ollama_deck_progress.list_operations"),
