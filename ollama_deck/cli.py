@@ -30,11 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--connections", type=int, default=10000, help="connections per worker (SSE watchers)"
     )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve a non-loopback --host without OLLAMA_DECK_TOKEN (anyone who reaches it "
+        "can pull, delete and load models)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .security import bind_refusal
+
+    refusal = bind_refusal(args.host, os.environ.get("OLLAMA_DECK_TOKEN"), args.insecure)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     if args.ollama:
         os.environ["OLLAMA_HOST"] = args.ollama
     if args.database_url:

@@ -128,7 +128,9 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     At the deadline the socket is shut for reading, which wakes the blocked read (a
     greenlet's or a thread's) with an end of stream; the answer is then a 408.
     """
-    request.max_content_length = limit  # chunked bodies have no length to check up front
+    # Chunked bodies have no length to check up front: read at most one byte past the
+    # limit (werkzeug stops quietly at the maximum) and refuse if that byte came.
+    request.max_content_length = limit + 1
     sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
     expired = threading.Event()
 
@@ -141,7 +143,8 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
 
     cancel = call_later(timeout, cut_off) if sock is not None else _nothing
     try:
-        request.get_data(cache=True)
+        if len(request.get_data(cache=True)) > limit:
+            return _too_large(limit)
     except RequestEntityTooLarge:
         return _too_large(limit)
     except ClientDisconnected:
