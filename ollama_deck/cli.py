@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--connections", type=int, default=10000, help="connections per worker (SSE watchers)"
     )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve a non-loopback --host without OLLAMA_DECK_TOKEN (anyone who reaches it "
+        "can pull, delete and load models)",
+    )
     db = commands.add_parser("db", help="the deck's database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="apply the deck's migrations")
@@ -46,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OLLAMA_DECK_DATABASE_URL"] = args.database_url
     if args.command == "db":
         return db_command(args.db_command, getattr(args, "revision", "head"))
+    from .security import bind_refusal
+
+    refusal = bind_refusal(args.host, os.environ.get("OLLAMA_DECK_TOKEN"), args.insecure)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     if args.ollama:
         os.environ["OLLAMA_HOST"] = args.ollama
     if args.workers > 1 and not os.environ.get("OLLAMA_DECK_DATABASE_URL", "").startswith(

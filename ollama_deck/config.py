@@ -57,6 +57,10 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip().lower() for n in text.split(",") if n.strip())
+
+
 # key -> (environment variable, default, parser). None as default: computed by the app
 # (the SQLite file lives in the app's instance folder).
 SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
@@ -102,6 +106,17 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     # Apply the deck's schema migrations on first use (under a database lock). Off: run
     # `ollama-deck db upgrade` yourself; an outdated schema then answers 503.
     "OLLAMA_DECK_AUTO_UPGRADE": ("OLLAMA_DECK_AUTO_UPGRADE", True, _bool),
+    # Security (see security.py). Host names the deck answers to besides loopback and the
+    # address a connection came in on: comma-separated, ".example.com" takes subdomains,
+    # "*" turns the check off (only behind a proxy that checks Host itself).
+    "OLLAMA_DECK_ALLOWED_HOSTS": ("OLLAMA_DECK_ALLOWED_HOSTS", (), _names),
+    # When set, every endpoint but the page shell, its static files and the health check
+    # needs "Authorization: Bearer <token>" (or the session cookie the page trades it for).
+    "OLLAMA_DECK_TOKEN": ("OLLAMA_DECK_TOKEN", None, str),
+    # Bodies larger than this answer 413 before anything is read.
+    "OLLAMA_DECK_MAX_BODY_BYTES": ("OLLAMA_DECK_MAX_BODY_BYTES", 64 * 1024, int),
+    # A client that has not sent its whole body after this many seconds is cut off (408).
+    "OLLAMA_DECK_BODY_TIMEOUT": ("OLLAMA_DECK_BODY_TIMEOUT", 10.0, float),
 }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,21 +70,83 @@ def sse_response(stream: Iterator[bytes]) -> Response:
     # The stream yields bytes already: hand it to the server as is, without werkzeug's
     # per-chunk encoding and closing wrappers (a measurable cost at thousands of watchers).
     response.direct_passthrough = True
-    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"
     return response
 
 
+# JSON bodies of this API are at most three levels deep; far deeper is an attack on the
+# parser (Python's recursion limit), and integers beyond 2**53 no client can mean.
+MAX_JSON_DEPTH = 20
+MAX_JSON_INTEGER = 2**53 - 1
+
+
 def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a 400 that says what was wrong."""
-    if not request.data:
+    """The request's JSON object, or a 4xx that says what was wrong."""
+    raw = request.get_data(cache=True)
+    if not raw:
         raise BadRequest("the request needs a JSON body", code="missing_body")
-    data = request.get_json(silent=True, force=True)
-    if data is None:
-        raise BadRequest("the request body is not valid JSON", code="invalid_json")
+    if request.mimetype != "application/json":
+        # A browser form or a no-cors fetch cannot send this type without a CORS
+        # preflight, which the deck never grants: requiring it stops cross-site posts.
+        raise DeckError(
+            "send the body as JSON with 'Content-Type: application/json'",
+            code="unsupported_media_type",
+            status=415,
+        )
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object", code="invalid_json")
     return data
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse untrusted JSON: 400 for bad text, deep nesting, huge or non-finite numbers."""
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # bad text, bad UTF-8, too many digits, too deep
+        raise BadRequest("the request body is not valid JSON", code="invalid_json") from None
+    _check_json(data)
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_json(data: Any) -> None:
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest(
+                    f"the request body nests deeper than {MAX_JSON_DEPTH} levels",
+                    code="invalid_json",
+                )
+            items = value.values() if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int) and abs(value) > MAX_JSON_INTEGER:
+            raise BadRequest(
+                f"numbers must lie between -{MAX_JSON_INTEGER} and {MAX_JSON_INTEGER}",
+                code="invalid_json",
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise BadRequest("numbers must be finite", code="invalid_json")
+
+
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def whole_number(raw: str) -> int | None:
+    """A non-negative decimal integer that fits 64 bits, or None (no signs, no '_')."""
+    text = raw.strip()
+    if not _DIGITS.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value < 2**63 else None
 
 
 def int_arg(name: str, default: int, *, low: int, high: int) -> int:
@@ -89,10 +154,9 @@ def int_arg(name: str, default: int, *, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number, not {raw!r}") from None
+    value = whole_number(raw)
+    if value is None:
+        raise BadRequest(f"{name} must be a whole number, not {raw[:40]!r}")
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {low} and {high}")
     return value

@@ -133,6 +133,10 @@ def test_host_routes_and_the_deck_coexist(host, fake_ollama, serve):
         assert live.get(asset).status_code == 200, asset
     ours = live.get("/models/api/no-such-endpoint")
     assert ours.status_code == 404 and ours.json()["error"]["code"] == "not_found"
+    bad = live.post(
+        "/models/api/models/pull", data="nope", headers={"Content-Type": "application/json"}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
 
     op = live.post("/models/api/models/pull", json={"model": "llama3.2:1b"}).json()
     assert op["urls"]["progress"] == f"/models/progress/{op['id']}"

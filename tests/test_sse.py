@@ -102,7 +102,7 @@ def test_stream_of_one_pull_ends_with_done(fake_ollama, server):
     op = start_pull(server, "m:1")
     stream = SSEClient(server.url + op["urls"]["stream"])
     assert stream.response.headers["Content-Type"].startswith("text/event-stream")
-    assert stream.response.headers["Cache-Control"] == "no-cache"
+    assert stream.response.headers["Cache-Control"] == "no-store"
     assert stream.response.headers["X-Accel-Buffering"] == "no"
     events = stream.read_to_end()
     assert stream.retry is not None

@@ -14,11 +14,16 @@ from ..http import json_body
 from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
+from ..security import clear_session_cookie
+from ..security import protect
+from ..security import session_status
+from ..security import set_session_cookie
 from ..services.catalog import CATEGORIES
 from ..services.chat import open_chat
 from ..services.gpu import gpu_summary
 from ..services.knowledge import catalog_listing
 from ..services.knowledge import model_details
+from ..services.names import InvalidModelName
 from ..services.names import parse_model_name
 from ..services.store import operation_json
 from ..state import activate_deck
@@ -26,8 +31,10 @@ from ..state import deck
 
 bp = Blueprint("ollama_deck_api", __name__)
 register_json_errors(bp)
+protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+MAX_QUERY_CHARS = 200
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 
 
@@ -92,16 +99,30 @@ def catalog():
     """The curated catalog: ``?category=code&q=coder``, with installed flags and VRAM fit."""
     category = request.args.get("category") or None
     if category is not None and category not in CATEGORIES:
-        raise BadRequest(f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
+        raise BadRequest(f"unknown category {category[:40]!r}; use one of {', '.join(CATEGORIES)}")
+    query = request.args.get("q") or None
+    if query is not None and len(query) > MAX_QUERY_CHARS:
+        raise BadRequest(f"q must be at most {MAX_QUERY_CHARS} characters")
     state = deck()
-    installed = {parse_model_name(m["name"]).key for m in state.models.installed()["models"]}
     listing = catalog_listing(
         category=category,
-        query=request.args.get("q") or None,
-        installed=installed,
+        query=query,
+        installed=_installed_keys(state.models.installed()["models"]),
         gpus=state.gpus.get(),
     )
     return jsonify(dict(listing, categories=list(CATEGORIES)))
+
+
+def _installed_keys(models: list[dict[str, Any]]) -> set[str]:
+    # A model whose name the deck cannot parse is simply not in the catalog; it must not
+    # turn the whole listing into an error.
+    keys = set()
+    for model in models:
+        try:
+            keys.add(parse_model_name(model["name"]).key)
+        except InvalidModelName:
+            continue
+    return keys
 
 
 @bp.get("/active-model")
@@ -166,3 +187,25 @@ def status():
             watchers=state.hub.watchers,  # open SSE streams in this process
         )
     )
+
+
+@bp.get("/session")
+def session():
+    """Whether a token is required; reached only with the token when it is."""
+    return jsonify(session_status())
+
+
+@bp.post("/session")
+def open_session():
+    """Trade the bearer token for an HttpOnly session cookie (what EventSource can send)."""
+    response = jsonify(session_status())
+    set_session_cookie(response, deck().url_prefix)
+    return response
+
+
+@bp.delete("/session")
+def close_session():
+    """Forget the session cookie."""
+    response = jsonify(session_status())
+    clear_session_cookie(response, deck().url_prefix)
+    return response

@@ -10,6 +10,7 @@ from flask import render_template
 from flask import url_for
 
 from ..errors import DatabaseUnavailable
+from ..security import protect
 from ..services.health import health
 from ..state import activate_deck
 from ..state import deck
@@ -21,6 +22,7 @@ bp = Blueprint(
     static_folder="../static",
     static_url_path="/static",
 )
+protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
 
 # Stand-ins that url_for puts into URL templates; app.js swaps in the real (encoded) values.
@@ -41,6 +43,7 @@ def page_config() -> dict[str, Any]:
             "active": url_for("ollama_deck_api.get_active_model"),
             "chat": url_for("ollama_deck_api.chat"),
             "status": url_for("ollama_deck_api.status"),
+            "session": url_for("ollama_deck_api.session"),
         },
         "progress": {
             "list": url_for("ollama_deck_progress.list_operations"),

@@ -18,6 +18,8 @@ from ..http import int_arg
 from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
+from ..http import whole_number
+from ..security import protect
 from ..services.store import log_json
 from ..services.streams import follow
 from ..state import activate_deck
@@ -27,6 +29,7 @@ from .api import operation_payload
 
 bp = Blueprint("ollama_deck_progress", __name__)
 register_json_errors(bp)
+protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
@@ -117,10 +120,8 @@ def _last_event_id() -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     if raw is None or raw.strip() == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"Last-Event-ID must be a whole number, not {raw!r}") from None
-    if value < 0:
-        raise BadRequest("Last-Event-ID must not be negative")
+    value = whole_number(raw)
+    if value is None:
+        # Sequence numbers are 64-bit: anything else is no id this service ever sent.
+        raise BadRequest(f"Last-Event-ID must be an event id (a whole number), not {raw[:40]!r}")
     return value

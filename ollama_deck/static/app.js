@@ -125,6 +125,7 @@
     }
     opts.headers.Accept = "application/json";
     const response = await fetch(url, opts);
+    if (response.status === 401) askForToken();
     let data = null;
     try {
       data = await response.json();
@@ -142,6 +143,67 @@
     }
     return data;
   }
+
+  // ---------------------------------------------------------------- access token
+
+  // With OLLAMA_DECK_TOKEN set, the page asks for the token once and trades it for an
+  // HttpOnly session cookie, which fetch and EventSource then send on their own.
+  let tokenWaiters = null;
+
+  /** Resolves once the server accepts this page: at once, or after the token was given. */
+  async function ensureSession() {
+    let response;
+    try {
+      response = await fetch(API.session, { headers: { Accept: "application/json" } });
+    } catch (err) {
+      return; // the server is unreachable: the page shows that itself
+    }
+    if (response.status === 401) await askForToken();
+  }
+
+  function askForToken() {
+    if (!tokenWaiters) {
+      tokenWaiters = [];
+      const dialog = $("#token-dialog");
+      show($("#token-error"), false);
+      if (!dialog.open) dialog.showModal();
+      $("#token-input").focus();
+    }
+    return new Promise((resolve) => tokenWaiters.push(resolve));
+  }
+
+  $("#token-dialog").addEventListener("cancel", (event) => event.preventDefault());
+  $("#token-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = $("#token-input");
+    const error = $("#token-error");
+    $("#token-submit").disabled = true;
+    try {
+      const response = await fetch(API.session, {
+        method: "POST",
+        headers: { Accept: "application/json", Authorization: "Bearer " + input.value.trim() },
+      });
+      if (!response.ok) {
+        const wrong = response.status === 401;
+        setText(error, wrong ? "That token is not right." : response.status + " " + response.statusText);
+        show(error, true);
+        input.select();
+        return;
+      }
+      input.value = "";
+      $("#token-dialog").close();
+      const waiters = tokenWaiters || [];
+      tokenWaiters = null;
+      for (const resolve of waiters) resolve();
+      // Asked again mid-session (the token changed): start afresh with the new session.
+      if (document.body.dataset.ready) location.reload();
+    } catch (err) {
+      setText(error, err.message);
+      show(error, true);
+    } finally {
+      $("#token-submit").disabled = false;
+    }
+  });
 
   // ---------------------------------------------------------------- Ollama status
 
@@ -1064,6 +1126,7 @@
         body: JSON.stringify({ model: model, prompt: prompt }),
         signal: chatRunning.signal,
       });
+      if (response.status === 401) askForToken();
       if (!response.ok) {
         let message = response.status + " " + response.statusText;
         try {
@@ -1180,6 +1243,7 @@
   // ---------------------------------------------------------------- start
 
   async function start() {
+    await ensureSession();
     const wanted = tabs.find((t) => "#" + t.dataset.tab === location.hash);
     if (wanted) selectTab(wanted);
     updateOpsSummary();

@@ -1,0 +1,391 @@
+"""What keeps the deck safe to expose: Host allow-list, same-origin writes, bounded bodies,
+access control and response headers.
+
+Everything hangs off blueprint-level hooks (``protect(bp)``), so it covers the deck's own
+routes and never a host app's. The checks are plain functions of values, testable alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import socket
+import threading
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint
+from flask import current_app
+from flask import request
+from flask import Response
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .http import error_response
+
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The page shell, its files and the health check answer without the token: the page has to
+# load before it can ask for one, and probes carry no credentials.
+TOKEN_EXEMPT = frozenset({"ollama_deck.index", "ollama_deck.static", "ollama_deck.healthz"})
+PAGE_BLUEPRINT = "ollama_deck"
+SESSION_COOKIE = "ollama_deck_session"
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+PAGE_CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+# JSON and event streams are never documents: should one be opened as a page, it can do
+# nothing and cannot be framed.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def protect(bp: Blueprint) -> None:
+    """Guard every route of ``bp`` (a deck blueprint) and set its response headers."""
+    bp.before_request(check_request)
+    bp.after_request(add_headers)
+
+
+# ---------------------------------------------------------------- the request hook
+
+
+def check_request() -> ResponseReturnValue | None:
+    """Refuse what must not reach a view; read a body (bounded in size and time) early."""
+    config = current_app.config
+    if not host_allowed(request.headers.get("Host"), config, _local_address(request.environ)):
+        return error_response(
+            421,
+            "host_not_allowed",
+            f"this service does not answer to Host {request.headers.get('Host')!r}; "
+            "add it to OLLAMA_DECK_ALLOWED_HOSTS if it is yours",
+        )
+    limit = int(config["OLLAMA_DECK_MAX_BODY_BYTES"])
+    if request.content_length is not None and request.content_length > limit:
+        return _too_large(limit)
+    if request.method in MUTATING_METHODS and not same_origin(
+        request.headers.get("Origin"),
+        request.headers.get("Sec-Fetch-Site"),
+        request.scheme,
+        request.headers.get("Host"),
+    ):
+        return error_response(
+            403,
+            "cross_origin",
+            "requests that change something must come from this service's own page "
+            "(or from a client that sends no Origin, such as curl)",
+        )
+    guard = getattr(current_app.extensions.get("ollama_deck"), "guard", None)
+    if guard is not None:
+        # A view decorator such as Flask-Login's login_required: run it around a no-op
+        # view; whatever it answers instead (a redirect, a 401) is the response.
+        result = guard(lambda: None)()
+        if result is not None:
+            return result
+    token = config.get("OLLAMA_DECK_TOKEN")
+    if token and request.endpoint not in TOKEN_EXEMPT and not authorized(token):
+        response, status = error_response(
+            401,
+            "unauthorized",
+            "this service needs a token: send 'Authorization: Bearer <token>'",
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ollama-deck"'
+        return response, status
+    if _has_body():
+        return _read_body(limit, float(config["OLLAMA_DECK_BODY_TIMEOUT"]))
+    return None
+
+
+def _too_large(limit: int) -> ResponseReturnValue:
+    return error_response(
+        413, "body_too_large", f"the request body must not be larger than {limit} bytes"
+    )
+
+
+def _has_body() -> bool:
+    length = request.content_length
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return bool(length) or (length is None and chunked)
+
+
+def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
+    """Read the whole body now, within ``timeout`` seconds, so no view waits on a client.
+
+    The servers give no deadline for a body: gunicorn's gevent worker bounds only the wait
+    for headers, so a client that holds a half-sent body would hold its request forever.
+    At the deadline the socket is shut for reading, which wakes the blocked read (a
+    greenlet's or a thread's) with an end of stream; the answer is then a 408.
+    """
+    # Chunked bodies have no length to check up front: read at most one byte past the
+    # limit (werkzeug stops quietly at the maximum) and refuse if that byte came.
+    request.max_content_length = limit + 1
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    expired = threading.Event()
+
+    def cut_off() -> None:
+        expired.set()
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:  # the client went away meanwhile
+            pass
+
+    cancel = call_later(timeout, cut_off) if sock is not None else _nothing
+    try:
+        if len(request.get_data(cache=True)) > limit:
+            return _too_large(limit)
+    except RequestEntityTooLarge:
+        return _too_large(limit)
+    except ClientDisconnected:
+        if not expired.is_set():
+            return error_response(400, "incomplete_body", "the client sent only part of the body")
+    finally:
+        cancel()
+    if expired.is_set():
+        return error_response(
+            408, "body_timeout", f"the request body did not arrive within {timeout:g} seconds"
+        )
+    return None
+
+
+def _nothing() -> None:
+    return None
+
+
+def call_later(seconds: float, action: Callable[[], None]) -> Callable[[], None]:
+    """Run ``action`` after ``seconds`` unless the returned function is called first.
+
+    Under gevent's monkey patching (gunicorn's gevent worker) this is a greenlet timer;
+    elsewhere a daemon thread.
+    """
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        monkey = None
+    if monkey is not None and monkey.is_module_patched("socket"):
+        import gevent
+
+        timer = gevent.spawn_later(seconds, action)
+        return lambda: timer.kill(block=False)
+    thread = threading.Timer(seconds, action)
+    thread.daemon = True
+    thread.start()
+    return thread.cancel
+
+
+def _local_address(environ: Mapping[str, Any]) -> str | None:
+    """The address the connection came in on, where the server tells (gunicorn, werkzeug)."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    try:
+        return sock.getsockname()[0] if sock is not None else None
+    except (OSError, IndexError, TypeError):
+        return None
+
+
+# ---------------------------------------------------------------- Host and Origin
+
+
+def host_name(value: str) -> str | None:
+    """The lower-case host name of a ``Host`` value (IPv6 without brackets); None if bad."""
+    if not value or any(c in value for c in "/?#@\\ \t") or not value.isascii():
+        return None
+    try:
+        parts = urlsplit(f"//{value}")
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return None
+    return parts.hostname or None
+
+
+def _names(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(v).strip().lower() for v in value if str(v).strip()]
+
+
+def _matches(name: str, pattern: str) -> bool:
+    if pattern.startswith("."):
+        return name == pattern[1:] or name.endswith(pattern)
+    return name == (host_name(pattern) or pattern)
+
+
+def is_loopback(name: str) -> bool:
+    """``localhost`` or a loopback IP literal."""
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_ip(name: str, address: str | None) -> bool:
+    if address is None:
+        return False
+    try:
+        return ipaddress.ip_address(name) == ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+
+
+def host_allowed(
+    host_header: str | None, config: Mapping[str, Any], local_address: str | None
+) -> bool:
+    """Whether the deck answers to this ``Host``: the DNS-rebinding defence.
+
+    A rebinding page reaches the deck under the attacker's own name, so only names the
+    deck knows are its own pass: loopback names, the address the connection came in on
+    and ``OLLAMA_DECK_ALLOWED_HOSTS``. A host app's ``TRUSTED_HOSTS`` takes the place of
+    the loopback defaults, and its ``SERVER_NAME`` is allowed.
+    """
+    if host_header is None:
+        return True  # HTTP/1.0 tools; every browser sends Host
+    name = host_name(host_header)
+    if name is None:
+        return False
+    patterns = _names(config.get("OLLAMA_DECK_ALLOWED_HOSTS"))
+    if "*" in patterns:
+        return True
+    trusted = _names(config.get("TRUSTED_HOSTS"))
+    server_name = config.get("SERVER_NAME")
+    if server_name:
+        patterns.append(str(server_name).lower())
+    if trusted:
+        patterns.extend(trusted)
+    elif is_loopback(name) or _same_ip(name, local_address):
+        return True
+    return any(_matches(name, p) for p in patterns)
+
+
+def _origin_tuple(scheme: str, host: str) -> tuple[str, str, int | None] | None:
+    name = host_name(host)
+    if name is None:
+        return None
+    port = urlsplit(f"//{host}").port
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, name, port if port is not None else default
+
+
+def same_origin(
+    origin: str | None, fetch_site: str | None, scheme: str, host_header: str | None
+) -> bool:
+    """Whether a request comes from the deck's own origin (or from no browser page at all).
+
+    Browsers send ``Origin`` on every cross-origin request that changes something, and
+    ``Sec-Fetch-Site`` on every request; tools such as curl send neither and are let in.
+    """
+    if origin is None:
+        return fetch_site in (None, "same-origin", "none")
+    if origin == "null" or host_header is None:
+        return False
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+        return False
+    theirs = _origin_tuple(parts.scheme, parts.netloc)
+    ours = _origin_tuple(scheme, host_header)
+    return theirs is not None and theirs == ours
+
+
+# ---------------------------------------------------------------- access control
+
+
+def _digest(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
+
+
+def token_matches(given: str, token: str) -> bool:
+    """Constant-time comparison; hashing first hides the token's length as well."""
+    # WSGI header values are latin-1 decoded bytes; this recovers the bytes that were sent.
+    sent = given.encode("latin-1", errors="replace")
+    return hmac.compare_digest(_digest(sent), _digest(token.encode()))
+
+
+def session_value(token: str) -> str:
+    """The cookie the page gets for the token: derived from it, so it does not reveal it,
+    and a new token ends every session."""
+    return hmac.new(token.encode(), b"ollama-deck session", hashlib.sha256).hexdigest()
+
+
+def authorized(token: str) -> bool:
+    """A right bearer token, or the session cookie made from it."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, given = header.strip().partition(" ")
+        return scheme.lower() == "bearer" and token_matches(given.strip(), token)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie is None:
+        return False
+    return hmac.compare_digest(
+        _digest(cookie.encode("latin-1", errors="replace")),
+        _digest(session_value(token).encode()),
+    )
+
+
+def session_status() -> dict[str, bool]:
+    """What the page needs to know; only reached once the request passed the checks."""
+    return {"token_required": bool(current_app.config.get("OLLAMA_DECK_TOKEN"))}
+
+
+def set_session_cookie(response: Response, url_prefix: str) -> None:
+    """Trade a checked token for an HttpOnly, SameSite=Strict cookie (EventSource sends it)."""
+    token = current_app.config.get("OLLAMA_DECK_TOKEN")
+    if not token:
+        return
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_value(token),
+        path=url_prefix or "/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+    )
+
+
+def clear_session_cookie(response: Response, url_prefix: str) -> None:
+    response.delete_cookie(SESSION_COOKIE, path=url_prefix or "/", httponly=True, samesite="Strict")
+
+
+# ---------------------------------------------------------------- serving
+
+
+def bind_refusal(host: str, token: str | None, insecure: bool) -> str | None:
+    """Why ``ollama-deck serve`` must not bind ``host``, or None when it may."""
+    name = host.strip("[]").lower()
+    if insecure or token or is_loopback(name):
+        return None
+    return (
+        f"ollama-deck: refusing to serve on {host} without a token. Other machines can "
+        "reach that address, and anyone who does could pull, delete and load models. "
+        "Set OLLAMA_DECK_TOKEN to require 'Authorization: Bearer <token>', or pass "
+        "--insecure to serve without one (for example behind a proxy that authenticates)."
+    )
+
+
+# ---------------------------------------------------------------- headers
+
+
+def add_headers(response: Response) -> Response:
+    """Security headers: a strict CSP on the page and its files; API answers never cached."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.blueprint == PAGE_BLUEPRINT:
+        headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        headers.setdefault("X-Frame-Options", "DENY")
+    else:
+        headers.setdefault("Content-Security-Policy", API_CSP)
+        headers["Cache-Control"] = "no-store"
+    return response

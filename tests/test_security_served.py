@@ -1,0 +1,158 @@
+"""The security rules against a real ``ollama-deck serve`` (gunicorn, one gevent worker)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from ollama_deck.testing import FakeOllama
+
+from .helpers import wait_until
+from .test_security import exchange
+
+pytestmark = pytest.mark.gunicorn
+
+TOKEN = "tok-3f9a1c-never-in-the-log"
+WRONG = "wrong-77b2e0-never-in-the-log"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Served:
+    def __init__(self, url: str, log: Path, fake: FakeOllama) -> None:
+        self.url = url
+        self.log = log
+        self.fake = fake
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(self.url + path, timeout=10, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("served")
+    fake = FakeOllama().start()
+    fake.add_model("llama3.2:1b")
+    env = dict(os.environ)
+    env.update(
+        OLLAMA_DECK_TOKEN=TOKEN,
+        OLLAMA_DECK_BODY_TIMEOUT="1",
+        OLLAMA_DECK_HEARTBEAT_SECONDS="0.2",
+        OLLAMA_DECK_STALE_SECONDS="1",
+    )
+    port = free_port()
+    log = tmp / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ollama_deck.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ollama",
+                fake.url,
+                "--database-url",
+                f"sqlite:///{tmp / 'deck.db'}",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(f"http://127.0.0.1:{port}", log, fake)
+
+    def answers() -> bool:
+        assert process.poll() is None, log.read_text()
+        try:
+            return served.get("/api/status", headers=BEARER).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(answers, timeout=30, interval=0.1)
+        yield served
+    finally:
+        process.terminate()
+        process.wait(15)
+        fake.stop()
+
+
+def test_half_sent_body_is_cut_off_while_others_are_served(served):
+    head = (
+        b"POST /api/models/pull HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    sock = socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=30)
+    try:
+        sock.sendall(head + b'{"model": "')
+        # While that client holds its body, the one worker still answers everyone else.
+        assert served.get("/api/status", headers=BEARER).status_code == 200
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 408
+        assert json.loads(response.read())["error"]["code"] == "body_timeout"
+        assert sock.recv(1) == b""  # the connection is closed
+    finally:
+        sock.close()
+    assert served.get("/progress", headers=BEARER).json()["operations"] == []
+
+
+def test_announced_huge_body_is_refused_at_once(served):
+    head = (
+        b"POST /api/models/pull HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 52428800\r\n\r\n"
+    )
+    response, sock = exchange(served.url, head + b"[[[[")
+    try:
+        assert response.status == 413
+        assert json.loads(response.read())["error"]["code"] == "body_too_large"
+    finally:
+        sock.close()
+
+
+def test_deep_json_and_rebinding_host_under_gunicorn(served):
+    deep = b"[" * 30_000 + b"]" * 30_000
+    response = served.post(
+        "/api/models/pull", data=deep, headers={**BEARER, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+    rebound = served.get("/api/models", headers={**BEARER, "Host": "attacker.example"})
+    assert rebound.status_code == 421
+    assert served.fake.installed() == ["llama3.2:1b"]
+
+
+def test_tokens_are_checked_and_never_logged(served):
+    assert (
+        served.get("/api/models", headers={"Authorization": f"Bearer {WRONG}"}).status_code == 401
+    )
+    assert served.get("/api/models", headers=BEARER).status_code == 200
+    opened = served.post("/api/session", headers=BEARER)
+    cookie = opened.cookies.get("ollama_deck_session")
+    assert served.get("/api/models", cookies={"ollama_deck_session": cookie}).status_code == 200
+    # The access log has every request line by the time the next request is answered.
+    wait_until(lambda: "/api/session" in served.log.read_text())
+    log = served.log.read_text()
+    assert TOKEN not in log and WRONG not in log and cookie not in log
