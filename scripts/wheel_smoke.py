@@ -122,7 +122,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for("the service", lambda: server.poll() is None and http("GET", base + "/api/status"))
+        wait_for("the service", lambda: server.poll() is None and http("GET", base + "/healthz"))
 
         status, page = http("GET", base + "/")
         if status != 200:
