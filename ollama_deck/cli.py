@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="gevent workers; more than 1 needs a shared database such as PostgreSQL",
+        help="gevent workers (default 1); with more, set OLLAMA_DECK_REDIS_URL for instant "
+        "events between them, and use PostgreSQL for many writers",
     )
     serve.add_argument(
         "--connections", type=int, default=10000, help="connections per worker (SSE watchers)"
@@ -60,15 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.ollama:
         os.environ["OLLAMA_HOST"] = args.ollama
-    if args.workers > 1 and not os.environ.get("OLLAMA_DECK_DATABASE_URL", "").startswith(
-        "postgresql"
-    ):
-        print(
-            "ollama-deck: several workers need a shared database and event bus; "
-            "see README.md (Scaling). Serving with 1 worker.",
-            file=sys.stderr,
-        )
-        args.workers = 1
+    choose_event_bus(args.workers)
     # Once, before any worker exists, so that workers never race to migrate.
     db_command("upgrade", "head")
     serve(
@@ -84,6 +77,25 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     return 0
+
+
+def choose_event_bus(workers: int) -> None:
+    """One worker needs no bus; several share events through Redis or, without it, the
+    database (and say so, since events between workers then wait for the next poll)."""
+    bus = os.environ.get("OLLAMA_DECK_EVENT_BUS", "auto")
+    redis = os.environ.get("OLLAMA_DECK_REDIS_URL")
+    if bus != "auto":
+        return
+    if workers == 1 and not redis:
+        os.environ["OLLAMA_DECK_EVENT_BUS"] = "local"
+    elif workers > 1 and not redis:
+        interval = os.environ.get("OLLAMA_DECK_POLL_SECONDS", "0.5")
+        print(
+            f"ollama-deck: {workers} workers without OLLAMA_DECK_REDIS_URL: each worker reads "
+            f"new events from the database every {interval} s (one read per worker, not per "
+            "watcher); set OLLAMA_DECK_REDIS_URL to pass them on at once",
+            file=sys.stderr,
+        )
 
 
 def db_command(command: str, revision: str) -> int:

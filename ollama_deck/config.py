@@ -99,6 +99,12 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     # An SSE client resuming from further back than this many events gets the current
     # state of each operation instead of the whole history.
     "OLLAMA_DECK_REPLAY_MAX_EVENTS": ("OLLAMA_DECK_REPLAY_MAX_EVENTS", 1000, int),
+    # How committed changes reach the SSE watchers of every worker: auto (redis when
+    # OLLAMA_DECK_REDIS_URL is set, else poll), local (one process only), poll, redis.
+    "OLLAMA_DECK_EVENT_BUS": ("OLLAMA_DECK_EVENT_BUS", "auto", str),
+    "OLLAMA_DECK_REDIS_URL": ("OLLAMA_DECK_REDIS_URL", None, str),
+    # With the poll bus: how often each process reads what other processes committed.
+    "OLLAMA_DECK_POLL_SECONDS": ("OLLAMA_DECK_POLL_SECONDS", 0.5, float),
     # Run pulls in this process (started by the first request the deck serves, or in each
     # worker of `ollama-deck serve`). Off: operations are only recorded as queued, for a
     # runner in another process.

@@ -24,6 +24,7 @@ from .config import normalize_ollama_host
 from .db import make_engine
 from .dbhealth import harden_engine
 from .schema import ensure_current
+from .services.bus import make_bus
 from .services.events import EventHub
 from .services.knowledge import GpuCache
 from .services.models import ModelService
@@ -50,6 +51,7 @@ class DeckState:
     runner: Runner
     models: ModelService
     gpus: GpuCache
+    bus: Any  # carries committed events to the hub of every serving process (services/bus.py)
     owns_engine: bool = True
 
     @classmethod
@@ -66,7 +68,9 @@ class DeckState:
             harden_engine(engine)
         ensure_current(engine, auto_upgrade=bool(config["OLLAMA_DECK_AUTO_UPGRADE"]))
         hub = EventHub(heartbeat_seconds=float(config["OLLAMA_DECK_SSE_HEARTBEAT_SECONDS"]))
-        store = OperationStore(engine, hub, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
+        bus = make_bus(config, hub, engine.url.render_as_string(hide_password=True))
+        store = OperationStore(engine, bus, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
+        bus.attach(store)
         client = OllamaClient(
             host,
             connect_timeout=float(config["OLLAMA_DECK_CONNECT_TIMEOUT"]),
@@ -77,12 +81,23 @@ class DeckState:
         runner = Runner(store, client, RunnerSettings.from_config(host, config))
         models = ModelService(client, engine, store, SettingStore(engine), host)
         return cls(
-            config, url_prefix, engine, hub, store, client, runner, models, GpuCache(), owns_engine
+            config,
+            url_prefix,
+            engine,
+            hub,
+            store,
+            client,
+            runner,
+            models,
+            GpuCache(),
+            bus,
+            owns_engine,
         )
 
     def close(self) -> None:
         """Stop the runner (running pulls are handed back to the queue) and the engine."""
         self.runner.shutdown()
+        self.bus.close()
         self.hub.close()
         if self.owns_engine:
             self.engine.dispose()  # a host's engine stays the host's to dispose
@@ -107,6 +122,7 @@ class DeckSetup:
         self._state: DeckState | None = None
         self._lock = threading.Lock()
         self._runner_started = False
+        self._bus_started = False
 
     @property
     def built(self) -> bool:
@@ -147,12 +163,17 @@ class DeckSetup:
                 if not self._runner_started:
                     self._runner_started = True
                     state.runner.start()
+        if not self._bus_started:
+            with self._lock:
+                if not self._bus_started:
+                    self._bus_started = True
+                    state.bus.start()  # this process serves: its watchers need events
         return state
 
     def close(self) -> None:
         with self._lock:
             state, self._state = self._state, None
-            self._runner_started = False
+            self._runner_started = self._bus_started = False
         if state is not None:
             state.close()
 

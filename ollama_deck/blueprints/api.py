@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint
@@ -185,6 +186,8 @@ def status():
             state.models.status(),
             gpu=gpu_summary(state.gpus.get()),
             watchers=state.hub.watchers,  # open SSE streams in this process
+            pid=os.getpid(),  # which worker answered: with several, each has its own count
+            bus=state.bus.describe(),
         )
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -88,7 +89,8 @@ def _frames(
     covered: int,
     max_replay: int,
 ) -> Iterator[bytes]:
-    yield retry_frame()
+    # Which worker serves this stream: with several, a reader can tell them apart.
+    yield retry_frame() + comment_frame(f"worker {os.getpid()}")
     sent = covered
     for page in pages:
         yield b"".join(e.frame for e in page)
