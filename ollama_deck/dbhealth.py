@@ -76,6 +76,7 @@ def harden_engine(engine: Engine) -> None:
         event.listen(engine, "checkout", guard.checkout)
     run = gevent_runner()
     if run is not None:
+        engine._ollama_deck_run = run  # type: ignore[attr-defined]
         _offload_statements(engine, run)
 
 
@@ -180,6 +181,13 @@ def gevent_runner() -> Callable[..., Any] | None:
         return gevent.get_hub().threadpool.apply(function, args)
 
     return run
+
+
+def run_statement(engine: Engine, execute: Callable[..., Any], *args: Any) -> Any:
+    """Run a driver call as the engine's own statements run: in gevent's thread pool where
+    ``harden_engine`` offloads SQLite statements, else here."""
+    run = getattr(engine, "_ollama_deck_run", None)
+    return execute(*args) if run is None else run(execute, *args)
 
 
 def _offload_statements(engine: Engine, run: Callable[..., Any]) -> None:

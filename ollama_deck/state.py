@@ -31,6 +31,7 @@ from .services.models import ModelService
 from .services.ollama import OllamaClient
 from .services.operations import Runner
 from .services.operations import RunnerSettings
+from .services.polling import PollAnswers
 from .services.settings import SettingStore
 from .services.store import OperationStore
 
@@ -52,6 +53,7 @@ class DeckState:
     models: ModelService
     gpus: GpuCache
     bus: Any  # carries committed events to the hub of every serving process (services/bus.py)
+    polls: PollAnswers
     owns_engine: bool = True
 
     @classmethod
@@ -91,6 +93,7 @@ class DeckState:
             models,
             GpuCache(),
             bus,
+            PollAnswers(store),
             owns_engine,
         )
 

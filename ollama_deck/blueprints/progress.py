@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 from flask import request
 
@@ -36,11 +38,15 @@ STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
 CANCEL_WAIT_SECONDS = 5.0
 
 
-def _operation(op_id: str) -> dict:
+def _check_id(op_id: str) -> None:
     try:
         uuid.UUID(op_id)
     except ValueError:
         raise NotFound(f"no operation {op_id!r}: ids are UUIDs") from None
+
+
+def _operation(op_id: str) -> dict:
+    _check_id(op_id)
     row = deck().store.get(op_id)
     if row is None:
         raise NotFound(f"no operation {op_id}")
@@ -62,11 +68,18 @@ def list_operations():
 @bp.get("/<op_id>")
 def get_operation(op_id: str):
     """One operation: status, phase, percent, bytes, speed, ETA and its last log lines."""
-    row = _operation(op_id)
+    _check_id(op_id)
     state = deck()
     limit = int_arg("log", 50, low=0, high=state.store.log_lines)
-    logs = state.store.logs(op_id, limit=limit) if limit else []
-    return jsonify(operation_payload(row, log=[log_json(r) for r in logs]))
+
+    def render(row: dict, logs: list[dict]) -> bytes:
+        payload = operation_payload(row, log=[log_json(r) for r in logs])
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+    body = state.polls.answer(op_id, limit, render)
+    if body is None:
+        raise NotFound(f"no operation {op_id}")
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @bp.post("/<op_id>/cancel")

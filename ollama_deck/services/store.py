@@ -18,6 +18,7 @@ from datetime import datetime
 from datetime import UTC
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import Engine
 from sqlalchemy import func
@@ -33,6 +34,7 @@ from ..db import FINAL_STATUSES
 from ..db import Operation
 from ..db import OperationLog
 from ..db import SEQ_COUNTER
+from ..dbhealth import run_statement
 from ..errors import QueueFull
 from .events import DeckEvent
 from .events import EventHub
@@ -40,6 +42,15 @@ from .events import make_event
 
 OP = Operation.__table__
 LOG = OperationLog.__table__
+# Built once: the hot reads of polling skip SQLAlchemy's statement construction.
+SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
+ONE_OP = select(OP).where(OP.c.id == bindparam("op_id"))
+NEWEST_LOGS = (
+    select(LOG)
+    .where(LOG.c.operation_id == bindparam("op_id"))
+    .order_by(LOG.c.seq.desc())
+    .limit(bindparam("limit"))
+)
 TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
 PURGE_BATCH = 500  # ids per DELETE ... IN (...): well under SQLite's variable limit
 
@@ -106,6 +117,8 @@ class OperationStore:
         # Held from taking a sequence number until the event is published. The database
         # serialises writers anyway; this keeps publishing in the same order as committing.
         self._write_lock = threading.Lock()
+        marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._seq_sql = f"SELECT seq FROM {OP.name} WHERE id = {marker}"
 
     # -- reads ----------------------------------------------------------------------
 
@@ -113,6 +126,40 @@ class OperationStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(OP).where(OP.c.id == op_id)).mappings().first()
         return dict(row) if row else None
+
+    def version(self, op_id: str) -> int | None:
+        """The operation's sequence number: it changes with every change of the operation or
+        its log (one transaction), so it tells whether anything a poll shows has changed.
+
+        The hottest read of all (every poll): one statement on the pooled connection's own
+        cursor, skipping SQLAlchemy's execution machinery (~100 us of ~115 us on SQLite).
+        A driver error is read again through SQLAlchemy, which maps it and replaces a broken
+        connection as for any other statement.
+        """
+        dbapi = self.engine.dialect.dbapi
+        try:
+            with self.engine.connect() as conn:
+                cursor = conn.connection.dbapi_connection.cursor()
+                try:
+                    run_statement(self.engine, cursor.execute, self._seq_sql, (op_id,))
+                    found = cursor.fetchone()
+                finally:
+                    cursor.close()
+            return found[0] if found else None
+        except dbapi.Error:
+            with self.engine.connect() as conn:
+                return conn.execute(SEQ_OF, {"op_id": op_id}).scalar()
+
+    def get_with_logs(
+        self, op_id: str, limit: int
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The operation and its newest ``limit`` log lines (oldest first), in one read."""
+        with self.engine.connect() as conn:
+            row = conn.execute(ONE_OP, {"op_id": op_id}).mappings().first()
+            if row is None or not limit:
+                return (dict(row) if row else None), []
+            logs = conn.execute(NEWEST_LOGS, {"op_id": op_id, "limit": limit}).mappings().all()
+        return dict(row), [dict(r) for r in reversed(logs)]
 
     def logs(self, op_id: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """The newest ``limit`` log lines of an operation, oldest first."""
