@@ -7,6 +7,7 @@ The Ollama URL is read from ``OLLAMA_HOST``, the variable Ollama's own tools use
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
@@ -53,6 +54,41 @@ def normalize_ollama_host(value: str | None) -> str:
     return f"{scheme}://{host}:{port or default_port}{path}"
 
 
+HOST_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+
+
+def parse_ollama_hosts(value: str | None) -> dict[str, str]:
+    """``OLLAMA_HOSTS``: ``name=url`` pairs, comma or space separated, in order -> {name: url}.
+
+    Each URL takes any form ``OLLAMA_HOST`` takes. Empty: no list (``OLLAMA_HOST`` alone).
+    """
+    hosts: dict[str, str] = {}
+    for item in re.split(r"[,\s]+", (value or "").strip()):
+        if not item:
+            continue
+        name, sep, url = item.partition("=")
+        name = name.strip().lower()
+        if not sep or not HOST_NAME.fullmatch(name):
+            raise ValueError(
+                f"OLLAMA_HOSTS: {item!r} is not name=url (names: a-z, 0-9, '.', '_', '-')"
+            )
+        if name in hosts:
+            raise ValueError(f"OLLAMA_HOSTS: the name {name!r} is given twice")
+        hosts[name] = normalize_ollama_host(url)
+    return hosts
+
+
+def ollama_hosts(config: Mapping[str, Any]) -> dict[str, str]:
+    """The Ollama hosts of a deck, in order: ``OLLAMA_HOSTS``, else ``OLLAMA_HOST`` alone
+    under the name ``default``. The first is the default for requests that name none."""
+    hosts = config.get("OLLAMA_DECK_OLLAMA_HOSTS") or {}
+    if isinstance(hosts, str):
+        hosts = parse_ollama_hosts(hosts)
+    if hosts:
+        return dict(hosts)
+    return {"default": normalize_ollama_host(config.get("OLLAMA_DECK_OLLAMA_HOST"))}
+
+
 def _bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
@@ -65,6 +101,9 @@ def _names(text: str) -> tuple[str, ...]:
 # (the SQLite file lives in the app's instance folder).
 SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "OLLAMA_DECK_OLLAMA_HOST": ("OLLAMA_HOST", DEFAULT_OLLAMA_HOST, normalize_ollama_host),
+    # Several Ollama hosts: "gpu1=http://10.0.0.5:11434,gpu2=http://10.0.0.6:11434". The
+    # first is the default; without it, OLLAMA_HOST is the one host, named "default".
+    "OLLAMA_DECK_OLLAMA_HOSTS": ("OLLAMA_HOSTS", None, parse_ollama_hosts),
     "OLLAMA_DECK_DATABASE_URL": ("OLLAMA_DECK_DATABASE_URL", None, str),
     # Seconds to wait for Ollama to accept a connection / answer a short request.
     "OLLAMA_DECK_CONNECT_TIMEOUT": ("OLLAMA_DECK_CONNECT_TIMEOUT", 5.0, float),

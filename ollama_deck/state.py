@@ -20,12 +20,14 @@ from flask import current_app
 from flask import Flask
 from sqlalchemy import Engine
 
-from .config import normalize_ollama_host
+from .config import ollama_hosts
 from .db import make_engine
 from .dbhealth import harden_engine
 from .schema import ensure_current
 from .services.bus import make_bus
 from .services.events import EventHub
+from .services.hosts import host_entries
+from .services.hosts import Hosts
 from .services.knowledge import GpuCache
 from .services.models import ModelService
 from .services.ollama import OllamaClient
@@ -54,6 +56,7 @@ class DeckState:
     gpus: GpuCache
     bus: Any  # carries committed events to the hub of every serving process (services/bus.py)
     polls: PollAnswers
+    hosts: Hosts
     owns_engine: bool = True
 
     @classmethod
@@ -61,7 +64,6 @@ class DeckState:
         cls, config: dict[str, Any], url_prefix: str, engine: Engine | None, owns_engine: bool
     ) -> DeckState:
         """The parts, over ``engine`` (a Flask-SQLAlchemy one) or over an engine of our own."""
-        host = normalize_ollama_host(config["OLLAMA_DECK_OLLAMA_HOST"])
         if engine is None:
             engine = make_engine(config["OLLAMA_DECK_DATABASE_URL"])
         if owns_engine:
@@ -73,27 +75,45 @@ class DeckState:
         bus = make_bus(config, hub, engine.url.render_as_string(hide_password=True))
         store = OperationStore(engine, bus, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
         bus.attach(store)
-        client = OllamaClient(
-            host,
-            connect_timeout=float(config["OLLAMA_DECK_CONNECT_TIMEOUT"]),
-            request_timeout=float(config["OLLAMA_DECK_REQUEST_TIMEOUT"]),
-            stall_timeout=float(config["OLLAMA_DECK_PULL_STALL_TIMEOUT"]),
-            quick_timeout=float(config["OLLAMA_DECK_QUICK_TIMEOUT"]),
+
+        def make_client(url: str) -> OllamaClient:
+            return OllamaClient(
+                url,
+                connect_timeout=float(config["OLLAMA_DECK_CONNECT_TIMEOUT"]),
+                request_timeout=float(config["OLLAMA_DECK_REQUEST_TIMEOUT"]),
+                stall_timeout=float(config["OLLAMA_DECK_PULL_STALL_TIMEOUT"]),
+                quick_timeout=float(config["OLLAMA_DECK_QUICK_TIMEOUT"]),
+            )
+
+        settings_store = SettingStore(engine)
+        hosts = Hosts(
+            host_entries(
+                ollama_hosts(config),
+                make_client,
+                lambda client, url: ModelService(client, engine, store, settings_store, url),
+            )
         )
-        runner = Runner(store, client, RunnerSettings.from_config(host, config))
-        models = ModelService(client, engine, store, SettingStore(engine), host)
+        store.host_names = hosts.names
+        default = hosts.default
+        runner = Runner(
+            store,
+            default.client,
+            RunnerSettings.from_config(default.url, config),
+            clients={host.url: host.client for host in hosts},
+        )
         return cls(
             config,
             url_prefix,
             engine,
             hub,
             store,
-            client,
+            default.client,
             runner,
-            models,
+            default.models,
             GpuCache(),
             bus,
             PollAnswers(store),
+            hosts,
             owns_engine,
         )
 

@@ -21,7 +21,15 @@ class Event:
 class SSEClient:
     """Opens ``url`` and parses the event stream as it arrives."""
 
-    def __init__(self, url: str, *, last_event_id: int | None = None, timeout: float = 10):
+    def __init__(
+        self,
+        url: str,
+        *,
+        last_event_id: int | None = None,
+        timeout: float = 10,
+        comments: bool = False,
+    ):
+        self.comments = comments  # return comment lines (": worker 123") as events too
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
@@ -38,6 +46,9 @@ class SSEClient:
                 if fields:
                     if set(fields) == {"retry"}:
                         self.retry = int(fields["retry"])
+                        fields = {}
+                        continue
+                    if set(fields) == {""} and not self.comments:
                         fields = {}
                         continue
                     return Event(

@@ -197,7 +197,7 @@ def test_watchers_on_every_worker_see_a_pull_run_by_another(deck, fake):
     # Open streams until every worker holds at least one (each stream says who serves it).
     while len(workers) < WORKERS:
         assert len(watchers) < 40, f"streams landed on only {len(workers)} workers"
-        watcher = SSEClient(deck.base + "/progress/stream", timeout=30)
+        watcher = SSEClient(deck.base + "/progress/stream", timeout=30, comments=True)
         comment = watcher.next()
         assert comment is not None and comment.comment.startswith("worker ")
         workers.add(comment.comment)

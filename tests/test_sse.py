@@ -200,18 +200,18 @@ def test_all_operations_stream_resumes_across_operations(fake_ollama, server):
 
 
 def test_idle_stream_gets_heartbeat_comments(server):
-    stream = SSEClient(server.url + "/progress/stream")
-    events = stream.read_until(lambda e: e.comment is not None, timeout=10)
+    stream = SSEClient(server.url + "/progress/stream", comments=True)
+    events = stream.read_until(lambda e: e.comment == "keep-alive", timeout=10)
     stream.close()
-    assert events[-1].comment == "keep-alive"
+    assert events[0].comment.startswith("worker ")  # which process serves the stream
 
 
 def test_a_client_that_disconnects_is_let_go(server):
     """A closed stream is noticed at the next heartbeat at the latest, and freed."""
     watchers = lambda: server.get("/api/status").json()["watchers"]  # noqa: E731
-    streams = [SSEClient(server.url + "/progress/stream") for _ in range(3)]
+    streams = [SSEClient(server.url + "/progress/stream", comments=True) for _ in range(3)]
     for stream in streams:
-        stream.next()  # the retry frame: the stream is open
+        stream.next()  # the worker comment: the stream is open
     wait_until(lambda: watchers() == 3)
     for stream in streams[:2]:
         stream.close()

@@ -22,6 +22,8 @@ from ..security import set_session_cookie
 from ..services.catalog import CATEGORIES
 from ..services.chat import open_chat
 from ..services.gpu import gpu_summary
+from ..services.hosts import describe_host
+from ..services.hosts import OllamaHost
 from ..services.knowledge import catalog_listing
 from ..services.knowledge import model_details
 from ..services.names import InvalidModelName
@@ -41,7 +43,7 @@ bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHOD
 
 def operation_payload(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """An operation's JSON with the URLs to poll, stream and cancel it."""
-    data = operation_json(row)
+    data = operation_json(row, deck().store.host_names)
     op_id = row["id"]
     data["urls"] = {
         "progress": url_for("ollama_deck_progress.get_operation", op_id=op_id),
@@ -52,10 +54,27 @@ def operation_payload(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return data
 
 
+def host_of(body: dict[str, Any] | None = None) -> OllamaHost:
+    """The Ollama host a request names (``?host=``, or ``"host"`` in its JSON body), else
+    the default one. Only configured names: a request never brings its own URL."""
+    name = request.args.get("host")
+    if name is None and body is not None:
+        name = body.get("host")
+    if name is not None and not isinstance(name, str):
+        raise BadRequest("host must be the name of a configured Ollama host", code="unknown_host")
+    return deck().hosts.get(name)
+
+
+@bp.get("/hosts")
+def list_hosts():
+    """Every configured Ollama host: reachable or not, version, models, disk used, loaded."""
+    return jsonify({"hosts": [describe_host(host) for host in deck().hosts]})
+
+
 @bp.get("/models")
 def list_models():
     """Installed models, disk use and active pulls (a cached list if Ollama is down)."""
-    return jsonify(deck().models.installed())
+    return jsonify(host_of().models.installed())
 
 
 @bp.post("/models/pull")
@@ -65,34 +84,34 @@ def pull_model():
     name = body.get("model", body.get("name"))
     if not isinstance(name, str) or not name.strip():
         raise BadRequest('say which model to pull: {"model": "llama3.2:1b"}', code="model_required")
-    row, created = deck().runner.submit("pull", name)
+    host = host_of(body)
+    row, created = deck().runner.submit("pull", name, host.url)
     return jsonify(operation_payload(row, created=created)), 202
 
 
 @bp.delete("/models/<path:name>")
 def delete_model(name: str):
     """Delete an installed model."""
-    return jsonify({"deleted": deck().models.delete(name)})
+    return jsonify({"deleted": host_of().models.delete(name)})
 
 
 @bp.get("/models/<path:name>")
 def show_model(name: str):
     """Details of an installed model, with its VRAM estimate and whether it fits."""
-    state = deck()
-    return jsonify(model_details(state.client, name, state.gpus.get()))
+    return jsonify(model_details(host_of().client, name, deck().gpus.get()))
 
 
 @bp.post("/models/<path:name>/load")
 def load_model(name: str):
     """Warm a model into memory as an operation (pulling it first if it is missing)."""
-    row, created = deck().runner.submit("load", name)
+    row, created = deck().runner.submit("load", name, host_of().url)
     return jsonify(operation_payload(row, created=created)), 202
 
 
 @bp.post("/models/<path:name>/unload")
 def unload_model(name: str):
     """Free a model from memory now."""
-    return jsonify({"unloaded": deck().models.unload(name)})
+    return jsonify({"unloaded": host_of().models.unload(name)})
 
 
 @bp.get("/catalog")
@@ -108,7 +127,7 @@ def catalog():
     listing = catalog_listing(
         category=category,
         query=query,
-        installed=_installed_keys(state.models.installed()["models"]),
+        installed=_installed_keys(host_of().models.installed()["models"]),
         gpus=state.gpus.get(),
     )
     return jsonify(dict(listing, categories=list(CATEGORIES)))
@@ -161,7 +180,7 @@ def chat():
             code="prompt_required",
         )
     model = parse_model_name(name).display
-    return sse_response(open_chat(deck().client, model, messages))
+    return sse_response(open_chat(host_of(body).client, model, messages))
 
 
 def _valid_messages(messages: Any) -> bool:
@@ -181,9 +200,12 @@ def _valid_messages(messages: Any) -> bool:
 def status():
     """Is Ollama reachable, which version, what is loaded, which GPUs are known."""
     state = deck()
+    host = host_of()
     return jsonify(
         dict(
-            state.models.status(),
+            host.models.status(),
+            host_name=host.name,
+            hosts=[h.name for h in state.hosts],
             gpu=gpu_summary(state.gpus.get()),
             watchers=state.hub.watchers,  # open SSE streams in this process
             pid=os.getpid(),  # which worker answered: with several, each has its own count

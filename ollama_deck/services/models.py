@@ -51,7 +51,12 @@ class ModelService:
         except (OllamaUnavailable, OllamaTimeout) as exc:
             stale, error = True, exc.message
             models, cached_at = modelcache.cached(self.engine, self.host)
-        active = [operation_json(r) for r in self.store.list(statuses=("queued", "running"))]
+        names = self.store.host_names
+        active = [
+            operation_json(r, names)
+            for r in self.store.list(statuses=("queued", "running"))
+            if r["host"] == self.host
+        ]
         active_by_key = {op["model"].lower(): op for op in active}
         listed = []
         for model in models:
@@ -67,7 +72,8 @@ class ModelService:
             "stale": stale,
             "error": error,
             "cached_at": iso_time(cached_at),
-            "host": self.host,
+            "host": self.store.host_names.get(self.host, self.host),
+            "host_url": self.host,
         }
 
     def delete(self, name: str) -> str:

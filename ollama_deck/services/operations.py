@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class Job:
     progress_mark: tuple[int, str | None] = (-1, None)
     progress_since: float = 0.0
     stall_shown: int = 0  # whole seconds of stall the row shows now
+    client: Any = None  # the OllamaClient of the operation's host
 
     def attach(self, stream: Stream) -> None:
         """Remember the open stream; abort it at once if a stop came first."""
@@ -174,10 +176,13 @@ class Runner:
         client: OllamaClient,
         settings: RunnerSettings,
         *,
+        clients: Mapping[str, OllamaClient] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.client = client
+        self.client = client  # the default host's
+        # Ollama URL -> client; operations name their host by URL.
+        self.clients: dict[str, OllamaClient] = dict(clients or {settings.host: client})
         self.settings = settings
         self.clock = clock
         hostname, pid = runner_identity()
@@ -211,8 +216,9 @@ class Runner:
         )
         self._maintenance.start()
 
-    def submit(self, kind: str, model: str) -> tuple[dict[str, Any], bool]:
-        """Start (or join) an operation for ``model``; returns the row and whether it is new.
+    def submit(self, kind: str, model: str, host: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Start (or join) an operation for ``model`` on ``host`` (an Ollama URL of the
+        configuration; default: the first); returns the row and whether it is new.
 
         QueueFull (429) when ``max_queued`` operations wait already.
         """
@@ -221,7 +227,7 @@ class Runner:
             kind=kind,
             model=name.display,
             model_key=name.key,
-            host=self.settings.host,
+            host=host or self.settings.host,
             max_queued=self.settings.max_queued,
         )
         if not created and row["kind"] != kind:
@@ -383,7 +389,7 @@ class Runner:
     # -- threads --------------------------------------------------------------------
 
     def _start_thread(self, row: dict[str, Any]) -> None:
-        job = Job(progress_since=self.clock())
+        job = Job(progress_since=self.clock(), client=self.clients.get(row["host"]))
         thread = threading.Thread(
             target=self._run, args=(row, job), name=f"ollama-deck-{row['id'][:8]}", daemon=True
         )
@@ -403,6 +409,9 @@ class Runner:
         owned = [OP.c.runner_id == self.runner_id, OP.c.status == "running"]
         pulled = False
         try:
+            if job.client is None:
+                message = f"the Ollama host {row['host']} is not configured any more"
+                raise OperationFailed(message, message, None)
             if row["kind"] == "load":
                 tracker, done = self._load(row, job, owned), "loaded"
             else:
@@ -436,17 +445,17 @@ class Runner:
                 self._jobs.pop(op_id, None)
                 self._threads.pop(op_id, None)
             if pulled:
-                self._refresh_models()
+                self._refresh_models(row["host"], job.client)
             if not self._stopping.is_set():
                 try:
                     self.dispatch()
                 except DATABASE_ERRORS as exc:  # the maintenance thread tries again
                     log.warning("dispatch failed: %s", first_line(exc))
 
-    def _refresh_models(self) -> None:
+    def _refresh_models(self, host: str, client: OllamaClient) -> None:
         """Cache Ollama's list after a pull, so the list shown while Ollama is down has it."""
         try:
-            modelcache.remember(self.store.engine, self.settings.host, self.client.tags())
+            modelcache.remember(self.store.engine, host, client.tags())
         except DeckError as exc:
             log.warning("could not refresh the model list: %s", exc.message)
 
@@ -456,7 +465,8 @@ class Runner:
         clock = self.clock
         tracker = PullProgress(clock(), floor_percent=row["percent"] or 0.0)
         attempt = row["attempts"]
-        start_note = f"pulling {model} from {self.settings.host}"
+        host = row["host"]
+        start_note = f"pulling {model} from {self.store.host_names.get(host, host)} ({host})"
         if attempt > 1:
             start_note += f" (attempt {attempt}, resuming)"
         self._write(job, op_id, owned, tracker, [start_note], message="connecting to Ollama")
@@ -505,7 +515,7 @@ class Runner:
         delay = 1.0
         while True:
             try:
-                return stack.enter_context(self.client.pull(model))
+                return stack.enter_context(job.client.pull(model))
             except OllamaUnavailable as exc:
                 left = give_up - self.clock()
                 if left <= 0 or job.cancel.is_set():
@@ -522,7 +532,7 @@ class Runner:
         """Pull the model if it is missing, then have Ollama load it into memory."""
         op_id, model = row["id"], row["model"]
         try:
-            self.client.show(model)
+            job.client.show(model)
             tracker = PullProgress(self.clock())
             note = f"{model} is installed"
         except ModelNotFound:
@@ -542,7 +552,7 @@ class Runner:
         started = self.clock()
         with (
             self._watched(job, tracker),
-            self.client.generate(model, keep_alive=keep_alive) as lines,
+            job.client.generate(model, keep_alive=keep_alive) as lines,
         ):
             job.attach(lines)
             for line in lines:

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import datetime
 from datetime import UTC
 from typing import Any
@@ -42,6 +43,7 @@ from .events import make_event
 
 OP = Operation.__table__
 LOG = OperationLog.__table__
+RUNNING = OP.alias("running")
 # Built once: the hot reads of polling skip SQLAlchemy's statement construction.
 SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
 ONE_OP = select(OP).where(OP.c.id == bindparam("op_id"))
@@ -63,13 +65,19 @@ def iso_time(seconds: float | None) -> str | None:
     return stamp.replace("+00:00", "Z")
 
 
-def operation_json(row: dict[str, Any]) -> dict[str, Any]:
-    """The public JSON form of an operation row (no runner internals)."""
+def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The public JSON form of an operation row (no runner internals).
+
+    Rows hold the Ollama host's URL (its identity); ``names`` maps URLs to the names that
+    configuration gives them, which is what users see (``host``).
+    """
+    url = row["host"]
     data = {
         "id": row["id"],
         "kind": row["kind"],
         "model": row["model"],
-        "host": row["host"],
+        "host": names.get(url, url) if names else url,
+        "host_url": url,
         "status": row["status"],
         "active": row["status"] in ACTIVE_STATUSES,
         "phase": row["phase"],
@@ -98,9 +106,9 @@ def log_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def operation_event(row: dict[str, Any]) -> DeckEvent:
+def operation_event(row: dict[str, Any], names: Mapping[str, str] | None = None) -> DeckEvent:
     kind = "done" if row["status"] in FINAL_STATUSES else "progress"
-    return make_event(row["seq"], row["id"], kind, operation_json(row))
+    return make_event(row["seq"], row["id"], kind, operation_json(row, names))
 
 
 def log_event(row: dict[str, Any]) -> DeckEvent:
@@ -110,8 +118,16 @@ def log_event(row: dict[str, Any]) -> DeckEvent:
 class OperationStore:
     """Operations in the database; publishes each committed change to ``hub``."""
 
-    def __init__(self, engine: Engine, hub: EventHub, *, log_lines: int = 300) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        hub: EventHub,
+        *,
+        log_lines: int = 300,
+        host_names: Mapping[str, str] | None = None,
+    ) -> None:
         self.engine = engine
+        self.host_names = dict(host_names or {})  # Ollama URL -> its configured name
         self.hub = hub
         self.log_lines = log_lines
         # Held from taking a sequence number until the event is published. The database
@@ -221,7 +237,7 @@ class OperationStore:
             ops = ops.where(OP.c.id == op_id)
         with self.engine.connect() as conn:
             events = [log_event(r) for r in conn.execute(logs).mappings()]
-            events += [operation_event(r) for r in conn.execute(ops).mappings()]
+            events += [operation_event(r, self.host_names) for r in conn.execute(ops).mappings()]
         events.sort(key=lambda e: e.seq)
         return events
 
@@ -239,7 +255,7 @@ class OperationStore:
         if op_id is not None:
             query = query.where(OP.c.id == op_id)
         with self.engine.connect() as conn:
-            return [operation_event(r) for r in conn.execute(query).mappings()]
+            return [operation_event(r, self.host_names) for r in conn.execute(query).mappings()]
 
     def current_events(self, op_id: str | None = None) -> tuple[list[DeckEvent], int]:
         """The state of one operation, or of every active one, as events in seq order.
@@ -253,7 +269,7 @@ class OperationStore:
             query = query.where(OP.c.status.in_(ACTIVE_STATUSES))
         with self.engine.connect() as conn:
             covered = self._committed_seq(conn)
-            events = [operation_event(r) for r in conn.execute(query).mappings()]
+            events = [operation_event(r, self.host_names) for r in conn.execute(query).mappings()]
         return events, max([covered] + [e.seq for e in events])
 
     def has_queued(self) -> bool:
@@ -315,7 +331,7 @@ class OperationStore:
             conn.execute(insert(LOG).values(**log))
             row = dict(conn.execute(select(OP).where(OP.c.id == op_id)).mappings().one())
             conn.commit()
-            self.hub.publish([log_event(log), operation_event(row)])
+            self.hub.publish([log_event(log), operation_event(row, self.host_names)])
         return row
 
     def create_or_join(
@@ -378,23 +394,32 @@ class OperationStore:
                 self._trim_logs(conn, op_id)
             row = dict(row)
             conn.commit()
-            self.hub.publish([log_event(r) for r in rows] + [operation_event(row)])
+            self.hub.publish([log_event(r) for r in rows] + [operation_event(row, self.host_names)])
         return row
 
     def claim_next_queued(self, runner_id: str, limit: int) -> dict[str, Any] | None:
-        """Atomically move the oldest queued operation to running, if fewer than ``limit`` run."""
+        """Atomically move the oldest queued operation to running, if fewer than ``limit``
+        run on its Ollama host."""
         if not self.has_queued():
             return None
         now = time.time()
         with self._write_lock, self.engine.connect() as conn:
             seq = self._take_seq(conn, 1)  # taken first: it serialises concurrent claims
-            running = conn.execute(
-                select(func.count()).select_from(OP).where(OP.c.status == "running")
-            ).scalar_one()
+            # The oldest queued operation whose Ollama host runs fewer than ``limit``: each
+            # host downloads on its own, so the limit is per host.
+            running_there = (
+                select(func.count())
+                .select_from(RUNNING)
+                .where(RUNNING.c.status == "running", RUNNING.c.host == OP.c.host)
+                .scalar_subquery()
+            )
             candidate = conn.execute(
-                select(OP.c.id).where(OP.c.status == "queued").order_by(OP.c.created_at).limit(1)
+                select(OP.c.id)
+                .where(OP.c.status == "queued", running_there < limit)
+                .order_by(OP.c.created_at)
+                .limit(1)
             ).first()
-            if running >= limit or candidate is None:
+            if candidate is None:
                 conn.rollback()
                 return None
             statement = (
@@ -414,7 +439,7 @@ class OperationStore:
             )
             row = dict(conn.execute(statement).mappings().one())
             conn.commit()
-            self.hub.publish([operation_event(row)])
+            self.hub.publish([operation_event(row, self.host_names)])
         return row
 
     def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> list[str]:
