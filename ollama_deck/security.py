@@ -7,6 +7,7 @@ routes and never a host app's. The checks are plain functions of values, testabl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -70,8 +71,22 @@ def check_request() -> ResponseReturnValue | None:
         # otherwise the server reads and discards the rest to reuse the connection, and a
         # fast client keeps a gevent worker busy with that (measured: four 50 MB bodies
         # held the only worker for 10 s).
-        _stop_reading(request.environ)
+        end_connection()
     return refusal
+
+
+CLOSE_CONNECTION = "ollama_deck.close_connection"  # in the WSGI environ
+
+
+def end_connection() -> None:
+    """Close this request's connection after the answer, reading nothing more from it.
+
+    Shutting the socket for reading ends a wait for more of the body. Data the client
+    keeps sending would still be read by a server that reuses the connection, so the
+    answer also asks the server to close it (see ``add_headers``).
+    """
+    request.environ[CLOSE_CONNECTION] = True
+    _stop_reading(request.environ)
 
 
 BODY_READ = "ollama_deck.body_read"  # in the WSGI environ: _read_body took care of it
@@ -171,9 +186,10 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     cancel = call_later(timeout, cut_off) if sock is not None else _nothing
     try:
         if len(request.get_data(cache=True)) > limit:
-            _stop_reading(request.environ)  # the rest of an endless body stays unread
+            end_connection()  # the rest of an endless body stays unread
             return _too_large(limit)
     except RequestEntityTooLarge:
+        end_connection()
         return _too_large(limit)
     except ClientDisconnected:
         if not expired.is_set():
@@ -181,6 +197,7 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     finally:
         cancel()
     if expired.is_set():
+        request_environ[CLOSE_CONNECTION] = True
         return error_response(
             408, "body_timeout", f"the request body did not arrive within {timeout:g} seconds"
         )
@@ -407,6 +424,8 @@ def bind_refusal(host: str, token: str | None, insecure: bool) -> str | None:
 
 def add_headers(response: Response) -> Response:
     """Security headers: a strict CSP on the page and its files; API answers never cached."""
+    if request.environ.get(CLOSE_CONNECTION):
+        response.__class__ = _closing(type(response))
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
@@ -417,3 +436,21 @@ def add_headers(response: Response) -> Response:
         headers.setdefault("Content-Security-Policy", API_CSP)
         headers["Cache-Control"] = "no-store"
     return response
+
+
+@functools.cache
+def _closing(cls: type[Response]) -> type[Response]:
+    """``cls``, but asking the server to close the connection once it has been sent.
+
+    WSGI has no way to say so (servers drop a ``Connection`` header from the app), but
+    gunicorn's ``start_response`` belongs to its response object, whose ``force_close``
+    does it. Other servers are left as they are (werkzeug's closes every connection).
+    """
+
+    def __call__(self: Response, environ: Any, start_response: Callable[..., Any]) -> Any:
+        force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+        if callable(force_close):
+            force_close()
+        return cls.__call__(self, environ, start_response)
+
+    return type(f"Closing{cls.__name__}", (cls,), {"__call__": __call__})

@@ -155,6 +155,7 @@ def test_refused_request_with_a_body_ends_its_connection(served):
     response, sock = exchange(served.url, head + b"[[[[")
     try:
         assert response.status == 401
+        assert response.read()
         # The rest of the body, then a second request on the same connection: a server
         # that read the body to reuse the connection would answer it.
         rest = b"]" * (60000 - 4) + b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -192,3 +193,14 @@ def test_tokens_are_checked_and_never_logged(served):
     wait_until(lambda: "/api/session" in served.log.read_text())
     log = served.log.read_text()
     assert TOKEN not in log and WRONG not in log and cookie not in log
+
+
+def test_half_sent_headers_are_cut_off(served):
+    """gunicorn bounds the wait for headers itself (its keep-alive timeout): the connection
+    of a client that never finishes its request line ends, with nothing answered."""
+    sock = socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=30)
+    try:
+        sock.sendall(b"POST /api/models/pull HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
+        assert sock.recv(100) == b""
+    finally:
+        sock.close()
