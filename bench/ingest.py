@@ -25,6 +25,7 @@ from sqlalchemy import event
 
 from ollama_deck import create_app
 from ollama_deck import OllamaDeck
+from ollama_deck.state import setup_of
 
 MODEL = "bench:latest"
 
@@ -63,7 +64,7 @@ def service_round(url: str, workdir: Path, index: int) -> tuple[int, float, int]
             "OLLAMA_DECK_DATABASE_URL": f"sqlite:///{workdir / f'ingest-{index}.db'}",
         }
     )
-    state = app.extensions["ollama_deck"]
+    state = setup_of(app).state(app)
     writes = 0
 
     def count(conn, cursor, statement, params, context, executemany):

@@ -69,13 +69,24 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     # Seconds to wait for Ollama to accept a connection / answer a short request.
     "OLLAMA_DECK_CONNECT_TIMEOUT": ("OLLAMA_DECK_CONNECT_TIMEOUT", 5.0, float),
     "OLLAMA_DECK_REQUEST_TIMEOUT": ("OLLAMA_DECK_REQUEST_TIMEOUT", 30.0, float),
+    # Seconds for the calls a page makes often (list, status, ps, show): past it the deck
+    # answers from its cache, so no page request waits for a hung Ollama.
+    "OLLAMA_DECK_QUICK_TIMEOUT": ("OLLAMA_DECK_QUICK_TIMEOUT", 3.0, float),
     # Ollama sends a pull line about every 60 ms, so this much silence means a stall.
     "OLLAMA_DECK_PULL_STALL_TIMEOUT": ("OLLAMA_DECK_PULL_STALL_TIMEOUT", 120.0, float),
+    # After this many seconds without bytes a pull shows "stalled" (speed 0, no ETA).
+    "OLLAMA_DECK_STALL_NOTICE_SECONDS": ("OLLAMA_DECK_STALL_NOTICE_SECONDS", 5.0, float),
+    # How long a pull waits (with backoff) for an Ollama that is not reachable.
+    "OLLAMA_DECK_OLLAMA_WAIT_SECONDS": ("OLLAMA_DECK_OLLAMA_WAIT_SECONDS", 300.0, float),
     # Pulls that run at once in this service; the rest wait as `queued`.
     "OLLAMA_DECK_MAX_CONCURRENT_PULLS": ("OLLAMA_DECK_MAX_CONCURRENT_PULLS", 2, int),
+    # Operations that may wait as `queued`; more answer 429.
+    "OLLAMA_DECK_MAX_QUEUED": ("OLLAMA_DECK_MAX_QUEUED", 100, int),
     "OLLAMA_DECK_LOG_LINES": ("OLLAMA_DECK_LOG_LINES", 300, int),
     # Finished operations older than this many hours are forgotten.
     "OLLAMA_DECK_KEEP_FINISHED_HOURS": ("OLLAMA_DECK_KEEP_FINISHED_HOURS", 24 * 7, float),
+    # ... and only the newest this many finished operations are kept.
+    "OLLAMA_DECK_KEEP_FINISHED_COUNT": ("OLLAMA_DECK_KEEP_FINISHED_COUNT", 1000, int),
     # A running operation whose runner has not beaten for this long is taken over.
     "OLLAMA_DECK_HEARTBEAT_SECONDS": ("OLLAMA_DECK_HEARTBEAT_SECONDS", 5.0, float),
     "OLLAMA_DECK_STALE_SECONDS": ("OLLAMA_DECK_STALE_SECONDS", 30.0, float),
@@ -85,8 +96,22 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "OLLAMA_DECK_KEEP_ALIVE": ("OLLAMA_DECK_KEEP_ALIVE", "30m", str),
     # SSE comment line interval, which keeps proxies from closing idle streams.
     "OLLAMA_DECK_SSE_HEARTBEAT_SECONDS": ("OLLAMA_DECK_SSE_HEARTBEAT_SECONDS", 15.0, float),
-    # Start the runner (background pulls, recovery) with the app. Off for one-shot CLI use.
+    # An SSE client resuming from further back than this many events gets the current
+    # state of each operation instead of the whole history.
+    "OLLAMA_DECK_REPLAY_MAX_EVENTS": ("OLLAMA_DECK_REPLAY_MAX_EVENTS", 1000, int),
+    # How committed changes reach the SSE watchers of every worker: auto (redis when
+    # OLLAMA_DECK_REDIS_URL is set, else poll), local (one process only), poll, redis.
+    "OLLAMA_DECK_EVENT_BUS": ("OLLAMA_DECK_EVENT_BUS", "auto", str),
+    "OLLAMA_DECK_REDIS_URL": ("OLLAMA_DECK_REDIS_URL", None, str),
+    # With the poll bus: how often each process reads what other processes committed.
+    "OLLAMA_DECK_POLL_SECONDS": ("OLLAMA_DECK_POLL_SECONDS", 0.5, float),
+    # Run pulls in this process (started by the first request the deck serves, or in each
+    # worker of `ollama-deck serve`). Off: operations are only recorded as queued, for a
+    # runner in another process.
     "OLLAMA_DECK_START_RUNNER": ("OLLAMA_DECK_START_RUNNER", True, _bool),
+    # Apply the deck's schema migrations on first use (under a database lock). Off: run
+    # `ollama-deck db upgrade` yourself; an outdated schema then answers 503.
+    "OLLAMA_DECK_AUTO_UPGRADE": ("OLLAMA_DECK_AUTO_UPGRADE", True, _bool),
     # Security (see security.py). Host names the deck answers to besides loopback and the
     # address a connection came in on: comma-separated, ".example.com" takes subdomains,
     # "*" turns the check off (only behind a proxy that checks Host itself).

@@ -1,27 +1,29 @@
-"""Tables of Ollama Deck and the engine that reaches them.
+"""Tables of Ollama Deck, and the engine settings of a database the deck owns.
 
-Plain SQLAlchemy, not a Flask-SQLAlchemy ``db``: Flask-SQLAlchemy allows one instance per
-app (``app.extensions["sqlalchemy"]``), so an extension that brought its own would clash
-with the host app's, and our runner threads write outside any app context. Every table
-name starts with ``ollama_deck_`` so ours never collide with a host's tables.
+The tables are declared once here, on the deck's own metadata. Embedded with a host's
+Flask-SQLAlchemy ``db``, copies of them (and of the deck's Alembic version table) are added
+to the host's metadata by :func:`register_tables`, so the host's autogenerate knows them;
+queries are compiled by table name, so the same ``Table`` objects serve either way. Every
+table name starts with ``ollama_deck_`` so ours never collide with a host's tables.
 Times are stored as UNIX seconds (floats): the same on SQLite and PostgreSQL, no time zones.
+The schema itself is made and changed only by the migrations in ``ollama_deck/migrations``.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import BigInteger
 from sqlalchemy import Boolean
+from sqlalchemy import Column
 from sqlalchemy import create_engine
 from sqlalchemy import Engine
 from sqlalchemy import event
 from sqlalchemy import Float
 from sqlalchemy import Index
-from sqlalchemy import insert
 from sqlalchemy import Integer
-from sqlalchemy import select
+from sqlalchemy import MetaData
 from sqlalchemy import String
+from sqlalchemy import Table
 from sqlalchemy import Text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -29,6 +31,8 @@ from sqlalchemy.orm import mapped_column
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled", "interrupted")
 SEQ_COUNTER = "seq"
+# The deck's own Alembic history lives here, apart from any host's ``alembic_version``.
+VERSION_TABLE = "ollama_deck_alembic_version"
 
 
 class Base(DeclarativeBase):
@@ -121,33 +125,47 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
+def register_tables(metadata: MetaData) -> None:
+    """Add the deck's tables, and its Alembic version table, to a host's ``metadata``.
+
+    A host's Flask-Migrate compares its metadata with the database: tables it does not
+    know it proposes to drop. Known, and made by our migrations to match, they stay silent.
+    """
+    for table in Base.metadata.sorted_tables:
+        if table.name not in metadata.tables:  # a second app on the same db: already there
+            table.to_metadata(metadata)
+    if VERSION_TABLE not in metadata.tables:
+        # As Alembic creates it: one VARCHAR(32) primary key.
+        Table(VERSION_TABLE, metadata, Column("version_num", String(32), primary_key=True))
+
+
+def sqlite_engine_options() -> dict:
+    """Engine options for SQLite: usable from the runner threads, patient with writers."""
+    return {"connect_args": {"check_same_thread": False, "timeout": 30}}
+
+
+def tune_sqlite(engine: Engine) -> None:
+    """WAL, cheap commits and a busy timeout on every new connection of ``engine``.
+
+    Only for a database the deck owns: journal mode is a property of the file, and a host's
+    database is the host's to configure.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+        cur = dbapi_conn.cursor()
+        # WAL lets readers go on while a pull writes; NORMAL sync is safe with WAL
+        # and makes a commit ~10x cheaper than FULL.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and cheap commits."""
+    """An engine for a database the deck owns; SQLite gets WAL, PostgreSQL pre-ping."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
-            cur = dbapi_conn.cursor()
-            # WAL lets readers go on while a pull writes; NORMAL sync is safe with WAL
-            # and makes a commit ~10x cheaper than FULL.
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
+        engine = create_engine(url, **sqlite_engine_options())
+        tune_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True)
-
-
-def create_schema(engine: Engine) -> None:
-    """Create missing tables and the sequence counter; safe to run from several processes."""
-    Base.metadata.create_all(engine)
-    with engine.begin() as conn:
-        exists = conn.execute(select(Counter.value).where(Counter.name == SEQ_COUNTER)).first()
-    if exists is None:
-        try:
-            with engine.begin() as conn:
-                conn.execute(insert(Counter).values(name=SEQ_COUNTER, value=0))
-        except IntegrityError:
-            pass  # another process created it first

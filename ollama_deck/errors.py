@@ -8,6 +8,7 @@ class DeckError(Exception):
 
     status = 500
     code = "internal_error"
+    retry_after: float | None = None  # seconds, sent as Retry-After when set
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
         super().__init__(message)
@@ -31,6 +32,22 @@ class NotFound(DeckError):
 class Conflict(DeckError):
     status = 409
     code = "conflict"
+
+
+class QueueFull(DeckError):
+    """Too many operations wait already; the client should come back later."""
+
+    status = 429
+    code = "queue_full"
+    retry_after = 10.0
+
+
+class DatabaseUnavailable(DeckError):
+    """The database cannot be read or written right now."""
+
+    status = 503
+    code = "database_unavailable"
+    retry_after = 5.0
 
 
 class OllamaUnavailable(DeckError):

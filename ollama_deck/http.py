@@ -16,7 +16,10 @@ from flask import Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
 
+from .dbhealth import DATABASE_ERRORS
+from .dbhealth import first_line
 from .errors import BadRequest
+from .errors import DatabaseUnavailable
 from .errors import DeckError
 from .services.names import InvalidModelName
 
@@ -27,7 +30,17 @@ def error_response(status: int, code: str, message: str) -> tuple[Response, int]
 
 
 def _deck_error(exc: DeckError) -> tuple[Response, int]:
-    return error_response(exc.status, exc.code, exc.message)
+    response, status = error_response(exc.status, exc.code, exc.message)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return response, status
+
+
+def _database_error(exc: Exception) -> tuple[Response, int]:
+    # A fault of the database (unwritable, locked, gone, unreachable) is the service being
+    # unavailable for a while, not a bug: 503 with a hint when to retry, never a 500.
+    current_app.logger.warning("database unavailable: %s", first_line(exc))
+    return _deck_error(DatabaseUnavailable(f"the database is unavailable: {first_line(exc)}"))
 
 
 def _bad_name(exc: InvalidModelName) -> tuple[Response, int]:
@@ -47,6 +60,8 @@ def register_json_errors(target: Blueprint | Any) -> None:
     target.register_error_handler(DeckError, _deck_error)
     target.register_error_handler(InvalidModelName, _bad_name)
     target.register_error_handler(HTTPException, _http_error)
+    for error in DATABASE_ERRORS:
+        target.register_error_handler(error, _database_error)
 
 
 def sse_response(stream: Iterator[bytes]) -> Response:

@@ -354,7 +354,8 @@ def openapi_document(url_prefix: str = "", log_lines: int = 300) -> dict[str, An
                     {
                         "name": "category",
                         "in": "query",
-                        "schema": {"type": "string", "enum": list(CATEGORIES)},
+                        "description": "empty: every category",
+                        "schema": {"type": "string", "enum": ["", *CATEGORIES]},
                     },
                     {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200}},
                 ],

@@ -1,31 +1,47 @@
-"""Per-app state of the deck, kept in ``app.extensions["ollama_deck"]``."""
+"""Per-app state of the deck, kept in ``app.extensions["ollama_deck"]``.
+
+Registering the extension records a :class:`DeckSetup` and nothing else. The working parts
+(:class:`DeckState`: engine, store, runner, ...) are built on first use, inside the app, and
+the runner starts only in a process that serves the deck: on the first request the deck
+handles, or eagerly in each worker of ``ollama-deck serve``. So ``flask routes``, a shell, a
+migration or the reloader's parent process never connect, migrate or run pulls.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
+from flask import Flask
 from sqlalchemy import Engine
 
 from .config import normalize_ollama_host
-from .db import create_schema
 from .db import make_engine
+from .dbhealth import harden_engine
+from .schema import ensure_current
+from .services.bus import make_bus
 from .services.events import EventHub
 from .services.knowledge import GpuCache
 from .services.models import ModelService
 from .services.ollama import OllamaClient
 from .services.operations import Runner
 from .services.operations import RunnerSettings
+from .services.polling import PollAnswers
 from .services.settings import SettingStore
 from .services.store import OperationStore
 
 EXTENSION_KEY = "ollama_deck"
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class DeckState:
-    """Everything one app's deck holds: no module-level state anywhere else."""
+    """Everything one app's deck holds once it runs: no module-level state anywhere else."""
 
     config: dict[str, Any]
     url_prefix: str
@@ -36,43 +52,156 @@ class DeckState:
     runner: Runner
     models: ModelService
     gpus: GpuCache
+    bus: Any  # carries committed events to the hub of every serving process (services/bus.py)
+    polls: PollAnswers
+    owns_engine: bool = True
 
     @classmethod
-    def build(cls, config: dict[str, Any], url_prefix: str) -> DeckState:
+    def build(
+        cls, config: dict[str, Any], url_prefix: str, engine: Engine | None, owns_engine: bool
+    ) -> DeckState:
+        """The parts, over ``engine`` (a Flask-SQLAlchemy one) or over an engine of our own."""
         host = normalize_ollama_host(config["OLLAMA_DECK_OLLAMA_HOST"])
-        engine = make_engine(config["OLLAMA_DECK_DATABASE_URL"])
-        create_schema(engine)
+        if engine is None:
+            engine = make_engine(config["OLLAMA_DECK_DATABASE_URL"])
+        if owns_engine:
+            # Fault handling changes how connections open: only on a database the deck owns;
+            # a host's engine is the host's to configure (e.g. SQLALCHEMY_ENGINE_OPTIONS).
+            harden_engine(engine)
+        ensure_current(engine, auto_upgrade=bool(config["OLLAMA_DECK_AUTO_UPGRADE"]))
         hub = EventHub(heartbeat_seconds=float(config["OLLAMA_DECK_SSE_HEARTBEAT_SECONDS"]))
-        store = OperationStore(engine, hub, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
+        bus = make_bus(config, hub, engine.url.render_as_string(hide_password=True))
+        store = OperationStore(engine, bus, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
+        bus.attach(store)
         client = OllamaClient(
             host,
             connect_timeout=float(config["OLLAMA_DECK_CONNECT_TIMEOUT"]),
             request_timeout=float(config["OLLAMA_DECK_REQUEST_TIMEOUT"]),
             stall_timeout=float(config["OLLAMA_DECK_PULL_STALL_TIMEOUT"]),
+            quick_timeout=float(config["OLLAMA_DECK_QUICK_TIMEOUT"]),
         )
-        runner = Runner(
+        runner = Runner(store, client, RunnerSettings.from_config(host, config))
+        models = ModelService(client, engine, store, SettingStore(engine), host)
+        return cls(
+            config,
+            url_prefix,
+            engine,
+            hub,
             store,
             client,
-            RunnerSettings(
-                host=host,
-                max_concurrent=int(config["OLLAMA_DECK_MAX_CONCURRENT_PULLS"]),
-                heartbeat_seconds=float(config["OLLAMA_DECK_HEARTBEAT_SECONDS"]),
-                stale_seconds=float(config["OLLAMA_DECK_STALE_SECONDS"]),
-                keep_finished_seconds=float(config["OLLAMA_DECK_KEEP_FINISHED_HOURS"]) * 3600,
-                on_restart=str(config["OLLAMA_DECK_ON_RESTART"]),
-                keep_alive=str(config["OLLAMA_DECK_KEEP_ALIVE"]),
-            ),
+            runner,
+            models,
+            GpuCache(),
+            bus,
+            PollAnswers(store),
+            owns_engine,
         )
-        models = ModelService(client, engine, store, SettingStore(engine), host)
-        return cls(config, url_prefix, engine, hub, store, client, runner, models, GpuCache())
 
     def close(self) -> None:
         """Stop the runner (running pulls are handed back to the queue) and the engine."""
         self.runner.shutdown()
+        self.bus.close()
         self.hub.close()
-        self.engine.dispose()
+        if self.owns_engine:
+            self.engine.dispose()  # a host's engine stays the host's to dispose
+
+
+class DeckSetup:
+    """What ``init_app`` records: where the deck mounts and which database it uses."""
+
+    def __init__(
+        self,
+        url_prefix: str,
+        *,
+        db: Any = None,
+        bind_key: str | None = None,
+        guard: Callable[..., Any] | None = None,
+    ) -> None:
+        self.url_prefix = url_prefix
+        self.db = db  # a Flask-SQLAlchemy instance, or None for a database of the deck's own
+        self.bind_key = bind_key
+        self.guard = guard  # a view decorator of the host's (e.g. login_required)
+        self.owns_db = False  # True when create_app made ``db`` for the deck alone
+        self._state: DeckState | None = None
+        self._lock = threading.Lock()
+        self._runner_started = False
+        self._bus_started = False
+
+    @property
+    def built(self) -> bool:
+        return self._state is not None
+
+    def engine(self, app: Flask) -> Engine | None:
+        """The engine of the Flask-SQLAlchemy instance (or its bind), or None for our own."""
+        if self.db is None:
+            return None
+        with app.app_context():
+            engines = self.db.engines
+            if self.bind_key not in engines:
+                raise RuntimeError(
+                    f"OllamaDeck(bind_key={self.bind_key!r}): the app's SQLALCHEMY_BINDS "
+                    "has no such key"
+                )
+            return engines[self.bind_key]
+
+    def state(self, app: Flask) -> DeckState:
+        """The working parts, built on first use (connects and upgrades the schema)."""
+        state = self._state
+        if state is not None:
+            return state
+        with self._lock:
+            if self._state is None:
+                config = dict(app.config)
+                if self.db is None:
+                    config["OLLAMA_DECK_DATABASE_URL"] = database_url(app)
+                owns = self.db is None or self.owns_db
+                self._state = DeckState.build(config, self.url_prefix, self.engine(app), owns)
+            return self._state
+
+    def activate(self, app: Flask) -> DeckState:
+        """Build the parts and, where the settings allow, start the runner in this process."""
+        state = self.state(app)
+        if not self._runner_started and app.config.get("OLLAMA_DECK_START_RUNNER", True):
+            with self._lock:
+                if not self._runner_started:
+                    self._runner_started = True
+                    state.runner.start()
+        if not self._bus_started:
+            with self._lock:
+                if not self._bus_started:
+                    self._bus_started = True
+                    state.bus.start()  # this process serves: its watchers need events
+        return state
+
+    def close(self) -> None:
+        with self._lock:
+            state, self._state = self._state, None
+            self._runner_started = self._bus_started = False
+        if state is not None:
+            state.close()
+
+
+def database_url(app: Flask) -> str:
+    """``OLLAMA_DECK_DATABASE_URL``, else a SQLite file in the app's instance folder."""
+    url = app.config.get("OLLAMA_DECK_DATABASE_URL")
+    if not url:
+        os.makedirs(app.instance_path, exist_ok=True)
+        url = f"sqlite:///{os.path.join(app.instance_path, 'ollama_deck.db')}"
+    return url
+
+
+def setup_of(app: Flask) -> DeckSetup:
+    try:
+        return app.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError("OllamaDeck is not registered on this app") from None
 
 
 def deck() -> DeckState:
     """The deck of the current app."""
-    return current_app.extensions[EXTENSION_KEY]
+    return setup_of(current_app).state(current_app)
+
+
+def activate_deck() -> None:
+    """A ``before_request`` of every deck blueprint: the deck runs where it serves."""
+    setup_of(current_app).activate(current_app)

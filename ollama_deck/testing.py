@@ -139,6 +139,8 @@ class FakeOllama:
         self._models: dict[str, _Model] = {}
         self._pulls: dict[str, _Pull] = {}
         self._pull_counts: dict[str, int] = {}
+        self.active_pulls = 0  # scripted pull streams open right now
+        self.max_active_pulls = 0  # the most that were open at once
         self._partials: dict[str, int] = {}  # blob digest -> bytes on disk
         self._loaded: dict[str, datetime] = {}  # model key -> expires_at
         self._bench_body: dict[str, bytes] = {}
@@ -661,7 +663,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._line({"error": UNKNOWN_MANIFEST})
             self._end_stream()
             return
-        self._scripted_pull(name, pull)
+        with fake._lock:
+            fake.active_pulls += 1
+            fake.max_active_pulls = max(fake.max_active_pulls, fake.active_pulls)
+        try:
+            self._scripted_pull(name, pull)
+        finally:
+            with fake._lock:
+                fake.active_pulls -= 1
 
     def _scripted_pull(self, name: str, pull: _Pull) -> None:
         script, fake = pull.script, self.fake

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from ollama_deck.state import setup_of
 from ollama_deck.testing import PullScript
 
 from .conftest import test_settings
@@ -141,7 +142,8 @@ def test_dropped_connection_fails(fake_ollama, live):
     assert "lost" in final["error"] or "ended before" in final["error"]
 
 
-def test_ollama_down_fails_clearly(fake_ollama, live):
+def test_ollama_down_fails_clearly_once_the_wait_is_over(fake_ollama, make_app, serve):
+    live = serve(make_app(OLLAMA_DECK_OLLAMA_WAIT_SECONDS=0))
     fake_ollama.stop()
     final = wait_final(live, start_pull(live, "llama3.2:1b")["id"])
     assert final["status"] == "failed"
@@ -261,7 +263,7 @@ def test_restart_marks_interrupted_when_configured(fake_ollama, make_app, serve)
     wait_until(lambda: get_op(live, op["id"])["percent"] > 0)
     # Simulate a dead runner: its maintenance thread (heartbeats, recovery) stops, and the
     # pull it holds writes nothing more.
-    runner = first.extensions["ollama_deck"].runner
+    runner = setup_of(first).state(first).runner
     runner._stopping.set()
 
     second = serve(make_app(OLLAMA_DECK_ON_RESTART="interrupt"))

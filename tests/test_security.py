@@ -477,10 +477,7 @@ def guarded(fake_ollama, sqlite_url, serve):
     def home():
         return "host home"
 
-    deck = OllamaDeck(url_prefix="/models")
-    deck.init_app(app)
-    # OllamaDeck(app, guard=login_required) keeps the guard on the deck's state, here.
-    app.extensions["ollama_deck"].guard = login_required
+    OllamaDeck(app, url_prefix="/models", guard=login_required)
     yield serve(app)
     OllamaDeck.shutdown(app)
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from ollama_deck.db import create_schema
+from ollama_deck import schema
 from ollama_deck.db import make_engine
 from ollama_deck.db import Operation
 from ollama_deck.services.events import EventHub
@@ -22,8 +22,8 @@ HOST = "http://127.0.0.1:1"
 @pytest.fixture
 def engine(database_url):
     engine = make_engine(database_url)
-    create_schema(engine)
-    create_schema(engine)  # a second start over the same database changes nothing
+    schema.upgrade(engine)
+    schema.upgrade(engine)  # a second start over the same database changes nothing
     yield engine
     engine.dispose()
 
@@ -37,15 +37,32 @@ def new_op(store: OperationStore, model: str = "llama3.2:1b") -> dict:
     return store.create(kind="pull", model=model, model_key=model.lower(), host=HOST)
 
 
-def test_one_active_operation_per_model_even_when_racing(store):
+@pytest.fixture
+def racing_stores(engine, database_url):
+    """One engine and store per racing thread: only the database can keep them apart (a
+    shared store's in-process lock would line them up before the database is involved)."""
+    engines = []
+
+    def make(count: int) -> list[OperationStore]:
+        for _ in range(count):
+            engines.append(make_engine(database_url))
+        return [OperationStore(e, EventHub(), log_lines=5) for e in engines[-count:]]
+
+    yield make
+    for other in engines:
+        other.dispose()
+
+
+def test_one_active_operation_per_model_even_when_racing(racing_stores):
+    stores = racing_stores(6)
     barrier = threading.Barrier(6)
     results = []
 
-    def create() -> None:
+    def create(store: OperationStore) -> None:
         barrier.wait()
         results.append(store.create_or_join(kind="pull", model="m:1", model_key="m:1", host=HOST))
 
-    threads = [threading.Thread(target=create) for _ in range(6)]
+    threads = [threading.Thread(target=create, args=(store,)) for store in stores]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -64,19 +81,23 @@ def test_a_finished_operation_frees_the_model(store):
     assert created and second["id"] != first["id"]
 
 
-def test_claims_respect_the_limit_when_racing(store):
-    for i in range(6):
+@pytest.mark.parametrize("attempt", range(3))
+def test_claims_respect_the_limit_when_racing(store, racing_stores, attempt):
+    for i in range(8):
         new_op(store, f"m:{i}")
-    barrier = threading.Barrier(6)
+    stores = racing_stores(8)
+    barrier = threading.Barrier(8)
     claimed = []
 
-    def claim(runner: str) -> None:
+    def claim(runner: str, racer: OperationStore) -> None:
         barrier.wait()
-        row = store.claim_next_queued(runner, limit=2)
+        row = racer.claim_next_queued(runner, limit=2)
         if row is not None:
             claimed.append(row["id"])
 
-    threads = [threading.Thread(target=claim, args=(f"r{i}",)) for i in range(6)]
+    threads = [
+        threading.Thread(target=claim, args=(f"r{i}", racer)) for i, racer in enumerate(stores)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint
@@ -27,11 +28,13 @@ from ..services.knowledge import model_details
 from ..services.names import InvalidModelName
 from ..services.names import parse_model_name
 from ..services.store import operation_json
+from ..state import activate_deck
 from ..state import deck
 
 bp = Blueprint("ollama_deck_api", __name__)
 register_json_errors(bp)
-protect(bp)
+protect(bp)  # first: a refused request must not start anything
+bp.before_request(activate_deck)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 MAX_QUERY_CHARS = 200
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
@@ -184,6 +187,8 @@ def status():
             state.models.status(),
             gpu=gpu_summary(state.gpus.get()),
             watchers=state.hub.watchers,  # open SSE streams in this process
+            pid=os.getpid(),  # which worker answered: with several, each has its own count
+            bus=state.bus.describe(),
         )
     )
 

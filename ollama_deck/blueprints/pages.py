@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
+from flask import jsonify
 from flask import render_template
 from flask import url_for
 
+from ..errors import DatabaseUnavailable
 from ..security import protect
+from ..services.health import health
+from ..state import activate_deck
 from ..state import deck
 
 bp = Blueprint(
@@ -18,7 +22,8 @@ bp = Blueprint(
     static_folder="../static",
     static_url_path="/static",
 )
-protect(bp)
+protect(bp)  # first: a refused request must not start anything
+bp.before_request(activate_deck)
 
 # Stand-ins that url_for puts into URL templates; app.js swaps in the real (encoded) values.
 NAME_SLOT = "__model__"
@@ -61,3 +66,15 @@ def index():
         config=page_config(),
         version=__version__,
     )
+
+
+@bp.get("/healthz")
+def healthz():
+    """The database and Ollama as the deck sees them: 200 when it can work, else 503."""
+    state = deck()
+    report = health(state.engine, state.client)
+    response = jsonify(report)
+    if not report["ok"]:
+        response.status_code = 503
+        response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))
+    return response

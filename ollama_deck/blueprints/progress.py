@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 from flask import request
 
@@ -22,23 +24,29 @@ from ..http import whole_number
 from ..security import protect
 from ..services.store import log_json
 from ..services.streams import follow
+from ..state import activate_deck
 from ..state import deck
 from .api import ALL_METHODS
 from .api import operation_payload
 
 bp = Blueprint("ollama_deck_progress", __name__)
 register_json_errors(bp)
-protect(bp)
+protect(bp)  # first: a refused request must not start anything
+bp.before_request(activate_deck)
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
 CANCEL_WAIT_SECONDS = 5.0
 
 
-def _operation(op_id: str) -> dict:
+def _check_id(op_id: str) -> None:
     try:
         uuid.UUID(op_id)
     except ValueError:
         raise NotFound(f"no operation {op_id!r}: ids are UUIDs") from None
+
+
+def _operation(op_id: str) -> dict:
+    _check_id(op_id)
     row = deck().store.get(op_id)
     if row is None:
         raise NotFound(f"no operation {op_id}")
@@ -60,11 +68,18 @@ def list_operations():
 @bp.get("/<op_id>")
 def get_operation(op_id: str):
     """One operation: status, phase, percent, bytes, speed, ETA and its last log lines."""
-    row = _operation(op_id)
+    _check_id(op_id)
     state = deck()
     limit = int_arg("log", 50, low=0, high=state.store.log_lines)
-    logs = state.store.logs(op_id, limit=limit) if limit else []
-    return jsonify(operation_payload(row, log=[log_json(r) for r in logs]))
+
+    def render(row: dict, logs: list[dict]) -> bytes:
+        payload = operation_payload(row, log=[log_json(r) for r in logs])
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+    body = state.polls.answer(op_id, limit, render)
+    if body is None:
+        raise NotFound(f"no operation {op_id}")
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @bp.post("/<op_id>/cancel")
@@ -109,6 +124,7 @@ def follow_for(op_id: str | None) -> Iterator[bytes]:
         state.hub,
         op_id=op_id,
         last_event_id=_last_event_id(),
+        max_replay=int(state.config["OLLAMA_DECK_REPLAY_MAX_EVENTS"]),
     )
 
 

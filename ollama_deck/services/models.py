@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import time
+import logging
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy import Engine
-from sqlalchemy import func
-from sqlalchemy import insert
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from ..db import InstalledModel
 from ..errors import Conflict
 from ..errors import DeckError
 from ..errors import ModelNotFound
 from ..errors import NotFound
 from ..errors import OllamaTimeout
 from ..errors import OllamaUnavailable
+from . import modelcache
 from .names import parse_model_name
 from .ollama import OllamaClient
 from .settings import ACTIVE_MODEL
@@ -28,7 +22,7 @@ from .store import iso_time
 from .store import operation_json
 from .store import OperationStore
 
-CACHE = InstalledModel.__table__
+log = logging.getLogger(__name__)
 
 
 class ModelService:
@@ -53,10 +47,10 @@ class ModelService:
         stale, error, cached_at = False, None, None
         try:
             models = self.client.tags()
-            self._remember(models)
+            modelcache.remember(self.engine, self.host, models)
         except (OllamaUnavailable, OllamaTimeout) as exc:
             stale, error = True, exc.message
-            models, cached_at = self._cached()
+            models, cached_at = modelcache.cached(self.engine, self.host)
         active = [operation_json(r) for r in self.store.list(statuses=("queued", "running"))]
         active_by_key = {op["model"].lower(): op for op in active}
         listed = []
@@ -85,14 +79,16 @@ class ModelService:
             self.client.delete(model.display)
         except ModelNotFound as exc:
             raise NotFound(exc.message, code="model_not_found") from exc
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(CACHE).where(
-                    CACHE.c.host == self.host, func.lower(CACHE.c.name) == model.key
-                )
-            )
+        self.refresh_cache()
         self.settings.clear_if(ACTIVE_MODEL, model.display)
         return model.display
+
+    def refresh_cache(self) -> None:
+        """Cache Ollama's list now (after a pull or a delete); a failure is only logged."""
+        try:
+            modelcache.remember(self.engine, self.host, self.client.tags())
+        except DeckError as exc:
+            log.warning("could not refresh the model list of %s: %s", self.host, exc.message)
 
     def unload(self, name: str) -> str:
         """Ask Ollama to free a model from memory now (keep-alive 0)."""
@@ -133,39 +129,6 @@ class ModelService:
         except DeckError as exc:
             return {"host": self.host, "reachable": False, "error": exc.message}
         return {"host": self.host, "reachable": True, "version": version, "running": running}
-
-    # -- the cached list ------------------------------------------------------------
-
-    def _remember(self, models: list[dict[str, Any]]) -> None:
-        """Replace the cached list, but only when it changed: listing must not write."""
-        fresh = {m.get("name") or m.get("model") or "": m for m in models}
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(CACHE.c.name, CACHE.c.data).where(CACHE.c.host == self.host)
-            ).all()
-        if {r.name: json.loads(r.data) for r in rows} == fresh:
-            return
-        now = time.time()
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(delete(CACHE).where(CACHE.c.host == self.host))
-                if fresh:
-                    conn.execute(
-                        insert(CACHE),
-                        [
-                            {"host": self.host, "name": n, "data": json.dumps(m), "seen_at": now}
-                            for n, m in fresh.items()
-                        ],
-                    )
-        except IntegrityError:
-            pass  # another worker refreshed it at the same moment: its copy is as good
-
-    def _cached(self) -> tuple[list[dict[str, Any]], float | None]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(CACHE).where(CACHE.c.host == self.host)).all()
-        models = [json.loads(r.data) for r in rows]
-        models.sort(key=lambda m: m.get("modified_at") or "", reverse=True)
-        return models, max((r.seen_at for r in rows), default=None)
 
 
 def _key(name: str) -> str:

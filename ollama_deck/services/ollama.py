@@ -61,11 +61,14 @@ class OllamaClient:
         connect_timeout: float = 5.0,
         request_timeout: float = 30.0,
         stall_timeout: float = 120.0,
+        quick_timeout: float = 3.0,
         session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
+        # Reads a page makes often get a short limit: their callers have a fallback.
+        self.quick_timeout = min(quick_timeout, request_timeout)
         self.stall_timeout = stall_timeout
         self.session = session or requests.Session()
 
@@ -73,19 +76,19 @@ class OllamaClient:
 
     def version(self) -> str:
         """Ollama's version string."""
-        return self._json("GET", "/api/version").get("version", "")
+        return self._json("GET", "/api/version", quick=True).get("version", "")
 
     def tags(self) -> list[dict[str, Any]]:
         """Installed models, newest first, as Ollama lists them."""
-        return self._json("GET", "/api/tags").get("models") or []
+        return self._json("GET", "/api/tags", quick=True).get("models") or []
 
     def show(self, model: str) -> dict[str, Any]:
         """Details of one installed model."""
-        return self._json("POST", "/api/show", {"model": model})
+        return self._json("POST", "/api/show", {"model": model}, quick=True)
 
     def ps(self) -> list[dict[str, Any]]:
         """Models loaded in memory now."""
-        return self._json("GET", "/api/ps").get("models") or []
+        return self._json("GET", "/api/ps", quick=True).get("models") or []
 
     def delete(self, model: str) -> None:
         """Delete an installed model; ModelNotFound if there is none by that name."""
@@ -119,8 +122,10 @@ class OllamaClient:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _json(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
-        response = self._request(method, path, body)
+    def _json(
+        self, method: str, path: str, body: dict | None = None, *, quick: bool = False
+    ) -> dict[str, Any]:
+        response = self._request(method, path, body, quick=quick)
         try:
             data = response.json()
         except ValueError as exc:
@@ -132,14 +137,16 @@ class OllamaClient:
             raise OllamaError(f"Ollama sent an unexpected reply for {path}")
         return data
 
-    def _request(self, method: str, path: str, body: dict | None = None) -> requests.Response:
+    def _request(
+        self, method: str, path: str, body: dict | None = None, *, quick: bool = False
+    ) -> requests.Response:
         url = self.base_url + path
+        limit = self.quick_timeout if quick else self.request_timeout
+        connect = min(self.connect_timeout, limit)
         try:
-            response = self.session.request(
-                method, url, json=body, timeout=(self.connect_timeout, self.request_timeout)
-            )
+            response = self.session.request(method, url, json=body, timeout=(connect, limit))
         except requests.RequestException as exc:
-            raise self._connection_error(exc) from exc
+            raise self._connection_error(exc, limit=limit, connect=connect) from exc
         self._raise_for_status(response)
         return response
 
@@ -182,14 +189,22 @@ class OllamaClient:
         except requests.RequestException as exc:
             raise self._connection_error(exc, during_stream=True) from exc
 
-    def _connection_error(self, exc: Exception, *, during_stream: bool = False) -> Exception:
+    def _connection_error(
+        self,
+        exc: Exception,
+        *,
+        during_stream: bool = False,
+        limit: float | None = None,
+        connect: float | None = None,
+    ) -> Exception:
         if isinstance(exc, requests.ConnectTimeout):
             return OllamaUnavailable(
                 f"Ollama at {self.base_url} did not accept a connection within "
-                f"{self.connect_timeout:g} s"
+                f"{connect or self.connect_timeout:g} s"
             )
         if isinstance(exc, requests.Timeout) or _caused_by_timeout(exc):
-            limit = self.stall_timeout if during_stream else self.request_timeout
+            if limit is None:
+                limit = self.stall_timeout if during_stream else self.request_timeout
             what = "sent nothing" if during_stream else "did not answer"
             return OllamaTimeout(f"Ollama at {self.base_url} {what} for {limit:g} s")
         if during_stream:

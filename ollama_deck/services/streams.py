@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 
 from .events import coalesce
 from .events import comment_frame
+from .events import DeckEvent
 from .events import EventHub
 from .events import retry_frame
 from .store import OperationStore
+
+# Sequence numbers (so at most this many events) read from the database at a time.
+REPLAY_PAGE = 250
 
 
 def follow(
@@ -17,18 +23,59 @@ def follow(
     *,
     op_id: str | None = None,
     last_event_id: int | None = None,
+    max_replay: int = 1000,
 ) -> Iterator[bytes]:
-    """Yield SSE frames: first what the client lacks, then every change as it happens.
+    """SSE frames: first what the client lacks, then every change as it happens.
 
     Without ``last_event_id`` the client gets the current state (of the operation, or of
-    every active one); with it, everything after that id, from the database. Then it
-    follows the in-process hub: no database reads while it waits. A stream of one
-    operation ends after that operation's final (``done``) event. A client that went away is
-    noticed at the next write, a heartbeat at the latest, and its generator is closed.
+    every active one); with it, everything after that id, from the database, read page by
+    page. From further back than ``max_replay`` events it gets the current state of each
+    operation that changed since instead of the whole history: bounded work and memory per
+    client, whatever id it sends. Then it follows the in-process hub: no database reads
+    while it waits. A stream of one operation ends after that operation's final (``done``)
+    event. A client that went away is noticed at the next write, a heartbeat at the latest,
+    and its generator is closed.
+
+    The first database read happens here, before the response starts, so a database fault
+    is an error response rather than a stream that breaks.
     """
+    # The hub position is taken before the database read, so nothing committed after the
+    # read can be missed; what both hold is skipped by sequence number.
+    position = hub.position()
+    if last_event_id is None:
+        events, covered = store.current_events(op_id)
+        pages: Iterator[list[DeckEvent]] = iter([events] if events else [])
+    else:
+        covered = max(store.committed_seq(), last_event_id)
+        pages = replay_pages(store, last_event_id, covered, op_id, max_replay)
+    return _counted(hub, _frames(store, hub, op_id, position, pages, covered, max_replay))
+
+
+def replay_pages(
+    store: OperationStore, after: int, upto: int, op_id: str | None, max_replay: int
+) -> Iterator[list[DeckEvent]]:
+    """What changed in ``(after, upto]``, a page at a time (see ``follow``)."""
+    start = after
+    if upto - after > max_replay:
+        while True:
+            page = store.states_since(start, upto, op_id, limit=REPLAY_PAGE)
+            if page:
+                yield page
+            if len(page) < REPLAY_PAGE:
+                return
+            start = page[-1].seq
+    while start < upto:
+        end = min(start + REPLAY_PAGE, upto)
+        page = store.replay_window(start, end, op_id)
+        if page:
+            yield page
+        start = end
+
+
+def _counted(hub: EventHub, frames: Iterator[bytes]) -> Iterator[bytes]:
     hub.watching(1)
     try:
-        yield from _frames(store, hub, op_id, last_event_id)
+        yield from frames
     finally:  # the server closes the generator when the client has gone
         hub.watching(-1)
 
@@ -37,21 +84,19 @@ def _frames(
     store: OperationStore,
     hub: EventHub,
     op_id: str | None,
-    last_event_id: int | None,
+    position: int,
+    pages: Iterator[list[DeckEvent]],
+    covered: int,
+    max_replay: int,
 ) -> Iterator[bytes]:
-    yield retry_frame()
-    # The hub position is taken before the database read, so nothing committed after the
-    # read can be missed; what both hold is skipped by sequence number.
-    position = hub.position()
-    if last_event_id is None:
-        events, covered = store.current_events(op_id)
-    else:
-        events, covered = store.replay(last_event_id, op_id)
+    # Which worker serves this stream: with several, a reader can tell them apart.
+    yield retry_frame() + comment_frame(f"worker {os.getpid()}")
     sent = covered
-    if events:
-        yield b"".join(e.frame for e in events)
-        if op_id is not None and events[-1].final:
+    for page in pages:
+        yield b"".join(e.frame for e in page)
+        if op_id is not None and page[-1].final:
             return
+        time.sleep(0)  # under gevent: let other requests run between pages
     while True:
         if not hub.wait(position):
             if hub.closed:  # the app is shutting down
@@ -61,21 +106,32 @@ def _frames(
         events, position, lost = hub.read(position)
         if lost:  # fell behind the ring: the database has the rest
             position = hub.position()
-            events, covered = store.replay(sent, op_id)
-        else:
-            covered = sent
-        chunk = []
-        finished = False
-        for event in coalesce(events):
-            if event.seq <= sent or (op_id is not None and event.operation_id != op_id):
-                continue
-            chunk.append(event.frame)
-            sent = event.seq
-            if op_id is not None and event.final:
-                finished = True
-                break
-        sent = max(sent, covered)
+            upto = max(store.committed_seq(), sent)
+            for page in replay_pages(store, sent, upto, op_id, max_replay):
+                chunk, sent, finished = _select(page, sent, op_id)
+                if chunk:
+                    yield chunk
+                if finished:
+                    return
+                time.sleep(0)
+            sent = max(sent, upto)
+            continue
+        chunk, sent, finished = _select(coalesce(events), sent, op_id)
         if chunk:
-            yield b"".join(chunk)
+            yield chunk
         if finished:
             return
+
+
+def _select(events: list[DeckEvent], sent: int, op_id: str | None) -> tuple[bytes, int, bool]:
+    """The frames of events not sent yet (and of the operation, if one); the new ``sent``
+    and whether the operation's final event was among them."""
+    chunk = []
+    for event in events:
+        if event.seq <= sent or (op_id is not None and event.operation_id != op_id):
+            continue
+        chunk.append(event.frame)
+        sent = event.seq
+        if op_id is not None and event.final:
+            return b"".join(chunk), sent, True
+    return b"".join(chunk), sent, False

@@ -1,0 +1,230 @@
+"""Database fault handling on the engine: heal after faults, never freeze a gevent worker.
+
+``harden_engine(engine)`` attaches listeners so that:
+
+- a connection that saw a fault (a dropped server connection; on SQLite a file that was
+  read-only, unreachable or broken) is thrown away, so the service heals by itself once
+  the database is writable again instead of keeping bad connections in its pool;
+- a pooled connection is checked before use: PostgreSQL and others are pinged; SQLite
+  connections are checked against the file they opened, so a deleted database (or its
+  directory) fails loudly instead of taking writes into an unlinked file, and a connection
+  opened while the file was read-only is replaced once it is writable;
+- after the first connection, SQLite never creates the database file again: a file that
+  vanished is an error, not a fresh empty database;
+- under gevent, SQLite statements run in gevent's thread pool: SQLite waits for a lock
+  inside C code (its busy timeout), which would otherwise stop the worker's event loop and
+  every request on it for as long as another process holds the lock.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Engine
+from sqlalchemy import event
+from sqlalchemy import text
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InterfaceError
+from sqlalchemy.exc import InternalError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+# SQLite errors after which a connection must not be reused: it was opened read-only, or
+# its file or directory changed under it. A fresh connection may work where it cannot.
+SQLITE_BROKEN = (
+    "readonly database",
+    "disk i/o error",
+    "unable to open database file",
+    "database file is gone",
+    "no such table",
+)
+IDENTITY = "ollama_deck_file"  # connection record info: (st_dev, st_ino) it opened
+READ_ONLY = "ollama_deck_read_only"  # connection record info: opened while not writable
+# Faults of the database itself (as opposed to bugs such as an IntegrityError): unwritable,
+# locked, gone, unreachable, out of pooled connections.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    InternalError,
+    PoolTimeout,
+    DisconnectionError,
+)
+OFFLOAD_VARIABLE = "OLLAMA_DECK_SQLITE_OFFLOAD"
+
+
+def harden_engine(engine: Engine) -> None:
+    """Attach the fault handling described in this module's docstring to ``engine``."""
+    if getattr(engine, "_ollama_deck_hardened", False):
+        return
+    engine._ollama_deck_hardened = True  # type: ignore[attr-defined]
+    if engine.dialect.name != "sqlite":
+        # Disconnects are detected by the driver; a ping on checkout catches the rest.
+        engine.pool._pre_ping = True  # type: ignore[attr-defined]
+        return
+    event.listen(engine, "handle_error", _sqlite_error)
+    path = sqlite_path(engine)
+    if path is not None:
+        guard = SqliteFile(path)
+        engine._ollama_deck_sqlite_file = guard  # type: ignore[attr-defined]
+        event.listen(engine, "do_connect", guard.before_connect)
+        event.listen(engine, "connect", guard.after_connect)
+        event.listen(engine, "checkout", guard.checkout)
+    run = gevent_runner()
+    if run is not None:
+        engine._ollama_deck_run = run  # type: ignore[attr-defined]
+        _offload_statements(engine, run)
+
+
+def sqlite_path(engine: Engine) -> str | None:
+    """The absolute path of an engine's SQLite file; None for memory and URI databases."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
+
+
+def _sqlite_error(context: ExceptionContext) -> None:
+    """Treat SQLite file faults as disconnects: SQLAlchemy then discards the pool."""
+    message = str(context.original_exception).lower()
+    if any(part in message for part in SQLITE_BROKEN):
+        context.is_disconnect = True
+
+
+class SqliteFile:
+    """Watches the SQLite file an engine opened."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.identity: tuple[int, int] | None = None  # the file first opened
+
+    def before_connect(
+        self, _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> None:
+        """Open the file read-write without creating it, once it has existed."""
+        if not os.path.exists(self.path):
+            if self.identity is not None:
+                raise sqlite3.OperationalError(
+                    f"unable to open database file: the database file is gone ({self.path})"
+                )
+            return  # the very first start: let SQLite create it
+        cargs[:] = [f"file:{quote(self.path)}?mode=rw"]
+        cparams["uri"] = True
+
+    def after_connect(self, _dbapi_conn: Any, record: Any) -> None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return  # checkout will notice
+        identity = (stat.st_dev, stat.st_ino)
+        if self.identity is None:
+            self.identity = identity
+        record.info[IDENTITY] = identity
+        record.info[READ_ONLY] = not self.writable()
+
+    def checkout(self, _dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        """Refuse a connection to a file that is gone, or a read-only one that can now write."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            raise DisconnectionError(f"the database file is gone ({self.path})") from None
+        if (stat.st_dev, stat.st_ino) != record.info.get(IDENTITY):
+            raise DisconnectionError(f"the database file was replaced ({self.path})")
+        if record.info.get(READ_ONLY) and self.writable():
+            raise DisconnectionError("the database file is writable again")
+
+    def writable(self) -> bool:
+        """Whether the file, its WAL files and its directory can be written now."""
+        paths = [self.path, self.path + "-wal", self.path + "-shm"]
+        present = [p for p in paths if os.path.exists(p)]
+        return os.access(os.path.dirname(self.path), os.W_OK) and all(
+            os.access(p, os.W_OK) for p in present
+        )
+
+    def healthy(self) -> tuple[bool, str]:
+        """Whether the file the engine opened is still there and writable, and why not."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return False, f"the database file is gone ({self.path})"
+        if self.identity is not None and (stat.st_dev, stat.st_ino) != self.identity:
+            return False, f"the database file was replaced ({self.path})"
+        if not self.writable():
+            return False, f"the database file is not writable ({self.path})"
+        return True, "ok"
+
+
+def gevent_runner() -> Callable[..., Any] | None:
+    """``apply`` of gevent's thread pool when this process runs under gevent, else None."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return None
+    # OLLAMA_DECK_SQLITE_OFFLOAD=0 turns it off: only for bench/locked_db.py's comparison.
+    if not monkey.is_module_patched("threading") or os.environ.get(OFFLOAD_VARIABLE) == "0":
+        return None
+    import gevent
+
+    main = monkey.get_original("threading", "main_thread")()
+    native_ident = monkey.get_original("threading", "get_ident")
+
+    def run(function: Callable[..., Any], *args: Any) -> Any:
+        # Only the hub's own thread hands work over; a pool thread runs it directly.
+        if native_ident() != main.ident:
+            return function(*args)
+        return gevent.get_hub().threadpool.apply(function, args)
+
+    return run
+
+
+def run_statement(engine: Engine, execute: Callable[..., Any], *args: Any) -> Any:
+    """Run a driver call as the engine's own statements run: in gevent's thread pool where
+    ``harden_engine`` offloads SQLite statements, else here."""
+    run = getattr(engine, "_ollama_deck_run", None)
+    return execute(*args) if run is None else run(execute, *args)
+
+
+def _offload_statements(engine: Engine, run: Callable[..., Any]) -> None:
+    """Run SQLite statements (where its lock waits happen) in gevent's thread pool."""
+
+    @event.listens_for(engine, "do_execute")
+    def _execute(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
+        run(cursor.execute, statement, parameters)
+        return True
+
+    @event.listens_for(engine, "do_execute_no_params")
+    def _execute_no_params(cursor: Any, statement: str, _context: Any) -> bool:
+        run(cursor.execute, statement)
+        return True
+
+    @event.listens_for(engine, "do_executemany")
+    def _executemany(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
+        run(cursor.executemany, statement, parameters)
+        return True
+
+
+def database_health(engine: Engine) -> dict[str, Any]:
+    """``{"ok": bool, ...}``: one query, and for SQLite the state of the file it opened."""
+    result: dict[str, Any] = {"ok": True, "dialect": engine.dialect.name}
+    guard: SqliteFile | None = getattr(engine, "_ollama_deck_sqlite_file", None)
+    if guard is not None:
+        ok, why = guard.healthy()
+        if not ok:
+            return dict(result, ok=False, error=why)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer here
+        return dict(result, ok=False, error=first_line(exc))
+    return result
+
+
+def first_line(exc: BaseException) -> str:
+    """The driver's own message, first line only (SQLAlchemy appends the statement)."""
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or ["database error"])[0]

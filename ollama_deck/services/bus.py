@@ -1,0 +1,350 @@
+"""How committed changes reach the SSE hub of every process that serves the deck.
+
+The store hands each committed batch of events to a bus; the bus feeds the process's
+:class:`~.events.EventHub`, which SSE streams wait on. Three buses:
+
+- ``local``: straight into this process's hub. Right only when one process serves the
+  deck (``ollama-deck serve`` with one worker).
+- ``poll``: one thread per process reads what committed after the last sequence number it
+  saw, woken at once by this process's own commits and every ``interval`` seconds for the
+  others'. One database read per process per interval, never one per watcher, and correct
+  with any number of workers and no other service.
+- ``redis``: every process publishes its batches to one Redis channel and one thread per
+  process listens. Batches of different processes can arrive out of order (each publishes
+  after its commit), so the listener releases events in sequence order: every committed
+  sequence number belongs to exactly one event, so a missing number is an event on its way.
+  A gap that stays open, a lost connection or a silent Redis is filled from the database.
+
+Every bus delivers to the hub in increasing sequence order, which is what the streams'
+``Last-Event-ID`` bookkeeping relies on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+from typing import Protocol
+
+from .events import DeckEvent
+from .events import EventHub
+
+log = logging.getLogger(__name__)
+BUSES = ("auto", "local", "poll", "redis")
+# Read from the database at most this many sequence numbers at a time.
+FILL_PAGE = 500
+
+
+class ChangeReader(Protocol):
+    """What a bus reads from the store (the truth) to fill what it did not hear."""
+
+    def committed_seq(self) -> int: ...
+
+    def replay_window(self, after_seq: int, upto_seq: int) -> list[DeckEvent]: ...
+
+    def states_since(self, after_seq: int, upto_seq: int, *, limit: int) -> list[DeckEvent]: ...
+
+
+class LocalBus:
+    """One process: committed events go straight into its hub."""
+
+    name = "local"
+
+    def __init__(self, hub: EventHub) -> None:
+        self.hub = hub
+
+    def attach(self, reader: ChangeReader) -> None:
+        pass
+
+    def publish(self, events: list[DeckEvent]) -> None:
+        self.hub.publish(events)
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class _Catcher:
+    """Brings the hub up to the database: reads what committed after ``last``, in order."""
+
+    def __init__(self, hub: EventHub, *, max_behind: int = 2000) -> None:
+        self.hub = hub
+        self.reader: ChangeReader | None = None
+        self.max_behind = max_behind
+        self.last = 0  # every event up to this sequence number is in the hub (or skipped)
+        self.fills = 0
+
+    def begin(self) -> None:
+        """Start from what is committed now: streams read the past from the database."""
+        assert self.reader is not None
+        self.last = max(self.last, self.reader.committed_seq())
+
+    def fill(self) -> int:
+        """Publish what committed after ``last``; return the new ``last``."""
+        reader = self.reader
+        assert reader is not None
+        upto = reader.committed_seq()
+        if upto <= self.last:
+            return self.last
+        self.fills += 1
+        start = self.last
+        if upto - start > self.max_behind:
+            # Far behind (a long outage): the newest state of each operation is enough.
+            while True:
+                page = reader.states_since(start, upto, limit=FILL_PAGE)
+                if page:
+                    self.hub.publish(page)
+                    start = page[-1].seq
+                if len(page) < FILL_PAGE:
+                    break
+        else:
+            while start < upto:
+                end = min(start + FILL_PAGE, upto)
+                page = reader.replay_window(start, end)
+                if page:
+                    self.hub.publish(page)
+                start = end
+        self.last = upto
+        return upto
+
+
+class PollBus:
+    """Several processes, no other service: one database read per process per interval."""
+
+    name = "poll"
+
+    def __init__(self, hub: EventHub, *, interval: float = 0.5) -> None:
+        self.hub = hub
+        self.interval = interval
+        self._catcher = _Catcher(hub)
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def attach(self, reader: ChangeReader) -> None:
+        self._catcher.reader = reader
+
+    def publish(self, events: list[DeckEvent]) -> None:
+        self._wake.set()  # our own commit: read it now rather than at the next tick
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._catcher.begin()
+        self._thread = threading.Thread(target=self._run, name="ollama-deck-bus", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self._catcher.fill()
+            except Exception as exc:  # noqa: BLE001 - the database may be down; try next tick
+                log.warning("ollama-deck: reading new events failed: %s", exc)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "interval": self.interval, "reads": self._catcher.fills}
+
+
+class RedisBus:
+    """Several processes or machines: events through one Redis channel, in sequence order."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        hub: EventHub,
+        url: str,
+        channel: str,
+        *,
+        gap_wait: float = 0.25,
+        safety_interval: float = 2.0,
+    ) -> None:
+        self.hub = hub
+        self.url = url
+        self.channel = channel
+        self.gap_wait = gap_wait  # how long a missing sequence number may be on its way
+        self.safety_interval = safety_interval  # how often the database is asked anyway
+        self._catcher = _Catcher(hub)
+        self._pending: dict[int, DeckEvent] = {}
+        self._gap_since: float | None = None
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.connected = False
+        self.received = 0
+
+    def attach(self, reader: ChangeReader) -> None:
+        self._catcher.reader = reader
+
+    # -- publishing (runner and request threads) ----------------------------------
+
+    def publish(self, events: list[DeckEvent]) -> None:
+        """Queue a committed batch for Redis; never blocks a writer on the network."""
+        payload = [[e.seq, e.operation_id, e.kind, e.frame.decode()] for e in events]
+        self._outbox.put(json.dumps(payload, separators=(",", ":")).encode())
+
+    def _send(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+        while True:
+            message = self._outbox.get()
+            if message is None:
+                client.close()
+                return
+            try:
+                client.publish(self.channel, message)
+            except redis.RedisError as exc:
+                # Not lost: it is committed, and listeners fill gaps from the database.
+                log.warning("ollama-deck: publishing to Redis failed: %s", exc)
+
+    # -- listening (one thread) -----------------------------------------------------
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        for target, name in ((self._send, "send"), (self._listen, "listen")):
+            thread = threading.Thread(target=target, name=f"ollama-deck-bus-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _listen(self) -> None:
+        import redis
+
+        backoff = 0.5
+        while not self._closed.is_set():
+            pubsub = None
+            try:
+                client = redis.Redis.from_url(
+                    self.url, socket_timeout=self.safety_interval + 5, socket_connect_timeout=2
+                )
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.channel)
+                if not self.connected:
+                    log.info("ollama-deck: listening for events on Redis %s", self.channel)
+                self.connected, backoff = True, 0.5
+                self._catch_up()  # whatever committed while we were not listening
+                self._follow(pubsub)
+            except redis.RedisError as exc:
+                if self.connected:
+                    log.warning("ollama-deck: lost Redis (%s); reading the database meanwhile", exc)
+                self.connected = False
+                self._safe_fill()  # watchers catch up from the database meanwhile
+                self._closed.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:  # noqa: BLE001 - closing a broken connection
+                        pass
+
+    def _follow(self, pubsub: Any) -> None:
+        last_check = time.monotonic()
+        while not self._closed.is_set():
+            message = pubsub.get_message(timeout=min(self.gap_wait, self.safety_interval))
+            if message is not None and message.get("type") == "message":
+                self.received += 1
+                self._offer(_decode(message["data"]))
+            now = time.monotonic()
+            if self._gap_since is not None and now - self._gap_since >= self.gap_wait:
+                self._safe_fill()
+            elif now - last_check >= self.safety_interval:
+                # A batch whose publish failed, and nothing after it to reveal the gap.
+                last_check = now
+                self._safe_fill()
+
+    def _offer(self, events: list[DeckEvent]) -> None:
+        """Release events in sequence order; hold the rest until their turn comes."""
+        last = self._catcher.last
+        for event in events:
+            if event.seq > last:
+                self._pending[event.seq] = event
+        ready = []
+        while last + 1 in self._pending:
+            last += 1
+            ready.append(self._pending.pop(last))
+        if ready:
+            self.hub.publish(ready)
+            self._catcher.last = last
+        if self._pending:
+            if self._gap_since is None:
+                self._gap_since = time.monotonic()
+        else:
+            self._gap_since = None
+
+    def _catch_up(self) -> None:
+        if self._catcher.last == 0:
+            self._catcher.begin()
+        else:
+            self._safe_fill()
+
+    def _safe_fill(self) -> None:
+        try:
+            last = self._catcher.fill()
+        except Exception as exc:  # noqa: BLE001 - the database may be down too
+            log.warning("ollama-deck: reading missed events failed: %s", exc)
+            return
+        self._pending = {s: e for s, e in self._pending.items() if s > last}
+        self._gap_since = None
+        self._offer([])  # what was waiting behind the gap
+
+    def close(self) -> None:
+        self._closed.set()
+        self._outbox.put(None)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "channel": self.channel,
+            "connected": self.connected,
+            "received": self.received,
+            "database_reads": self._catcher.fills,
+        }
+
+
+def _decode(data: bytes) -> list[DeckEvent]:
+    return [
+        DeckEvent(seq, op_id, kind, frame.encode(), kind == "done")
+        for seq, op_id, kind, frame in json.loads(data)
+    ]
+
+
+def channel_for(database_url: str) -> str:
+    """One channel per database: decks that share a Redis but not a database never mix."""
+    digest = hashlib.sha1(database_url.encode(), usedforsecurity=False).hexdigest()[:16]
+    return f"ollama-deck:events:{digest}"
+
+
+def make_bus(config: dict[str, Any], hub: EventHub, database_url: str) -> Any:
+    """The bus the settings ask for; ``auto`` is Redis when a URL is set, else polling."""
+    choice = str(config.get("OLLAMA_DECK_EVENT_BUS") or "auto")
+    if choice not in BUSES:
+        raise ValueError(f"OLLAMA_DECK_EVENT_BUS={choice!r}: use one of {', '.join(BUSES)}")
+    redis_url = config.get("OLLAMA_DECK_REDIS_URL")
+    if choice == "auto":
+        choice = "redis" if redis_url else "poll"
+    if choice == "redis":
+        if not redis_url:
+            raise ValueError("OLLAMA_DECK_EVENT_BUS=redis needs OLLAMA_DECK_REDIS_URL")
+        return RedisBus(hub, redis_url, channel_for(database_url))
+    if choice == "poll":
+        return PollBus(hub, interval=float(config.get("OLLAMA_DECK_POLL_SECONDS") or 0.5))
+    return LocalBus(hub)

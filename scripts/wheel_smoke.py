@@ -1,0 +1,171 @@
+"""Smoke test of an installed wheel: what `pip install ollama-deck` gives a user.
+
+Run it with the Python of a fresh virtual environment that has only the wheel installed,
+from a folder outside the source tree and with ``-I`` so that the source tree is not on
+``sys.path``::
+
+    cd "$(mktemp -d)" && /path/to/venv/bin/python -I path/to/scripts/wheel_smoke.py
+
+It starts the fake Ollama and ``ollama-deck serve`` from that install (on free 127.0.0.1
+ports), loads the page and every script and stylesheet it references, and pulls a model to
+``succeeded``. It ends with one line ``wheel-smoke: ...`` and exits non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from importlib import resources
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import Request
+from urllib.request import urlopen
+
+DEADLINE = 60.0  # seconds for each wait below
+
+
+def fail(message: str) -> None:
+    print(f"wheel-smoke: FAILED: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = Request(url, data=body, method=method, headers=headers)
+    try:
+        with urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except URLError as exc:
+        status = getattr(exc, "code", None)
+        if status is None:
+            raise
+        return status, exc.read()  # type: ignore[attr-defined]
+
+
+def wait_for(what: str, check) -> object:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except (OSError, URLError):
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    fail(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_install() -> Path:
+    import ollama_deck
+
+    where = Path(ollama_deck.__file__).resolve().parent
+    if Path(sys.prefix).resolve() not in where.parents:
+        fail(f"ollama_deck was imported from {where}, not from this environment")
+    if ollama_deck.__version__ != metadata.version("ollama-deck"):
+        fail(f"__version__ {ollama_deck.__version__!r} is not the installed version")
+    package = resources.files("ollama_deck")
+    for name in (
+        "py.typed",
+        "templates/ollama_deck/index.html",
+        "static/app.js",
+        "static/app.css",
+        "data/catalog.toml",
+        "migrations/env.py",
+        "migrations/script.py.mako",
+    ):
+        if not package.joinpath(name).is_file():
+            fail(f"the wheel lacks ollama_deck/{name}")
+    if not list(Path(str(package.joinpath("migrations/versions"))).glob("0001_*.py")):
+        fail("the wheel lacks the migrations")
+    return where
+
+
+def main() -> None:
+    where = check_install()
+    bin_dir = Path(sys.executable).parent
+    work = Path(tempfile.mkdtemp(prefix="deck-smoke-"))
+    database = f"sqlite:///{work / 'deck.db'}"
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "ollama_deck.testing", "--bench-lines", "2000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    server = None
+    try:
+        ollama = fake.stdout.readline().strip()
+        if not ollama.startswith("http://127.0.0.1:"):
+            fail(f"the fake Ollama did not start: {ollama!r}")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [
+                str(bin_dir / "ollama-deck"),
+                "serve",
+                "--port",
+                str(port),
+                "--ollama",
+                ollama,
+                "--database-url",
+                database,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for("the service", lambda: server.poll() is None and http("GET", base + "/healthz"))
+
+        status, page = http("GET", base + "/")
+        if status != 200:
+            fail(f"GET / answered {status}: {page[:300]!r}")
+        assets = re.findall(rb'<(?:script|link)[^>]+(?:src|href)="(/[^"]+)"', page)
+        if len(assets) < 2:
+            fail(f"the page references {len(assets)} scripts and stylesheets, expected 2")
+        for asset in assets:
+            status, _ = http("GET", base + asset.decode())
+            if status != 200:
+                fail(f"GET {asset.decode()} answered {status}")
+
+        status, body = http("POST", base + "/api/models/pull", b'{"model": "bench:latest"}')
+        if status != 202:
+            fail(f"POST /api/models/pull answered {status}: {body[:300]!r}")
+        op_id = re.search(rb'"id":\s*"([0-9a-f-]{36})"', body).group(1).decode()
+
+        def finished():
+            _, data = http("GET", f"{base}/progress/{op_id}")
+            state = re.search(rb'"status":\s*"(\w+)"', data).group(1).decode()
+            return state if state not in ("queued", "running") else None
+
+        final = wait_for("the pull to finish", finished)
+        if final != "succeeded":
+            fail(f"the pull ended {final}")
+        current = subprocess.run(
+            [str(bin_dir / "ollama-deck"), "db", "current", "--database-url", database],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if current.returncode != 0 or "current: 0001" not in current.stdout:
+            fail(f"ollama-deck db current: {current.stdout} {current.stderr}")
+    finally:
+        for process in (server, fake):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(15)
+    print(
+        f"wheel-smoke: ok version={metadata.version('ollama-deck')} assets={len(assets)} "
+        f"pull={final} package={where.parent.name}"
+    )
+
+
+if __name__ == "__main__":
+    main()

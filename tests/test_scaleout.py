@@ -1,0 +1,253 @@
+"""Several workers on PostgreSQL, with Redis or with the database-poll bus.
+
+Each case runs ``ollama-deck serve --workers 4`` (gunicorn, gevent) against the machine's
+PostgreSQL, and Redis where the bus is Redis. They skip, saying why, where
+OLLAMA_DECK_TEST_DATABASE_URL (or, for Redis, OLLAMA_DECK_TEST_REDIS_URL) is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from sqlalchemy import create_engine
+from sqlalchemy import text
+
+from ollama_deck.testing import FakeOllama
+from ollama_deck.testing import PullScript
+
+from .conftest import PG_VARIABLE
+from .helpers import free_port
+from .helpers import stop_process
+from .helpers import wait_for_http
+from .helpers import wait_until
+from .sse import SSEClient
+
+REDIS_VARIABLE = "OLLAMA_DECK_TEST_REDIS_URL"
+WORKERS = 4
+LIMIT = 2
+pytestmark = pytest.mark.gunicorn
+
+
+class Deck:
+    """A running ``ollama-deck serve --workers 4`` and what the tests need of it."""
+
+    def __init__(self, process: subprocess.Popen, base: str, database_url: str) -> None:
+        self.process = process
+        self.base = base
+        self.database_url = database_url
+        self.engine = create_engine(database_url)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.base + path, timeout=10, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(self.base + path, timeout=10, **kwargs)
+
+    def status_of(self, op_id: str) -> str:
+        return self.get(f"/progress/{op_id}").json()["status"]
+
+    def runner_pid(self, op_id: str) -> int | None:
+        """The pid of the worker that runs ``op_id`` (runner ids are host:pid:random)."""
+        with self.engine.connect() as conn:
+            runner = conn.execute(
+                text("SELECT runner_id FROM ollama_deck_operation WHERE id = :id"), {"id": op_id}
+            ).scalar()
+        return int(runner.split(":")[1]) if runner else None
+
+    def worker_pids(self) -> set[int]:
+        """Pids of the workers seen answering; asked until every worker has answered."""
+        seen: set[int] = set()
+
+        def all_seen() -> bool:
+            with requests.Session() as fresh:  # a new connection: any worker may take it
+                seen.add(fresh.get(self.base + "/api/status", timeout=10).json()["pid"])
+            return len(seen) == WORKERS
+
+        wait_until(all_seen, timeout=60, interval=0)
+        return seen
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOllama]:
+    fake = FakeOllama().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module", params=["redis", "poll"])
+def deck(request, fake) -> Iterator[Deck]:
+    base_url = os.environ.get(PG_VARIABLE)
+    if not base_url:
+        pytest.skip(f"several workers need PostgreSQL: set {PG_VARIABLE}")
+    redis_url = os.environ.get(REDIS_VARIABLE)
+    if request.param == "redis" and not redis_url:
+        pytest.skip(
+            f"the Redis bus needs Redis: set {REDIS_VARIABLE} (e.g. redis://127.0.0.1:6379/0)"
+        )
+    schema = f"deck_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base_url else "?"
+    database_url = f"{base_url}{separator}options=-csearch_path%3D{schema}"
+    env = dict(
+        os.environ,
+        OLLAMA_DECK_EVENT_BUS=request.param,
+        OLLAMA_DECK_POLL_SECONDS="0.2",
+        OLLAMA_DECK_HEARTBEAT_SECONDS="0.2",
+        OLLAMA_DECK_STALE_SECONDS="3",
+        OLLAMA_DECK_MAX_CONCURRENT_PULLS=str(LIMIT),
+        OLLAMA_DECK_PULL_STALL_TIMEOUT="10",
+    )
+    if request.param == "redis":
+        env["OLLAMA_DECK_REDIS_URL"] = redis_url
+    else:
+        env.pop("OLLAMA_DECK_REDIS_URL", None)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ollama_deck.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(WORKERS),
+            "--ollama",
+            fake.url,
+            "--database-url",
+            database_url,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deck = Deck(process, f"http://127.0.0.1:{port}", database_url)
+    try:
+        wait_for_http(deck.base + "/healthz", process, timeout=60)
+        assert deck.get("/api/status").json()["bus"]["name"] == request.param
+        yield deck
+    finally:
+        stop_process(process)
+        deck.engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_every_worker_serves(deck):
+    assert len(deck.worker_pids()) == WORKERS
+
+
+def test_forty_concurrent_pulls_of_one_model_make_one_operation(deck, fake):
+    model = f"one-{uuid.uuid4().hex[:6]}:latest"
+    fake.allow_pull(model, PullScript(layers=[200_000], step=20_000, interval=0.02))
+
+    def pull(_: int) -> tuple[int, str]:
+        with requests.Session() as fresh:  # each on its own connection, so on any worker
+            response = fresh.post(deck.base + "/api/models/pull", json={"model": model}, timeout=20)
+        return response.status_code, response.json()["id"]
+
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(pull, range(40)))
+    assert {status for status, _ in answers} == {202}
+    ids = {op_id for _, op_id in answers}
+    assert len(ids) == 1
+    (op_id,) = ids
+    wait_until(lambda: deck.status_of(op_id) == "succeeded", timeout=60)
+    with deck.engine.connect() as conn:
+        count = conn.execute(
+            text("SELECT count(*) FROM ollama_deck_operation WHERE model = :m"), {"m": model}
+        ).scalar()
+    assert count == 1
+    assert fake.pull_count(model) == 1
+
+
+def test_the_concurrency_limit_holds_across_workers(deck, fake):
+    models = [f"limit{i}-{uuid.uuid4().hex[:6]}:latest" for i in range(8)]
+    for model in models:
+        fake.allow_pull(model, PullScript(layers=[100_000], step=10_000, interval=0.03))
+    fake.max_active_pulls = 0
+
+    def pull(model: str) -> str:
+        with requests.Session() as fresh:
+            response = fresh.post(deck.base + "/api/models/pull", json={"model": model}, timeout=20)
+        assert response.status_code == 202
+        return response.json()["id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(pull, models))
+    wait_until(lambda: all(deck.status_of(i) == "succeeded" for i in ids), timeout=90)
+    assert fake.max_active_pulls == LIMIT  # used to the full, never beyond
+
+
+def test_watchers_on_every_worker_see_a_pull_run_by_another(deck, fake):
+    watchers: list[SSEClient] = []
+    workers: set[str] = set()
+    # Open streams until every worker holds at least one (each stream says who serves it).
+    while len(workers) < WORKERS:
+        assert len(watchers) < 40, f"streams landed on only {len(workers)} workers"
+        watcher = SSEClient(deck.base + "/progress/stream", timeout=30)
+        comment = watcher.next()
+        assert comment is not None and comment.comment.startswith("worker ")
+        workers.add(comment.comment)
+        watchers.append(watcher)
+    model = f"watched-{uuid.uuid4().hex[:6]}:latest"
+    fake.allow_pull(model, PullScript(layers=[300_000, 1_000], step=20_000, interval=0.02))
+    op_id = deck.post("/api/models/pull", json={"model": model}).json()["id"]
+    runner = f"worker {wait_until(lambda: deck.runner_pid(op_id))}"
+    assert runner in workers
+
+    received: dict[int, list] = {}
+
+    def watch(index: int, watcher: SSEClient) -> None:
+        received[index] = watcher.read_until(
+            lambda e: e.event == "done" and e.data["id"] == op_id, timeout=60
+        )
+
+    threads = [threading.Thread(target=watch, args=item) for item in enumerate(watchers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    for watcher in watchers:
+        watcher.close()
+    logs = [line["text"] for line in deck.get(f"/progress/{op_id}?log=300").json()["log"]]
+    assert len(received) == len(watchers)
+    for events in received.values():
+        ids = [e.id for e in events if e.id is not None]
+        assert ids == sorted(set(ids)), "events out of order or repeated"
+        mine = [
+            e for e in events if e.data and e.data.get("id", e.data.get("operation_id")) == op_id
+        ]
+        seen_logs = [
+            e.data["text"] for e in events if e.event == "log" and e.data["operation_id"] == op_id
+        ]
+        assert seen_logs == logs[-len(seen_logs) :] and seen_logs[-1] == logs[-1]
+        assert seen_logs == logs, "a log line was missed"
+        assert mine[-1].event == "done" and mine[-1].data["status"] == "succeeded"
+
+
+def test_a_killed_worker_hands_its_pull_to_another(deck, fake):
+    model = f"killed-{uuid.uuid4().hex[:6]}:latest"
+    fake.allow_pull(model, PullScript(layers=[2_000_000], step=20_000, interval=0.03))
+    op_id = deck.post("/api/models/pull", json={"model": model}).json()["id"]
+    wait_until(lambda: deck.get(f"/progress/{op_id}").json()["percent"] > 5, timeout=30)
+    victim = deck.runner_pid(op_id)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: deck.status_of(op_id) == "succeeded", timeout=90)
+    taker = deck.runner_pid(op_id)
+    assert taker not in (None, victim)
+    op = deck.get(f"/progress/{op_id}").json()
+    assert op["attempts"] >= 2 and op["percent"] == 100.0
