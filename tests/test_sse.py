@@ -35,6 +35,14 @@ class Remote:
         return self.session.post(self.url + path, timeout=10, **kwargs)
 
 
+def opened(url: str, **kwargs) -> SSEClient:
+    """A stream whose opening comment (the worker that serves it) has been read."""
+    stream = SSEClient(url, **kwargs)
+    first = stream.next()
+    assert first is not None and first.comment.startswith("worker "), first
+    return stream
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,7 +108,7 @@ def start_pull(server, model: str) -> dict:
 def test_stream_of_one_pull_ends_with_done(fake_ollama, server):
     fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, interval=0.005))
     op = start_pull(server, "m:1")
-    stream = SSEClient(server.url + op["urls"]["stream"])
+    stream = opened(server.url + op["urls"]["stream"])
     assert stream.response.headers["Content-Type"].startswith("text/event-stream")
     assert stream.response.headers["Cache-Control"] == "no-store"
     assert stream.response.headers["X-Accel-Buffering"] == "no"
@@ -124,7 +132,7 @@ def test_stream_of_a_finished_operation_sends_its_state_and_ends(fake_ollama, se
     fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=50_000))
     op = start_pull(server, "m:1")
     wait_until(lambda: server.get(op["urls"]["progress"]).json()["status"] == "succeeded")
-    events = SSEClient(server.url + op["urls"]["stream"]).read_to_end()
+    events = opened(server.url + op["urls"]["stream"]).read_to_end()
     assert [e.event for e in events] == ["done"]
 
 
@@ -132,15 +140,15 @@ def test_last_event_id_replays_exactly_what_was_missed(fake_ollama, server):
     fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=6))
     op = start_pull(server, "m:1")
     url = server.url + op["urls"]["stream"]
-    witness = SSEClient(url)  # stays connected the whole time
-    first = SSEClient(url)
+    witness = opened(url)  # stays connected the whole time
+    first = opened(url)
     before = first.read_until(lambda e: e.event == "progress" and e.data["percent"] > 0)
     first.close()
     last_id = before[-1].id
 
     fake_ollama.release("m:1")
     seen_by_witness = witness.read_to_end()
-    resumed = SSEClient(url, last_event_id=last_id).read_to_end()
+    resumed = opened(url, last_event_id=last_id).read_to_end()
 
     assert all(e.id > last_id for e in resumed)
     ids = [e.id for e in resumed]
@@ -160,7 +168,7 @@ def test_last_event_id_replays_exactly_what_was_missed(fake_ollama, server):
 def test_all_operations_stream_shows_two_concurrent_pulls(fake_ollama, server):
     for name in ("a:1", "b:1"):
         fake_ollama.allow_pull(name, PullScript(layers=LAYERS, step=10_000, hold_after=3))
-    stream = SSEClient(server.url + "/progress/stream")
+    stream = opened(server.url + "/progress/stream")
     a = start_pull(server, "a:1")
     b = start_pull(server, "b:1")
     wait_until(lambda: server.get(a["urls"]["progress"]).json()["percent"] > 0)
@@ -192,7 +200,7 @@ def test_all_operations_stream_resumes_across_operations(fake_ollama, server):
     mark = server.get(a["urls"]["progress"]).json()["seq"]
     b = start_pull(server, "b:1")
     wait_until(lambda: server.get(b["urls"]["progress"]).json()["status"] == "succeeded")
-    stream = SSEClient(server.url + "/progress/stream", last_event_id=mark)
+    stream = opened(server.url + "/progress/stream", last_event_id=mark)
     events = stream.read_until(lambda e: e.event == "done")
     stream.close()
     assert {e.data.get("id") or e.data.get("operation_id") for e in events} == {b["id"]}
@@ -200,7 +208,7 @@ def test_all_operations_stream_resumes_across_operations(fake_ollama, server):
 
 
 def test_idle_stream_gets_heartbeat_comments(server):
-    stream = SSEClient(server.url + "/progress/stream")
+    stream = opened(server.url + "/progress/stream")
     events = stream.read_until(lambda e: e.comment is not None, timeout=10)
     stream.close()
     assert events[-1].comment == "keep-alive"
@@ -209,7 +217,7 @@ def test_idle_stream_gets_heartbeat_comments(server):
 def test_a_client_that_disconnects_is_let_go(server):
     """A closed stream is noticed at the next heartbeat at the latest, and freed."""
     watchers = lambda: server.get("/api/status").json()["watchers"]  # noqa: E731
-    streams = [SSEClient(server.url + "/progress/stream") for _ in range(3)]
+    streams = [opened(server.url + "/progress/stream") for _ in range(3)]
     for stream in streams:
         stream.next()  # the retry frame: the stream is open
     wait_until(lambda: watchers() == 3)
