@@ -7,6 +7,7 @@ routes and never a host app's. The checks are plain functions of values, testabl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -64,6 +65,38 @@ def protect(bp: Blueprint) -> None:
 
 def check_request() -> ResponseReturnValue | None:
     """Refuse what must not reach a view; read a body (bounded in size and time) early."""
+    refusal = _refusal()
+    if refusal is not None and _has_body() and not _body_read():
+        # The connection ends after the answer, with nothing more of the body read:
+        # otherwise the server reads and discards the rest to reuse the connection, and a
+        # fast client keeps a gevent worker busy with that (measured: four 50 MB bodies
+        # held the only worker for 10 s).
+        end_connection()
+    return refusal
+
+
+CLOSE_CONNECTION = "ollama_deck.close_connection"  # in the WSGI environ
+
+
+def end_connection() -> None:
+    """Close this request's connection after the answer, reading nothing more from it.
+
+    Shutting the socket for reading ends a wait for more of the body. Data the client
+    keeps sending would still be read by a server that reuses the connection, so the
+    answer also asks the server to close it (see ``add_headers``).
+    """
+    request.environ[CLOSE_CONNECTION] = True
+    _stop_reading(request.environ)
+
+
+BODY_READ = "ollama_deck.body_read"  # in the WSGI environ: _read_body took care of it
+
+
+def _body_read() -> bool:
+    return BODY_READ in request.environ
+
+
+def _refusal() -> ResponseReturnValue | None:
     config = current_app.config
     if not host_allowed(request.headers.get("Host"), config, _local_address(request.environ)):
         return error_response(
@@ -108,6 +141,16 @@ def check_request() -> ResponseReturnValue | None:
     return None
 
 
+def _stop_reading(environ: Mapping[str, Any]) -> None:
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:  # the client went away meanwhile
+        pass
+
+
 def _too_large(limit: int) -> ResponseReturnValue:
     return error_response(
         413, "body_too_large", f"the request body must not be larger than {limit} bytes"
@@ -131,21 +174,22 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     # Chunked bodies have no length to check up front: read at most one byte past the
     # limit (werkzeug stops quietly at the maximum) and refuse if that byte came.
     request.max_content_length = limit + 1
-    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    request_environ = request.environ  # the timer runs outside the request context
+    request_environ[BODY_READ] = True
+    sock = request_environ.get("gunicorn.socket") or request_environ.get("werkzeug.socket")
     expired = threading.Event()
 
     def cut_off() -> None:
         expired.set()
-        try:
-            sock.shutdown(socket.SHUT_RD)
-        except OSError:  # the client went away meanwhile
-            pass
+        _stop_reading(request_environ)
 
     cancel = call_later(timeout, cut_off) if sock is not None else _nothing
     try:
         if len(request.get_data(cache=True)) > limit:
+            end_connection()  # the rest of an endless body stays unread
             return _too_large(limit)
     except RequestEntityTooLarge:
+        end_connection()
         return _too_large(limit)
     except ClientDisconnected:
         if not expired.is_set():
@@ -153,6 +197,7 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     finally:
         cancel()
     if expired.is_set():
+        request_environ[CLOSE_CONNECTION] = True
         return error_response(
             408, "body_timeout", f"the request body did not arrive within {timeout:g} seconds"
         )
@@ -379,6 +424,8 @@ def bind_refusal(host: str, token: str | None, insecure: bool) -> str | None:
 
 def add_headers(response: Response) -> Response:
     """Security headers: a strict CSP on the page and its files; API answers never cached."""
+    if request.environ.get(CLOSE_CONNECTION):
+        response.__class__ = _closing(type(response))
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
@@ -389,3 +436,21 @@ def add_headers(response: Response) -> Response:
         headers.setdefault("Content-Security-Policy", API_CSP)
         headers["Cache-Control"] = "no-store"
     return response
+
+
+@functools.cache
+def _closing(cls: type[Response]) -> type[Response]:
+    """``cls``, but asking the server to close the connection once it has been sent.
+
+    WSGI has no way to say so (servers drop a ``Connection`` header from the app), but
+    gunicorn's ``start_response`` belongs to its response object, whose ``force_close``
+    does it. Other servers are left as they are (werkzeug's closes every connection).
+    """
+
+    def __call__(self: Response, environ: Any, start_response: Callable[..., Any]) -> Any:
+        force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+        if callable(force_close):
+            force_close()
+        return cls.__call__(self, environ, start_response)
+
+    return type(f"Closing{cls.__name__}", (cls,), {"__call__": __call__})

@@ -199,3 +199,40 @@ def test_page_asks_for_the_token_then_works_live(fake_ollama, make_app, serve, d
         assert TOKEN not in str(driver.get_cookies())
     finally:
         driver.get("about:blank")
+
+
+def test_page_runs_under_its_policy_without_a_violation(fake_ollama, make_app, serve, driver):  # noqa: F811
+    """Every feature of the page works with script-src 'self' and no inline style."""
+    fake_ollama.add_model("llama3.2:1b")
+    live = serve(make_app())
+    # Injected by the browser itself, so the page's policy does not apply to this script.
+    script = driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {
+            "source": "window.__violations = [];"
+            "document.addEventListener('securitypolicyviolation', (e) =>"
+            " window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+        },
+    )
+    try:
+        driver.get(live.url + "/")
+        wait(driver, lambda d: d.execute_script("return document.body.dataset.ready"))
+        assert wait(driver, lambda d: row(d, "llama3.2:1b"))
+        for tab in ("catalog", "prompt", "installed"):
+            css(driver, f'[data-tab="{tab}"]').click()
+        wait(driver, lambda d: d.find_elements("css selector", "#catalog-list *"))
+        row(driver, "llama3.2:1b").find_element("css selector", '[data-action="details"]').click()
+        wait(driver, lambda d: css(d, "#details-drawer").get_attribute("open") is not None)
+        assert driver.execute_script("return window.__violations") == []
+        # The probe works: an inline script is refused and reported.
+        driver.execute_script(
+            "const s = document.createElement('script'); s.textContent = 'window.__ran = 1';"
+            "document.body.append(s);"
+        )
+        wait(driver, lambda d: d.execute_script("return window.__violations.length"))
+        assert driver.execute_script("return window.__ran") is None
+    finally:
+        driver.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+        driver.get("about:blank")

@@ -14,6 +14,7 @@ from flask import request
 
 from ollama_deck import OllamaDeck
 from ollama_deck.cli import main as cli_main
+from ollama_deck.config import settings_from_env
 from ollama_deck.security import bind_refusal
 from ollama_deck.security import host_allowed
 from ollama_deck.security import same_origin
@@ -97,6 +98,24 @@ def test_host_apps_trusted_hosts_take_over(make_app, serve):
     refused = live.get("/api/status", headers={"Host": "localhost"})
     assert refused.status_code in (400, 421)
     assert_error(refused, refused.status_code)
+
+
+def test_security_settings_from_the_environment():
+    values = settings_from_env(
+        {
+            "OLLAMA_DECK_ALLOWED_HOSTS": " Deck.Example, .lan ,,",
+            "OLLAMA_DECK_TOKEN": "s3cret",
+            "OLLAMA_DECK_MAX_BODY_BYTES": "1000",
+            "OLLAMA_DECK_BODY_TIMEOUT": "2.5",
+        }
+    )
+    assert values["OLLAMA_DECK_ALLOWED_HOSTS"] == ("deck.example", ".lan")
+    assert values["OLLAMA_DECK_TOKEN"] == "s3cret"
+    assert values["OLLAMA_DECK_MAX_BODY_BYTES"] == 1000
+    assert values["OLLAMA_DECK_BODY_TIMEOUT"] == 2.5
+    defaults = settings_from_env({})
+    assert defaults["OLLAMA_DECK_TOKEN"] is None
+    assert defaults["OLLAMA_DECK_MAX_BODY_BYTES"] == 65536
 
 
 def test_host_rules():
@@ -477,10 +496,7 @@ def guarded(fake_ollama, sqlite_url, serve):
     def home():
         return "host home"
 
-    deck = OllamaDeck(url_prefix="/models")
-    deck.init_app(app)
-    # OllamaDeck(app, guard=login_required) keeps the guard on the deck's state, here.
-    app.extensions["ollama_deck"].guard = login_required
+    OllamaDeck(app, url_prefix="/models", guard=login_required)
     yield serve(app)
     OllamaDeck.shutdown(app)
 

@@ -118,16 +118,53 @@ def test_half_sent_body_is_cut_off_while_others_are_served(served):
     assert served.get("/progress", headers=BEARER).json()["operations"] == []
 
 
-def test_announced_huge_body_is_refused_at_once(served):
+def stops_reading(sock: socket.socket, announced: int) -> bool:
+    """Whether the server ends the connection before the client could send its whole body
+    (a server that reads and discards it instead keeps its one worker busy)."""
+    chunk = b"[" * 65536
+    try:
+        for _ in range(0, announced, len(chunk)):
+            sock.sendall(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        return True
+    return False
+
+
+@pytest.mark.parametrize("authorization", [TOKEN, WRONG])
+def test_announced_huge_body_is_refused_and_never_read(served, authorization):
+    """413 at once, token or not (the size is checked first), and the rest is not read."""
     head = (
         b"POST /api/models/pull HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+        b"Authorization: Bearer " + authorization.encode() + b"\r\n"
         b"Content-Type: application/json\r\nContent-Length: 52428800\r\n\r\n"
     )
     response, sock = exchange(served.url, head + b"[[[[")
     try:
         assert response.status == 413
         assert json.loads(response.read())["error"]["code"] == "body_too_large"
+        assert stops_reading(sock, 52428800)
+    finally:
+        sock.close()
+
+
+def test_refused_request_with_a_body_ends_its_connection(served):
+    head = (
+        b"POST /api/models/pull HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n"
+    )
+    response, sock = exchange(served.url, head + b"[[[[")
+    try:
+        assert response.status == 401
+        assert response.read()
+        # The rest of the body, then a second request on the same connection: a server
+        # that read the body to reuse the connection would answer it.
+        rest = b"]" * (60000 - 4) + b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        try:
+            sock.sendall(rest + b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+            answer = sock.recv(100)
+        except (BrokenPipeError, ConnectionResetError):
+            answer = b""
+        assert answer == b""
     finally:
         sock.close()
 
@@ -156,3 +193,14 @@ def test_tokens_are_checked_and_never_logged(served):
     wait_until(lambda: "/api/session" in served.log.read_text())
     log = served.log.read_text()
     assert TOKEN not in log and WRONG not in log and cookie not in log
+
+
+def test_half_sent_headers_are_cut_off(served):
+    """gunicorn bounds the wait for headers itself (its keep-alive timeout): the connection
+    of a client that never finishes its request line ends, with nothing answered."""
+    sock = socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=30)
+    try:
+        sock.sendall(b"POST /api/models/pull HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
+        assert sock.recv(100) == b""
+    finally:
+        sock.close()

@@ -15,6 +15,7 @@ from ..http import json_body
 from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
+from ..openapi import openapi_document
 from ..security import clear_session_cookie
 from ..security import protect
 from ..security import session_status
@@ -234,3 +235,10 @@ def close_session():
     response = jsonify(session_status())
     clear_session_cookie(response, deck().url_prefix)
     return response
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 document of this API."""
+    state = deck()
+    return jsonify(openapi_document(state.url_prefix, state.store.log_lines))
