@@ -170,14 +170,17 @@ def gevent_runner() -> Callable[..., Any] | None:
         return None
     import gevent
 
-    main = monkey.get_original("threading", "main_thread")()
+    hub = gevent.get_hub()
     native_ident = monkey.get_original("threading", "get_ident")
+    # The native thread the event loop runs in (taken from the hub, not from threading:
+    # after gunicorn's fork, threading's idea of the main thread is stale).
+    loop_thread = hub.thread_ident
 
     def run(function: Callable[..., Any], *args: Any) -> Any:
-        # Only the hub's own thread hands work over; a pool thread runs it directly.
-        if native_ident() != main.ident:
+        # Only the event loop's thread hands work over; a pool thread runs it directly.
+        if native_ident() != loop_thread:
             return function(*args)
-        return gevent.get_hub().threadpool.apply(function, args)
+        return hub.threadpool.apply(function, args)
 
     return run
 
