@@ -103,6 +103,7 @@ def test_unwritable_database_then_writable_again(processes, tmp_path, fake):  # 
     final = wait_final(deck, op["id"])
     assert final["status"] == "succeeded", final
     assert {"success", "pulled"} <= set(texts(final)), "a log line was lost"
+    assert final["attempts"] == 1 and fake.pull_count("m:1") == 1, "the end was not retried"
     assert deck.get("/healthz").status_code == 200
     # Healed: writes work again without a restart.
     fake.allow_pull("other:1", PullScript(layers=LAYERS, step=100_000))
