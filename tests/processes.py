@@ -200,14 +200,15 @@ def needs_root_and_chattr(directory: Path) -> None:
 
 
 @contextmanager
-def immutable(database: Path) -> Iterator[None]:
+def immutable(database: Path, *, shm: bool = False) -> Iterator[None]:
     """The SQLite file and its WAL made immutable (unwritable even for root).
 
-    Not the -shm file: SQLite maps it into memory and writes it through the map, and the
-    kernel answers a write fault on an immutable file's shared map with SIGBUS, which kills
-    any process using the database.
+    The -shm file only with ``shm``: SQLite maps it into memory and writes it through the
+    map, and the kernel may answer a write fault on an immutable file's shared map with
+    SIGBUS, which kills the process using the database.
     """
-    paths = [p for p in (database, Path(f"{database}-wal")) if p.exists()]
+    names = (database, Path(f"{database}-wal"), Path(f"{database}-shm"))
+    paths = [p for p in names[: 3 if shm else 2] if p.exists()]
     try:
         subprocess.run(["chattr", "+i", *map(str, paths)], check=True)
         yield

@@ -131,6 +131,25 @@ def test_a_worker_that_booted_while_the_database_was_unwritable_heals(
     assert_no_500(deck)
 
 
+def test_shared_memory_file_made_unwritable_too(processes, tmp_path, fake):  # noqa: F811
+    """With -shm immutable the kernel may kill the worker (SIGBUS on its shared map): then
+    gunicorn starts another, which takes the pull over as soon as it can write."""
+    needs_root_and_chattr(tmp_path)
+    database = tmp_path / "deck.db"
+    deck = start_deck(processes, tmp_path, fake.url, database)
+    fake.allow_pull("m:1", PullScript(layers=LAYERS, step=20_000, hold_after=4))
+    op = pull(deck, "m:1")
+    wait_until(lambda: deck.op(op["id"])["percent"] > 0)
+    workers = deck.pids()[1:]
+    with immutable(database, shm=True):
+        fake.release("m:1")
+        wait_until(lambda: "m:1" in fake.installed() or deck.pids()[1:] != workers)
+    final = wait_final(deck, op["id"])
+    assert final["status"] == "succeeded", final
+    assert {"success", "pulled"} <= set(texts(final))
+    assert_no_500(deck)
+
+
 def test_database_directory_removed(processes, tmp_path, fake):  # noqa: F811
     data = tmp_path / "data"
     data.mkdir()
