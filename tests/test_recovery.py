@@ -185,6 +185,20 @@ def test_cached_list_has_a_pulled_model_when_ollama_is_down(fake_ollama, live):
     assert [m["name"] for m in listing["models"]] == ["new:1"]
 
 
+def test_details_come_from_the_cached_list_when_ollama_is_down(fake_ollama, live):
+    fake_ollama.add_model("cached:1", parameter_size="8B", quantization="Q4_K_M")
+    assert live.get("/api/models").status_code == 200  # caches the list
+    assert live.get("/api/models/cached:1").json()["stale"] is False
+    fake_ollama.stop()
+    details = live.get("/api/models/cached:1")
+    assert details.status_code == 200, details.text
+    body = details.json()
+    assert body["stale"] is True and "not reachable" in body["error"]
+    assert body["parameter_size"] == "8B"
+    assert body["vram"]["total_bytes"] > 0
+    assert live.get("/api/models/never-seen:1").status_code == 503
+
+
 def test_healthz_reports_database_and_ollama(fake_ollama, live):
     response = live.get("/healthz")
     assert response.status_code == 200

@@ -67,9 +67,12 @@ def delete_model(name: str):
 
 @bp.get("/models/<path:name>")
 def show_model(name: str):
-    """Details of an installed model, with its VRAM estimate and whether it fits."""
+    """Details of an installed model, with its VRAM estimate and whether it fits; from the
+    cached list (``stale``) when Ollama does not answer."""
     state = deck()
-    return jsonify(model_details(state.client, name, state.gpus.get()))
+    return jsonify(
+        model_details(state.client, name, state.gpus.get(), cached=state.models.cached_entry)
+    )
 
 
 @bp.post("/models/<path:name>/load")

@@ -90,6 +90,11 @@ class ModelService:
         except DeckError as exc:
             log.warning("could not refresh the model list of %s: %s", self.host, exc.message)
 
+    def cached_entry(self, key: str) -> dict[str, Any] | None:
+        """The cached list's entry for a model key (lower-case display name), if any."""
+        models, _ = modelcache.cached(self.engine, self.host)
+        return next((m for m in models if _key(m.get("name") or m.get("model") or "") == key), None)
+
     def unload(self, name: str) -> str:
         """Ask Ollama to free a model from memory now (keep-alive 0)."""
         model = parse_model_name(name)
