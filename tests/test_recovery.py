@@ -199,6 +199,17 @@ def test_details_come_from_the_cached_list_when_ollama_is_down(fake_ollama, live
     assert live.get("/api/models/never-seen:1").status_code == 503
 
 
+def test_status_answers_with_the_last_seen_state_when_ollama_is_down(fake_ollama, live):
+    up = live.get("/api/status").json()
+    assert up["reachable"] is True and up["version"]
+    fake_ollama.stop()
+    down = live.get("/api/status").json()
+    assert down["reachable"] is False and "not reachable" in down["error"]
+    assert down["stale"] is True
+    assert down["version"] == up["version"]
+    assert down["cached_at"]
+
+
 def test_healthz_reports_database_and_ollama(fake_ollama, live):
     response = live.get("/healthz")
     assert response.status_code == 200
