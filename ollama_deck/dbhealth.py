@@ -11,9 +11,10 @@
   opened while the file was read-only is replaced once it is writable;
 - after the first connection, SQLite never creates the database file again: a file that
   vanished is an error, not a fresh empty database;
-- under gevent, SQLite statements run in gevent's thread pool: SQLite waits for a lock
-  inside C code (its busy timeout), which would otherwise stop the worker's event loop and
-  every request on it for as long as another process holds the lock.
+- under gevent, a SQLite statement that finds the database locked waits in gevent's thread
+  pool: SQLite waits for a lock inside C code (its busy timeout), which would otherwise
+  stop the worker's event loop, and every request on it, for as long as another process
+  holds the lock.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     PoolTimeout,
     DisconnectionError,
 )
+SQLITE_BUSY = 5  # the primary result code of "database is locked"
 OFFLOAD_VARIABLE = "OLLAMA_DECK_SQLITE_OFFLOAD"
 
 
@@ -76,8 +78,9 @@ def harden_engine(engine: Engine) -> None:
         event.listen(engine, "checkout", guard.checkout)
     run = gevent_runner()
     if run is not None:
-        engine._ollama_deck_run = run  # type: ignore[attr-defined]
-        _offload_statements(engine, run)
+        waits = LockWaits(run)
+        waits.attach(engine)
+        engine._ollama_deck_lock_waits = waits  # type: ignore[attr-defined]
 
 
 def sqlite_path(engine: Engine) -> str | None:
@@ -171,42 +174,79 @@ def gevent_runner() -> Callable[..., Any] | None:
         return None
     import gevent
 
-    main = monkey.get_original("threading", "main_thread")()
+    hub = gevent.get_hub()
     native_ident = monkey.get_original("threading", "get_ident")
+    # The native thread the event loop runs in (taken from the hub, not from threading:
+    # after gunicorn's fork, threading's idea of the main thread is stale).
+    loop_thread = hub.thread_ident
 
     def run(function: Callable[..., Any], *args: Any) -> Any:
-        # Only the hub's own thread hands work over; a pool thread runs it directly.
-        if native_ident() != main.ident:
+        # Only the event loop's thread hands work over; a pool thread runs it directly.
+        if native_ident() != loop_thread:
             return function(*args)
-        return gevent.get_hub().threadpool.apply(function, args)
+        return hub.threadpool.apply(function, args)
 
     return run
 
 
-def run_statement(engine: Engine, execute: Callable[..., Any], *args: Any) -> Any:
-    """Run a driver call as the engine's own statements run: in gevent's thread pool where
-    ``harden_engine`` offloads SQLite statements, else here."""
-    run = getattr(engine, "_ollama_deck_run", None)
-    return execute(*args) if run is None else run(execute, *args)
+def run_statement(engine: Engine, cursor: Any, statement: str, parameters: Any) -> None:
+    """Execute on a raw driver cursor of ``engine`` as its own statements run: under gevent,
+    a SQLite lock wait happens in the thread pool (see LockWaits), never on the loop."""
+    waits: LockWaits | None = getattr(engine, "_ollama_deck_lock_waits", None)
+    if waits is None:
+        cursor.execute(statement, parameters)
+    else:
+        waits.execute(cursor, statement, parameters, None)
 
 
-def _offload_statements(engine: Engine, run: Callable[..., Any]) -> None:
-    """Run SQLite statements (where its lock waits happen) in gevent's thread pool."""
+class LockWaits:
+    """SQLite lock waits moved off the event loop: each statement first runs at once with
+    no busy wait (the common case, no cost); only if the database is locked does it run
+    again in gevent's thread pool, waiting there with the engine's busy timeout.
 
-    @event.listens_for(engine, "do_execute")
-    def _execute(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
-        run(cursor.execute, statement, parameters)
+    Retrying is safe: a statement that found the database locked changed nothing.
+    """
+
+    def __init__(self, run: Callable[..., Any]) -> None:
+        self.run = run
+        self.wait_ms = 30_000  # replaced by the busy timeout the connections were given
+
+    def attach(self, engine: Engine) -> None:
+        event.listen(engine, "connect", self.no_busy_wait)  # after db.py's own pragmas
+        event.listen(engine, "do_execute", self.execute)
+        event.listen(engine, "do_execute_no_params", self.execute_no_params)
+        event.listen(engine, "do_executemany", self.executemany)
+
+    def no_busy_wait(self, dbapi_conn: Any, _record: Any) -> None:
+        self.wait_ms = dbapi_conn.execute("PRAGMA busy_timeout").fetchone()[0] or self.wait_ms
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+
+    def execute(self, cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
+        self._first_then_waiting(cursor.execute, cursor, statement, parameters)
         return True
 
-    @event.listens_for(engine, "do_execute_no_params")
-    def _execute_no_params(cursor: Any, statement: str, _context: Any) -> bool:
-        run(cursor.execute, statement)
+    def execute_no_params(self, cursor: Any, statement: str, _context: Any) -> bool:
+        self._first_then_waiting(cursor.execute, cursor, statement)
         return True
 
-    @event.listens_for(engine, "do_executemany")
-    def _executemany(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
-        run(cursor.executemany, statement, parameters)
+    def executemany(self, cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
+        self._first_then_waiting(cursor.executemany, cursor, statement, parameters)
         return True
+
+    def _first_then_waiting(self, call: Callable[..., Any], cursor: Any, *args: Any) -> None:
+        try:
+            call(*args)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != SQLITE_BUSY:
+                raise
+            self.run(self._waiting, call, cursor.connection, *args)
+
+    def _waiting(self, call: Callable[..., Any], connection: Any, *args: Any) -> None:
+        connection.execute(f"PRAGMA busy_timeout={int(self.wait_ms)}")
+        try:
+            call(*args)
+        finally:
+            connection.execute("PRAGMA busy_timeout=0")
 
 
 def database_health(engine: Engine) -> dict[str, Any]:

@@ -71,7 +71,8 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "string", "format": "uuid"},
             "kind": {"type": "string", "enum": ["pull", "load"]},
             "model": {"type": "string"},
-            "host": {"type": "string"},
+            "host": {"type": "string", "description": "the Ollama host's configured name"},
+            "host_url": {"type": "string"},
             "status": {"type": "string", "enum": list(ACTIVE_STATUSES + FINAL_STATUSES)},
             "active": {"type": "boolean"},
             "phase": NULLABLE_STRING,
@@ -192,6 +193,30 @@ SCHEMAS: dict[str, Any] = {
             "watchers": {"type": "integer"},
         },
     },
+    "Hosts": {
+        "type": "object",
+        "required": ["hosts"],
+        "properties": {
+            "hosts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "url", "reachable", "models", "disk_used"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "url": {"type": "string"},
+                        "reachable": {"type": "boolean"},
+                        "version": NULLABLE_STRING,
+                        "models": {"type": "integer"},
+                        "disk_used": {"type": "integer"},
+                        "stale": {"type": "boolean"},
+                        "running": {"type": "array"},
+                        "error": NULLABLE_STRING,
+                    },
+                },
+            }
+        },
+    },
     "ActiveModel": {
         "type": "object",
         "required": ["model"],
@@ -262,12 +287,22 @@ def _events(text: str) -> tuple[str, str, dict[str, Any]]:
     return text, SSE, {"type": "string"}
 
 
-def openapi_document(url_prefix: str = "", log_lines: int = 300) -> dict[str, Any]:
-    """The document; paths are relative to the deck's mount point, its one server URL."""
+def openapi_document(
+    url_prefix: str = "", log_lines: int = 300, hosts: list[str] | None = None
+) -> dict[str, Any]:
+    """The document; paths are relative to the deck's mount point, its one server URL.
+    ``hosts``: the configured Ollama host names, the only values ``host`` takes."""
+    host_schema = {"type": "string", "enum": list(hosts or ["default"])}
+    host_param = {
+        "name": "host",
+        "in": "query",
+        "description": "the name of a configured Ollama host (OLLAMA_HOSTS); default: the first",
+        "schema": host_schema,
+    }
     model_body = {
         "type": "object",
         "required": ["model"],
-        "properties": {"model": MODEL_NAME},
+        "properties": {"model": MODEL_NAME, "host": host_schema},
         "additionalProperties": False,
     }
     message = {
@@ -284,6 +319,7 @@ def openapi_document(url_prefix: str = "", log_lines: int = 300) -> dict[str, An
         "required": ["model"],
         "properties": {
             "model": MODEL_NAME,
+            "host": host_schema,
             "prompt": {"type": "string", "pattern": "\\S"},
             "messages": {"type": "array", "minItems": 1, "items": message},
         },
@@ -293,10 +329,17 @@ def openapi_document(url_prefix: str = "", log_lines: int = 300) -> dict[str, An
     }
     statuses = ",".join(ACTIVE_STATUSES + FINAL_STATUSES)
     paths: dict[str, Any] = {
+        "/api/hosts": {
+            "get": _op(
+                "Every configured Ollama host: reachable, version, models, disk used, loaded",
+                _answers({200: _json("Hosts")}),
+            )
+        },
         "/api/models": {
             "get": _op(
                 "Installed models, disk use and active pulls (a cached list if Ollama is down)",
-                _answers({200: _json("Models")}),
+                _answers({200: _json("Models")}, 400),
+                parameters=[host_param],
             )
         },
         "/api/models/pull": {
@@ -307,7 +350,7 @@ def openapi_document(url_prefix: str = "", log_lines: int = 300) -> dict[str, An
             )
         },
         "/api/models/{name}": {
-            "parameters": [NAME],
+            "parameters": [NAME, host_param],
             "get": _op(
                 "Details of an installed model, with its VRAM estimate",
                 _answers({200: _json("ModelDetails")}, 400, 404, *OLLAMA),
@@ -324,14 +367,14 @@ def openapi_document(url_prefix: str = "", log_lines: int = 300) -> dict[str, An
             ),
         },
         "/api/models/{name}/load": {
-            "parameters": [NAME],
+            "parameters": [NAME, host_param],
             "post": _op(
                 "Warm a model into memory as an operation (pulling it first if missing)",
                 _answers({202: _json("Operation", "the operation")}, *WRITES, 409),
             ),
         },
         "/api/models/{name}/unload": {
-            "parameters": [NAME],
+            "parameters": [NAME, host_param],
             "post": _op(
                 "Free a model from memory",
                 _answers(
@@ -358,12 +401,15 @@ def openapi_document(url_prefix: str = "", log_lines: int = 300) -> dict[str, An
                         "schema": {"type": "string", "enum": ["", *CATEGORIES]},
                     },
                     {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+                    host_param,
                 ],
             )
         },
         "/api/status": {
             "get": _op(
-                "Is Ollama reachable, its version, what is loaded", _answers({200: _json("Status")})
+                "Is Ollama reachable, its version, what is loaded",
+                _answers({200: _json("Status")}, 400),
+                parameters=[host_param],
             )
         },
         "/api/active-model": {

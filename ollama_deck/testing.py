@@ -772,12 +772,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--bench-lines", type=int, default=0, help="make bench:latest a pull of N lines"
     )
+    # A scriptable pull for tests that run the fake in its own process (to stop or kill it).
+    parser.add_argument(
+        "--allow", action="append", default=[], metavar="NAME", help="NAME can be pulled"
+    )
+    parser.add_argument("--model", action="append", default=[], metavar="NAME", help="installed")
+    parser.add_argument(
+        "--layers", default="2000000,1429", help="pull layer sizes in bytes, comma-separated"
+    )
+    parser.add_argument("--step", type=int, default=100_000, help="bytes per progress line")
+    parser.add_argument("--interval", type=float, default=0.0, help="seconds between lines")
     args = parser.parse_args(argv)
     fake = FakeOllama(args.port)
     if args.demo:
         demo(fake)
     if args.bench_lines:
         fake.bench_pull("bench:latest", args.bench_lines)
+    for name in args.model:
+        fake.add_model(name)
+    layers = [int(size) for size in args.layers.split(",") if size.strip()]
+    for name in args.allow:
+        fake.allow_pull(name, PullScript(layers=layers, step=args.step, interval=args.interval))
     fake.start()
     print(fake.url, flush=True)
     try:

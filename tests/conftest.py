@@ -147,3 +147,10 @@ def serve():
 @pytest.fixture
 def live(app, serve) -> LiveServer:
     return serve(app)
+
+
+def deck_of(app):
+    """The running deck of ``app``, started as a first request would start it."""
+    from ollama_deck.state import setup_of
+
+    return setup_of(app).activate(app)

@@ -98,8 +98,12 @@ def delete_model(name: str):
 
 @bp.get("/models/<path:name>")
 def show_model(name: str):
-    """Details of an installed model, with its VRAM estimate and whether it fits."""
-    return jsonify(model_details(host_of().client, name, deck().gpus.get()))
+    """Details of an installed model, with its VRAM estimate and whether it fits; from the
+    cached list (``stale``) when Ollama does not answer."""
+    host = host_of()
+    return jsonify(
+        model_details(host.client, name, deck().gpus.get(), cached=host.models.cached_entry)
+    )
 
 
 @bp.post("/models/<path:name>/load")
@@ -241,4 +245,5 @@ def close_session():
 def openapi():
     """The OpenAPI 3.1 document of this API."""
     state = deck()
-    return jsonify(openapi_document(state.url_prefix, state.store.log_lines))
+    hosts = [host.name for host in state.hosts]
+    return jsonify(openapi_document(state.url_prefix, state.store.log_lines, hosts))

@@ -49,8 +49,8 @@ class Hosts:
         return {host.url: host.name for host in self}
 
     def get(self, name: str | None) -> OllamaHost:
-        """The host called ``name``; the default for None or ""."""
-        if not name:
+        """The host called ``name``; the default for None."""
+        if name is None:
             return self.default
         host = self._by_name.get(name) if isinstance(name, str) else None
         if host is None:

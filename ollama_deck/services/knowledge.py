@@ -11,6 +11,8 @@ from typing import Any
 
 from ..errors import ModelNotFound
 from ..errors import NotFound
+from ..errors import OllamaTimeout
+from ..errors import OllamaUnavailable
 from .catalog import catalog_entry_json
 from .catalog import CatalogTag
 from .catalog import load_catalog
@@ -45,13 +47,29 @@ class GpuCache:
             return self._gpus
 
 
-def model_details(client: OllamaClient, name: str, gpus: list[Gpu]) -> dict[str, Any]:
-    """What Ollama's show says of an installed model, plus the VRAM estimate and fit."""
+def model_details(
+    client: OllamaClient,
+    name: str,
+    gpus: list[Gpu],
+    cached: Callable[[str], dict[str, Any] | None] | None = None,
+) -> dict[str, Any]:
+    """What Ollama's show says of an installed model, plus the VRAM estimate and fit.
+
+    When Ollama is down or slow, what the cached model list knows (``cached`` finds the
+    entry by name), marked ``stale``; no cached entry, the Ollama error.
+    """
     model = parse_model_name(name)
+    stale, error = False, None
     try:
         show = client.show(model.display)
     except ModelNotFound as exc:
         raise NotFound(f"{model.display} is not installed", code="model_not_found") from exc
+    except (OllamaUnavailable, OllamaTimeout) as exc:
+        entry = cached(model.key) if cached is not None else None
+        if entry is None:
+            raise
+        show = {"details": entry.get("details") or {}, "modified_at": entry.get("modified_at")}
+        stale, error = True, exc.message
     details = show.get("details") or {}
     info = show.get("model_info") or {}
     arch = info.get("general.architecture")
@@ -74,6 +92,8 @@ def model_details(client: OllamaClient, name: str, gpus: list[Gpu]) -> dict[str,
         "vram": estimate,
         "fits": fits(estimate["total_bytes"], gpus),
         "gpu": gpu_summary(gpus),
+        "stale": stale,
+        "error": error,
     }
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import Engine
 
+from ..dbhealth import DATABASE_ERRORS
+from ..dbhealth import first_line
 from ..errors import Conflict
 from ..errors import DeckError
 from ..errors import ModelNotFound
@@ -41,6 +45,8 @@ class ModelService:
         self.store = store
         self.settings = settings
         self.host = host
+        self._status_key = f"ollama_status:{host}"[:200]
+        self._stored_status: str | None = None
 
     def installed(self) -> dict[str, Any]:
         """Installed models with disk use and active pulls; the cached list if Ollama is down."""
@@ -96,6 +102,11 @@ class ModelService:
         except DeckError as exc:
             log.warning("could not refresh the model list of %s: %s", self.host, exc.message)
 
+    def cached_entry(self, key: str) -> dict[str, Any] | None:
+        """The cached list's entry for a model key (lower-case display name), if any."""
+        models, _ = modelcache.cached(self.engine, self.host)
+        return next((m for m in models if _key(m.get("name") or m.get("model") or "") == key), None)
+
     def unload(self, name: str) -> str:
         """Ask Ollama to free a model from memory now (keep-alive 0)."""
         model = parse_model_name(name)
@@ -128,13 +139,46 @@ class ModelService:
         return {"model": model.display}
 
     def status(self) -> dict[str, Any]:
-        """Whether Ollama answers, its version and what it has loaded now."""
+        """Whether Ollama answers, its version and what it has loaded now.
+
+        When it does not, the last answer seen (``stale``, with ``cached_at``) comes along:
+        what it had loaded then, and its version.
+        """
         try:
             version = self.client.version()
             running = self.client.ps()
         except DeckError as exc:
-            return {"host": self.host, "reachable": False, "error": exc.message}
+            answer = {"host": self.host, "reachable": False, "error": exc.message}
+            return dict(answer, **self._cached_status())
+        self._remember_status({"version": version, "running": running})
         return {"host": self.host, "reachable": True, "version": version, "running": running}
+
+    def _remember_status(self, seen: dict[str, Any]) -> None:
+        """Store the last answer, only when it changed; a database fault is only logged."""
+        text = json.dumps(dict(seen, seen_at=None), sort_keys=True)
+        if text == self._stored_status:  # the last one this process stored: no write
+            return
+        try:
+            self.settings.set(self._status_key, json.dumps(dict(seen, seen_at=time.time())))
+        except DATABASE_ERRORS as exc:
+            log.warning("could not cache Ollama's status: %s", first_line(exc))
+            return
+        self._stored_status = text
+
+    def _cached_status(self) -> dict[str, Any]:
+        try:
+            raw = self.settings.get(self._status_key)
+        except DATABASE_ERRORS:
+            raw = None
+        if not raw:
+            return {}
+        seen = json.loads(raw)
+        return {
+            "version": seen.get("version"),
+            "running": seen.get("running") or [],
+            "stale": True,
+            "cached_at": iso_time(seen.get("seen_at")),
+        }
 
 
 def _key(name: str) -> str:

@@ -370,14 +370,16 @@ class Runner:
         """A condition that holds while ``row`` (running) stays unowned, or None if a live
         runner may hold it. The condition guards the takeover against a race."""
         runner_id = row["runner_id"]
-        cutoff = time.time() - self.settings.stale_seconds
-        if runner_id is None or row["heartbeat_at"] is None or row["heartbeat_at"] < cutoff:
-            return (OP.c.heartbeat_at < cutoff) | OP.c.heartbeat_at.is_(None)
         if runner_id == self.runner_id:
+            # Ours: alive exactly while our job is, even if a database fault kept its
+            # heartbeat from being written.
             with self._dispatch_lock, self._lock:
                 if row["id"] in self._jobs:
                     return None
             return OP.c.runner_id == runner_id
+        cutoff = time.time() - self.settings.stale_seconds
+        if runner_id is None or row["heartbeat_at"] is None or row["heartbeat_at"] < cutoff:
+            return (OP.c.heartbeat_at < cutoff) | OP.c.heartbeat_at.is_(None)
         hostname, pid = runner_identity()
         parts = runner_id.rsplit(":", 2)
         if len(parts) == 3 and parts[0] == hostname and parts[1].isdigit():

@@ -115,6 +115,44 @@ def log_event(row: dict[str, Any]) -> DeckEvent:
     return make_event(row["seq"], row["operation_id"], "log", log_json(row))
 
 
+class FrameCache:
+    """Operation events rendered once for every client that replays at the same time.
+
+    A storm of clients resuming from far back reads the same rows: rendering each state
+    once instead of once per client is most of the CPU a replay costs. The cache lives
+    only while some replay runs (``with cache:``), so memory goes back when they end.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._frames: dict[tuple[str, int], DeckEvent] = {}
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> FrameCache:
+        with self._lock:
+            self._users += 1
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if not self._users:
+                self._frames = {}
+
+    def event(self, row: Any, names: Mapping[str, str] | None = None) -> DeckEvent:
+        """The event of an operation row, rendered once per (id, seq) while replays run."""
+        if not self._users:
+            return operation_event(row, names)
+        key = (row["id"], row["seq"])
+        found = self._frames.get(key)
+        if found is None:
+            found = operation_event(row, names)
+            if len(self._frames) < self.limit:
+                self._frames[key] = found
+        return found
+
+
 class OperationStore:
     """Operations in the database; publishes each committed change to ``hub``."""
 
@@ -135,6 +173,7 @@ class OperationStore:
         self._write_lock = threading.Lock()
         marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._seq_sql = f"SELECT seq FROM {OP.name} WHERE id = {marker}"
+        self.replay_frames = FrameCache()
 
     # -- reads ----------------------------------------------------------------------
 
@@ -157,7 +196,7 @@ class OperationStore:
             with self.engine.connect() as conn:
                 cursor = conn.connection.dbapi_connection.cursor()
                 try:
-                    run_statement(self.engine, cursor.execute, self._seq_sql, (op_id,))
+                    run_statement(self.engine, cursor, self._seq_sql, (op_id,))
                     found = cursor.fetchone()
                 finally:
                     cursor.close()
@@ -237,7 +276,9 @@ class OperationStore:
             ops = ops.where(OP.c.id == op_id)
         with self.engine.connect() as conn:
             events = [log_event(r) for r in conn.execute(logs).mappings()]
-            events += [operation_event(r, self.host_names) for r in conn.execute(ops).mappings()]
+            events += [
+                self.replay_frames.event(r, self.host_names) for r in conn.execute(ops).mappings()
+            ]
         events.sort(key=lambda e: e.seq)
         return events
 
@@ -255,7 +296,9 @@ class OperationStore:
         if op_id is not None:
             query = query.where(OP.c.id == op_id)
         with self.engine.connect() as conn:
-            return [operation_event(r, self.host_names) for r in conn.execute(query).mappings()]
+            return [
+                self.replay_frames.event(r, self.host_names) for r in conn.execute(query).mappings()
+            ]
 
     def current_events(self, op_id: str | None = None) -> tuple[list[DeckEvent], int]:
         """The state of one operation, or of every active one, as events in seq order.

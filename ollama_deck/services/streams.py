@@ -14,7 +14,7 @@ from .events import retry_frame
 from .store import OperationStore
 
 # Sequence numbers (so at most this many events) read from the database at a time.
-REPLAY_PAGE = 250
+REPLAY_PAGE = 100
 
 
 def follow(
@@ -55,6 +55,13 @@ def replay_pages(
     store: OperationStore, after: int, upto: int, op_id: str | None, max_replay: int
 ) -> Iterator[list[DeckEvent]]:
     """What changed in ``(after, upto]``, a page at a time (see ``follow``)."""
+    with store.replay_frames:
+        yield from _pages(store, after, upto, op_id, max_replay)
+
+
+def _pages(
+    store: OperationStore, after: int, upto: int, op_id: str | None, max_replay: int
+) -> Iterator[list[DeckEvent]]:
     start = after
     if upto - after > max_replay:
         while True:

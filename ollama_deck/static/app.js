@@ -504,6 +504,9 @@
       list.append(el("dt", { text: label }), el("dd", { text: value || "–" }));
     }
     const parts = [list];
+    if (info.stale) {
+      parts.unshift(el("p", { className: "muted", text: "From the last list seen (" + (info.error || "Ollama is not reachable") + ")." }));
+    }
     const gpu = info.gpu && info.gpu.known ? humanBytes(info.gpu.total_bytes) + " GPU" : "no GPU detected";
     parts.push(
       el(

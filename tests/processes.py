@@ -1,0 +1,216 @@
+"""Real processes for the fault tests: the deck under `ollama-deck serve` (gunicorn, one
+gevent worker), a fake Ollama in its own process, and faults injected into them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from .helpers import wait_until
+
+# Quick machinery so faults show within a test's patience (see tests/conftest.py).
+FAST_SETTINGS = {
+    "OLLAMA_DECK_HEARTBEAT_SECONDS": "0.2",
+    "OLLAMA_DECK_STALE_SECONDS": "3600",  # only the dead-pid check can take over quickly
+    "OLLAMA_DECK_PULL_STALL_TIMEOUT": "60",
+    "OLLAMA_DECK_QUICK_TIMEOUT": "1",
+    "OLLAMA_DECK_REQUEST_TIMEOUT": "5",
+    "OLLAMA_DECK_STALL_NOTICE_SECONDS": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to the process's whole group (gunicorn's arbiter and its worker)."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class FakeOllamaProcess:
+    """``python -m ollama_deck.testing`` in its own process, to stop, continue or kill."""
+
+    def __init__(self, *args: str, port: int = 0) -> None:
+        self.args = list(args)
+        self.port = port
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> FakeOllamaProcess:
+        command = [sys.executable, "-m", "ollama_deck.testing", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command + self.args, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        self.url = self.process.stdout.readline().strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            _stop_group(self.process, signal.SIGKILL)
+            self.process.wait(10)
+            self.process.stdout.close()
+            self.process = None
+
+    def restart(self) -> None:
+        """A new process on the same port, as an Ollama that was restarted."""
+        self.kill()
+        self.start()
+
+
+class Deck:
+    """``ollama-deck serve`` in its own process group, talked to over HTTP."""
+
+    def __init__(
+        self,
+        ollama_url: str,
+        database_url: str,
+        log_path: Path,
+        **settings: Any,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.update(FAST_SETTINGS)
+        env.update({k: str(v) for k, v in settings.items()})
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from ollama_deck.cli import main; sys.exit(main())",
+            "serve",
+            "--port",
+            str(self.port),
+            "--ollama",
+            ollama_url,
+            "--database-url",
+            database_url,
+        ]
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self.log, stderr=self.log, start_new_session=True
+        )
+        self.session = requests.Session()
+        self.statuses: list[int] = []  # every HTTP status this test saw from the deck
+
+    def wait_ready(self, timeout: float = 30.0) -> Deck:
+        def ready() -> bool:
+            assert self.process.poll() is None, f"the deck exited: {self.process.returncode}"
+            try:
+                return self.session.get(self.url + "/api/status", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(ready, timeout=timeout, interval=0.1)
+        return self
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        response = self.session.request(method, self.url + path, **kwargs)
+        self.statuses.append(response.status_code)
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def op(self, op_id: str, **params: Any) -> dict[str, Any]:
+        response = self.get(f"/progress/{op_id}", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def pids(self) -> list[int]:
+        """The arbiter and its worker(s)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [self.process.pid] + [int(p) for p in children.read_text().split()]
+        except OSError:
+            return [self.process.pid]
+
+    def signal_all(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL the arbiter and its worker: no clean shutdown of any kind."""
+        self.signal_all(signal.SIGKILL)
+        _stop_group(self.process, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            _stop_group(self.process, signal.SIGCONT)
+            self.kill()
+        self.session.close()
+        self.log.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Any]]:
+    """Processes a test started (Deck, FakeOllamaProcess): all killed after it."""
+    started: list[Any] = []
+    yield started
+    for process in started:
+        if isinstance(process, Deck):
+            process.stop()
+        else:
+            process.kill()
+
+
+def needs_root_and_chattr(directory: Path) -> None:
+    """Skip unless this process can make files immutable (root and chattr on this fs)."""
+    if os.geteuid() != 0:
+        pytest.skip("making the database unwritable needs root (chattr +i)")
+    if shutil.which("chattr") is None:
+        pytest.skip("making the database unwritable needs chattr (e2fsprogs)")
+    probe = directory / "chattr-probe"
+    probe.write_text("x")
+    try:
+        result = subprocess.run(["chattr", "+i", str(probe)], capture_output=True)
+        if result.returncode != 0:
+            pytest.skip(f"chattr +i does not work here: {result.stderr.decode().strip()}")
+    finally:
+        subprocess.run(["chattr", "-i", str(probe)], capture_output=True)
+        probe.unlink()
+
+
+@contextmanager
+def immutable(database: Path, *, shm: bool = False) -> Iterator[None]:
+    """The SQLite file and its WAL made immutable (unwritable even for root).
+
+    The -shm file only with ``shm``: SQLite maps it into memory and writes it through the
+    map, and the kernel may answer a write fault on an immutable file's shared map with
+    SIGBUS, which kills the process using the database.
+    """
+    names = (database, Path(f"{database}-wal"), Path(f"{database}-shm"))
+    paths = [p for p in names[: 3 if shm else 2] if p.exists()]
+    try:
+        subprocess.run(["chattr", "+i", *map(str, paths)], check=True)
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=False)

@@ -1,0 +1,361 @@
+"""Faults injected into real processes: the deck under gunicorn + gevent, a SQLite file made
+unwritable or removed, Ollama stopped and killed, the deck killed mid-pull, floods.
+
+Each test checks what a user would notice: no operation left running without a runner,
+nothing accepted and then lost, no 500, and the bounds held.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from ollama_deck.testing import FakeOllama
+from ollama_deck.testing import PullScript
+
+from .helpers import wait_until
+from .processes import Deck
+from .processes import FakeOllamaProcess
+from .processes import immutable
+from .processes import needs_root_and_chattr
+from .processes import processes  # noqa: F401 - a fixture
+from .sse import SSEClient
+
+pytestmark = pytest.mark.gunicorn
+
+FINAL = {"succeeded", "failed", "cancelled", "interrupted"}
+LAYERS = [400_000, 1_429, 7_711]
+
+
+@pytest.fixture
+def fake() -> FakeOllama:
+    fake = FakeOllama().start()
+    yield fake
+    fake.stop()
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def start_deck(processes, tmp_path: Path, ollama_url: str, database: Path, **settings) -> Deck:  # noqa: F811
+    deck = Deck(ollama_url, sqlite_url(database), tmp_path / "deck.log", **settings)
+    processes.append(deck)
+    return deck.wait_ready()
+
+
+def pull(deck: Deck, model: str) -> dict:
+    response = deck.post("/api/models/pull", json={"model": model})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def wait_final(deck: Deck, op_id: str, timeout: float = 30.0) -> dict:
+    return wait_until(
+        lambda: (op := deck.op(op_id, log=300))["status"] in FINAL and op, timeout, 0.05
+    )
+
+
+def texts(op: dict) -> list[str]:
+    return [line["text"] for line in op["log"]]
+
+
+def database_rows(database: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(database) as conn:
+        return conn.execute(query).fetchall()
+
+
+def assert_no_500(deck: Deck) -> None:
+    assert 500 not in deck.statuses and not any(s > 503 for s in deck.statuses), deck.statuses
+
+
+def test_unwritable_database_then_writable_again(processes, tmp_path, fake):  # noqa: F811
+    needs_root_and_chattr(tmp_path)
+    database = tmp_path / "deck.db"
+    deck = start_deck(processes, tmp_path, fake.url, database)
+    fake.allow_pull("m:1", PullScript(layers=LAYERS, step=20_000, hold_after=4))
+    op = pull(deck, "m:1")
+    wait_until(lambda: deck.op(op["id"])["percent"] > 0)
+    assert deck.get("/api/models").status_code == 200  # caches the list
+
+    with immutable(database):
+        fake.add_model("new:1")  # the list changed: caching it now fails
+        listing = deck.get("/api/models")
+        assert listing.status_code == 200, listing.text
+        assert "new:1" in [m["name"] for m in listing.json()["models"]]
+        refused = deck.post("/api/models/pull", json={"model": "other:1"})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "database_unavailable"
+        assert int(refused.headers["Retry-After"]) > 0
+        health = deck.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["database"]["ok"] is False
+        # The pull ends while nothing can be written: its final write is retried.
+        fake.release("m:1")
+        wait_until(lambda: "m:1" in fake.installed())
+        assert deck.op(op["id"])["status"] == "running"
+
+    final = wait_final(deck, op["id"])
+    assert final["status"] == "succeeded", final
+    assert {"success", "pulled"} <= set(texts(final)), "a log line was lost"
+    assert final["attempts"] == 1 and fake.pull_count("m:1") == 1, "the end was not retried"
+    assert deck.get("/healthz").status_code == 200
+    # Healed: writes work again without a restart.
+    fake.allow_pull("other:1", PullScript(layers=LAYERS, step=100_000))
+    assert wait_final(deck, pull(deck, "other:1")["id"])["status"] == "succeeded"
+    assert_no_500(deck)
+
+
+def test_a_worker_that_booted_while_the_database_was_unwritable_heals(
+    processes,  # noqa: F811
+    tmp_path,
+    fake,
+):
+    needs_root_and_chattr(tmp_path)
+    database = tmp_path / "deck.db"
+    first = start_deck(processes, tmp_path, fake.url, database)
+    first.stop()  # leaves a database behind
+    with immutable(database):
+        deck = start_deck(processes, tmp_path, fake.url, database)
+        refused = deck.post("/api/models/pull", json={"model": "m:1"})
+        assert refused.status_code == 503, refused.text
+    fake.allow_pull("m:1", PullScript(layers=LAYERS, step=100_000))
+    # The first write after the fault works: no read-only connection was kept.
+    op = pull(deck, "m:1")
+    assert wait_final(deck, op["id"])["status"] == "succeeded"
+    assert_no_500(deck)
+
+
+def test_shared_memory_file_made_unwritable_too(processes, tmp_path, fake):  # noqa: F811
+    """With -shm immutable the kernel may kill the worker (SIGBUS on its shared map): then
+    gunicorn starts another, which takes the pull over as soon as it can write."""
+    needs_root_and_chattr(tmp_path)
+    database = tmp_path / "deck.db"
+    deck = start_deck(processes, tmp_path, fake.url, database)
+    fake.allow_pull("m:1", PullScript(layers=LAYERS, step=20_000, hold_after=4))
+    op = pull(deck, "m:1")
+    wait_until(lambda: deck.op(op["id"])["percent"] > 0)
+    workers = deck.pids()[1:]
+    with immutable(database, shm=True):
+        fake.release("m:1")
+        wait_until(lambda: "m:1" in fake.installed() or deck.pids()[1:] != workers)
+    final = wait_final(deck, op["id"])
+    assert final["status"] == "succeeded", final
+    assert {"success", "pulled"} <= set(texts(final))
+    assert_no_500(deck)
+
+
+def test_database_directory_removed(processes, tmp_path, fake):  # noqa: F811
+    data = tmp_path / "data"
+    data.mkdir()
+    database = data / "deck.db"
+    deck = start_deck(processes, tmp_path, fake.url, database)
+    fake.allow_pull("m:1", PullScript(layers=LAYERS, step=20_000, hold_after=4))
+    op = pull(deck, "m:1")
+    wait_until(lambda: deck.op(op["id"])["percent"] > 0)
+
+    shutil.rmtree(data)
+    health = deck.get("/healthz")
+    assert health.status_code == 503
+    assert "gone" in health.json()["database"]["error"]
+    accepted = [
+        deck.post("/api/models/pull", json={"model": f"n{i}:1"}).status_code for i in range(5)
+    ]
+    assert accepted == [503] * 5, "a pull was accepted into a database that is gone"
+    assert deck.get(f"/progress/{op['id']}").status_code == 503
+    assert deck.get("/progress").status_code == 503
+    fake.release("m:1")  # the pull ends; nothing can record it, nothing pretends to
+    wait_until(lambda: "m:1" in fake.installed())
+    assert deck.get("/healthz").status_code == 503
+    assert not data.exists(), "the deck created a new database behind the operator's back"
+    assert_no_500(deck)
+
+
+def test_ollama_stopped_then_continued(processes, tmp_path):  # noqa: F811
+    ollama = FakeOllamaProcess(
+        "--allow", "m:1", "--model", "old:1", "--layers", "3000000,1429", "--step", "20000",
+        "--interval", "0.02",
+    ).start()  # fmt: skip
+    processes.append(ollama)
+    deck = start_deck(processes, tmp_path, ollama.url, tmp_path / "deck.db")
+    assert deck.get("/api/models").json()["stale"] is False  # caches the list
+    op = pull(deck, "m:1")
+    wait_until(lambda: deck.op(op["id"])["percent"] > 1)
+
+    ollama.signal(signal.SIGSTOP)
+    try:
+        stalled = wait_until(
+            lambda: "stalled" in ((s := deck.op(op["id"]))["message"] or "") and s, 15
+        )
+        assert stalled["speed"] == 0 and stalled["eta_seconds"] is None
+        assert stalled["status"] == "running"
+        later = wait_until(lambda: (s := deck.op(op["id"]))["message"] != stalled["message"] and s)
+        assert "stalled" in later["message"], "the stall time does not grow"
+        status = deck.get("/api/status")
+        assert status.status_code == 200 and status.json()["reachable"] is False
+        listing = deck.get("/api/models").json()
+        assert listing["stale"] is True
+        assert "old:1" in [m["name"] for m in listing["models"]]
+    finally:
+        ollama.signal(signal.SIGCONT)
+    final = wait_final(deck, op["id"], timeout=60)
+    assert final["status"] == "succeeded", final
+    assert "stalled: Ollama sends no data" in texts(final)
+    assert_no_500(deck)
+
+
+def test_ollama_killed_then_restarted(processes, tmp_path):  # noqa: F811
+    ollama = FakeOllamaProcess(
+        "--allow", "m:1", "--allow", "q:1", "--layers", "3000000,1429", "--step", "20000",
+        "--interval", "0.02",
+    ).start()  # fmt: skip
+    processes.append(ollama)
+    deck = start_deck(processes, tmp_path, ollama.url, tmp_path / "deck.db")
+    running = pull(deck, "m:1")
+    wait_until(lambda: deck.op(running["id"])["percent"] > 1)
+
+    ollama.kill()
+    broken = wait_final(deck, running["id"])
+    assert broken["status"] == "failed"
+    assert "lost" in broken["error"] or "ended before" in broken["error"]
+    queued = pull(deck, "q:1")  # Ollama is down: it waits instead of failing at once
+    waiting = wait_until(
+        lambda: (
+            "waiting for Ollama" in ((s := deck.op(queued["id"], log=300))["message"] or "") and s
+        )
+    )
+    assert waiting["status"] == "running"
+    assert any("not reachable" in t for t in texts(waiting))
+
+    ollama.start()  # same port
+    assert wait_final(deck, queued["id"], timeout=60)["status"] == "succeeded"
+    again = pull(deck, "m:1")  # and the failed one can be pulled again
+    assert wait_final(deck, again["id"], timeout=60)["status"] == "succeeded"
+    assert_no_500(deck)
+
+
+def test_deck_killed_mid_pull_resumes_at_once(processes, tmp_path, fake):  # noqa: F811
+    database = tmp_path / "deck.db"
+    fake.allow_pull("m:1", PullScript(layers=LAYERS, step=20_000, hold_after=4))
+    deck = start_deck(processes, tmp_path, fake.url, database)
+    op = pull(deck, "m:1")
+    held = wait_until(lambda: (s := deck.op(op["id"]))["percent"] > 0 and s)
+    deck.kill()
+
+    fake.release("m:1")
+    # The stale timeout is an hour: only knowing that the pid is gone can explain a resume.
+    restarted = start_deck(processes, tmp_path, fake.url, database)
+    final = wait_final(restarted, op["id"])
+    assert final["status"] == "succeeded", final
+    assert final["attempts"] == 2
+    assert final["percent"] >= held["percent"]
+    assert any("runner stopped" in t for t in texts(final))
+    assert fake.pull_count("m:1") == 2
+    assert_no_500(restarted)
+
+
+def test_deck_killed_with_a_pending_cancel_is_not_restarted(processes, tmp_path, fake):  # noqa: F811
+    database = tmp_path / "deck.db"
+    fake.allow_pull("m:1", PullScript(layers=LAYERS, step=20_000, hold_after=4))
+    # Two processes on one database; the one that runs the pull writes rarely, so that it
+    # is not frozen holding SQLite's write lock.
+    runner = start_deck(processes, tmp_path, fake.url, database, OLLAMA_DECK_HEARTBEAT_SECONDS=30)
+    other = start_deck(processes, tmp_path, fake.url, database)
+    op = pull(runner, "m:1")
+    wait_until(lambda: runner.op(op["id"])["percent"] > 0)
+
+    runner.signal_all(signal.SIGSTOP)  # alive but frozen: the cancel can only be requested
+    response = other.post(f"/progress/{op['id']}/cancel")
+    assert response.status_code == 202, response.text
+    assert response.json()["cancel_requested"] is True
+    runner.kill()
+
+    final = wait_final(other, op["id"])
+    assert final["status"] == "cancelled"
+    assert "its runner stopped; cancelled as requested" in texts(final)
+    assert fake.pull_count("m:1") == 1, "recovery restarted a pull whose cancel was requested"
+    assert_no_500(other)
+
+
+def test_flood_of_pulls_and_replays_stays_bounded(processes, tmp_path, fake):  # noqa: F811
+    database = tmp_path / "deck.db"
+    keep = 40
+    deck = start_deck(
+        processes,
+        tmp_path,
+        fake.url,
+        database,
+        OLLAMA_DECK_MAX_QUEUED=20,
+        OLLAMA_DECK_KEEP_FINISHED_COUNT=keep,
+        OLLAMA_DECK_REPLAY_MAX_EVENTS=200,
+    )
+    names = [f"missing-{i}:1" for i in range(2000)]
+    answers: dict[str, tuple[int, str | None]] = {}
+
+    def flood(part: list[str]) -> None:
+        import requests
+
+        with requests.Session() as session:
+            for name in part:
+                response = session.post(
+                    deck.url + "/api/models/pull", json={"model": name}, timeout=30
+                )
+                answers[name] = (response.status_code, response.headers.get("Retry-After"))
+
+    threads = [threading.Thread(target=flood, args=(names[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    codes = [code for code, _ in answers.values()]
+    assert len(codes) == 2000
+    assert set(codes) <= {202, 429}, sorted(set(codes))
+    assert codes.count(429) > 0, "the queue limit never answered 429"
+    assert all(int(after) > 0 for code, after in answers.values() if code == 429)
+    accepted = [name for name, (code, _) in answers.items() if code == 202]
+
+    # Every accepted pull ran (the fake saw it) and ended; none was dropped.
+    wait_until(lambda: not deck.get("/progress", params={"status": "queued,running"}).json()[
+        "operations"
+    ], timeout=120)  # fmt: skip
+    assert all(fake.pull_count(name) == 1 for name in accepted)
+    assert not any(fake.pull_count(name) for name, (code, _) in answers.items() if code == 429)
+    # Finished operations are kept by count, their logs with them.
+    wait_until(lambda: database_rows(database, "SELECT count(*) FROM ollama_deck_operation")[0][0]
+               <= keep)  # fmt: skip
+    orphans = database_rows(
+        database,
+        "SELECT count(*) FROM ollama_deck_operation_log WHERE operation_id NOT IN "
+        "(SELECT id FROM ollama_deck_operation)",
+    )
+    assert orphans == [(0,)]
+
+    # 50 clients resume from event 1: each gets the current state of the kept operations,
+    # not the history of 2,000 pulls, and the service keeps answering meanwhile.
+    kept = deck.get("/progress", params={"limit": 1000}).json()["operations"]
+    one = kept[0]["id"]
+    streams = [SSEClient(f"{deck.url}/progress/stream", last_event_id=1) for _ in range(50)]
+    try:
+        assert deck.get("/api/status").status_code == 200
+        fake.allow_pull("fresh:1", PullScript(layers=[1_000], step=1_000))
+        fresh = pull(deck, "fresh:1")
+        for stream in streams:
+            events = stream.read_until(lambda e: e.data and e.data.get("id") == fresh["id"])
+            replayed = [
+                e
+                for e in events
+                if e.data and fresh["id"] not in (e.data.get("id"), e.data.get("operation_id"))
+            ]
+            assert len(replayed) <= keep + 1, len(replayed)
+            assert all(e.event in ("progress", "done") for e in replayed), "history was sent"
+    finally:
+        for stream in streams:
+            stream.close()
+    single = SSEClient(f"{deck.url}/progress/{one}/stream", last_event_id=1).read_to_end()
+    assert [e.event for e in single] == ["done"]
+    assert_no_500(deck)
