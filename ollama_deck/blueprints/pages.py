@@ -25,7 +25,7 @@ bp = Blueprint(
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
 
-# Stand-ins that url_for puts into URL templates; app.js swaps in the real (encoded) values.
+# Stand-ins that url_for puts into URL templates; the page swaps in the real (encoded) values.
 NAME_SLOT = "__model__"
 ID_SLOT = "__op__"
 
