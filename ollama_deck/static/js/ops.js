@@ -54,8 +54,19 @@ export function onFinished(op) {
 
 function schedule(id) {
   state.dirty.add(id);
-  if (!state.frame) state.frame = requestAnimationFrame(flush);
+  if (state.frame) return;
+  // A hidden tab gets no animation frames, and its title must still move on.
+  state.frame = document.hidden ? setTimeout(flush, 250) : requestAnimationFrame(flush);
+  state.frameIsTimer = document.hidden;
 }
+
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden && state.frame && !state.frameIsTimer) {
+    cancelAnimationFrame(state.frame);
+    state.frame = setTimeout(flush, 0);
+    state.frameIsTimer = true;
+  }
+});
 
 /** One DOM pass per frame whatever the number of events that arrived. */
 function flush() {
@@ -213,7 +224,7 @@ function renderCard(entry) {
   renderLog(entry);
 }
 
-/** A small line of the speeds this page saw, newest on the right; hidden once it ends. */
+/** A small line of the last speeds this page saw, oldest left; hidden once it ends. */
 function renderSpark(entry) {
   const box = $(".op-spark", entry.card);
   const speeds = entry.speeds;
@@ -221,14 +232,10 @@ function renderSpark(entry) {
   show(box, visible);
   if (!visible) return;
   const peak = Math.max(...speeds, 1);
-  const step = 100 / (SPARK_POINTS - 1);
-  const offset = 100 - step * (speeds.length - 1);
-  const points = speeds.map((s, i) => (offset + i * step).toFixed(2) + "," + (27 - (25 * s) / peak).toFixed(2));
+  const step = 100 / (speeds.length - 1);
+  const points = speeds.map((s, i) => (i * step).toFixed(2) + "," + (27 - (25 * s) / peak).toFixed(2));
   const line = svg("polyline", { points: points.join(" "), className: "spark-line" });
-  const area = svg("polygon", {
-    points: offset.toFixed(2) + ",28 " + points.join(" ") + " 100,28",
-    className: "spark-area",
-  });
+  const area = svg("polygon", { points: "0,28 " + points.join(" ") + " 100,28", className: "spark-area" });
   let chart = $("svg", box);
   if (!chart) {
     chart = svg("svg", { viewBox: "0 0 100 28", preserveAspectRatio: "none", "aria-hidden": "true" });

@@ -10,5 +10,6 @@ export const state = {
   stale: false,
   lastSeq: 0,
   dirty: new Set(),
-  frame: 0,
+  frame: 0, // a pending requestAnimationFrame (or, in a hidden tab, setTimeout) of flush
+  frameIsTimer: false,
 };
