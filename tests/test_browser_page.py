@@ -75,14 +75,14 @@ def notifications(driver):  # noqa: F811 - the imported fixture
     )
 
 
-def stored(driver, key: str) -> list:
-    return json.loads(driver.execute_script(f"return localStorage.getItem('{key}') || '[]'"))
+def stored(browser, key: str) -> list:
+    return json.loads(browser.execute_script(f"return localStorage.getItem('{key}') || '[]'"))
 
 
-def update_card(driver, model: str):
+def update_card(browser, model: str):
     """The newest update card of ``model``."""
     return wait(
-        driver,
+        browser,
         lambda d: next(
             (c for c in cards(d, model) if c.get_attribute("data-kind") == "update"), None
         ),
@@ -127,7 +127,7 @@ def test_update_all_tells_updated_from_current(fake_ollama, page, driver):  # no
 # ---------------------------------------------------------------- 2. title, notification
 
 
-def test_title_shows_progress_then_returns(fake_ollama, page, driver, notifications):
+def test_title_shows_progress_then_returns(fake_ollama, page, driver, notifications):  # noqa: F811
     fake_ollama.allow_pull(
         "titled:1b", PullScript(layers=[2_000_000, 1_429], step=100_000, hold_after=8)
     )
@@ -175,9 +175,7 @@ def test_notification_only_for_a_pull_that_ends_while_hidden(
         assert re.fullmatch(r"\d+% · Ollama Deck", deck_title(driver))
         fake_ollama.release("away:1b")
         notes = wait(driver, lambda d: stored(d, "deck-test-notes"))
-        assert notes == [
-            {"title": "away:1b finished", "body": "pulled", "visibility": "hidden"}
-        ]
+        assert notes == [{"title": "away:1b finished", "body": "pulled", "visibility": "hidden"}]
         wait(driver, lambda d: deck_title(d) == TITLE)  # a hidden tab's title moves on too
     finally:
         driver.close()
@@ -258,9 +256,7 @@ def test_details_of_a_model_that_does_not_fit_say_so(fake_ollama, page, driver, 
 
 def test_queue_places_then_a_stall(fake_ollama, page, driver):  # noqa: F811
     # One pull at a time. The first pull is slow but steady, so it has an ETA.
-    fake_ollama.allow_pull(
-        "first:1b", PullScript(layers=[50_000_000], step=100_000, interval=0.05)
-    )
+    fake_ollama.allow_pull("first:1b", PullScript(layers=[50_000_000], step=100_000, interval=0.05))
     fake_ollama.allow_pull("second:1b", PullScript(layers=[1_000_000], hold_after=2))
     fake_ollama.allow_pull("third:1b", PullScript(layers=[300_000, 1_429]))
     page(OLLAMA_DECK_MAX_CONCURRENT_PULLS=1, OLLAMA_DECK_STALL_NOTICE_SECONDS=1)
@@ -275,7 +271,10 @@ def test_queue_places_then_a_stall(fake_ollama, page, driver):  # noqa: F811
     def queue_text(card) -> str:
         return card.find_element(By.CSS_SELECTOR, ".op-queue").text
 
-    wait(driver, lambda d: re.fullmatch(r"1st in queue · likely to start in \S.*", queue_text(second)))
+    wait(
+        driver,
+        lambda d: re.fullmatch(r"1st in queue · likely to start in \S.*", queue_text(second)),
+    )
     assert queue_text(third) == "2nd in queue"  # one slot: no estimate past the first
     assert queue_text(first) == ""
 
@@ -401,7 +400,8 @@ def test_nothing_overflows(fake_ollama, page, driver, width):  # noqa: F811
             box = delete.rect
             assert 0 <= box["x"] and box["x"] + box["width"] <= width
             assert driver.execute_script(OVERFLOW_REPORT) == []
-            toggle.send_keys(Keys.ESCAPE) if toggle.is_displayed() else None
+            if toggle.is_displayed():
+                toggle.send_keys(Keys.ESCAPE)  # closes the list again
         for tab in ("catalog", "prompt"):
             css(driver, f"#tab-{tab}").click()
             if tab == "catalog":
@@ -522,9 +522,7 @@ def test_everything_works_from_the_keyboard(fake_ollama, page, driver):  # noqa:
     wait(driver, lambda d: updated.get_attribute("data-result") == "updated")
 
     # A row's folded actions: open the list, reach Delete, confirm from the keyboard.
-    toggle = tab_to(
-        driver, lambda e: e.get_attribute("aria-label") == "More actions for gone:1b"
-    )
+    toggle = tab_to(driver, lambda e: e.get_attribute("aria-label") == "More actions for gone:1b")
     toggle.send_keys(Keys.ENTER)
     assert toggle.get_attribute("aria-expanded") == "true"
     assert focused(driver).text == "Set active"  # focus moved into the list
