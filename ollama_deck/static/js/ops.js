@@ -83,28 +83,25 @@ function flush() {
 
 export function updateOpsSummary() {
   let active = 0;
-  let done = 0;
-  let total = 0;
   let running = 0;
-  let percents = 0;
+  let weighted = 0;
+  let weights = 0;
   for (const { op } of state.ops.values()) {
     if (!ACTIVE.has(op.status)) continue;
     active += 1;
     if (op.status !== "running") continue;
     running += 1;
-    percents += Number(op.percent) || 0;
-    if (op.total_bytes) {
-      done += Number(op.completed_bytes) || 0;
-      total += Number(op.total_bytes);
-    }
+    // The percents (which never go back) weighted by size: a big pull counts for more.
+    const weight = Number(op.total_bytes) || 1;
+    weighted += weight * (Number(op.percent) || 0);
+    weights += weight;
   }
   setText($("#stat-pulls"), String(active));
   show($("#ops-empty"), state.ops.size === 0);
   // The tab title tells a user in another tab how far the pulls are.
   let title = TITLE;
   if (running) {
-    const overall = total ? (100 * done) / total : percents / running;
-    title = Math.floor(Math.min(100, overall)) + "% · " + TITLE;
+    title = Math.floor(Math.min(100, weighted / weights)) + "% · " + TITLE;
   } else if (active) {
     title = "queued · " + TITLE;
   }
