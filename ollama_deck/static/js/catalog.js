@@ -103,7 +103,7 @@ function familyCard(family) {
     el(
       "header",
       { className: "family-head" },
-      el("h3", { text: family.name }),
+      el("h2", { text: family.name }), // the level right under the page's h1
       el("span", { className: "badge badge-cat", text: family.category }),
       family.installed ? el("span", { className: "badge badge-installed", text: "installed" }) : null,
     ),
