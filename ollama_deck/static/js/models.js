@@ -4,6 +4,7 @@
 import { ACTIVE, API, modelUrl } from "./config.js";
 import { openDetails } from "./details.js";
 import { api } from "./http.js";
+import { askToNotify } from "./notify.js";
 import { upsertOp } from "./ops.js";
 import { fillPromptModels } from "./prompt.js";
 import { state } from "./state.js";
@@ -235,6 +236,7 @@ async function setActive(name) {
 
 /** Queue updates of ``names`` (all installed models when null); the cards show the result. */
 export async function updateModels(names) {
+  askToNotify(); // an update is a pull too, and this runs on a click
   try {
     const data = await api(API.update, { method: "POST", json: names ? { models: names } : {} });
     for (const op of data.operations || []) upsertOp(op);
