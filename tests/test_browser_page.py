@@ -545,10 +545,18 @@ def test_everything_works_from_the_keyboard(fake_ollama, page, driver):  # noqa:
     focused(driver).send_keys(Keys.ESCAPE)
     assert toggle.get_attribute("aria-expanded") == "false"
     assert focused(driver) == toggle
+    dialog = css(driver, "#confirm-dialog")
     toggle.send_keys(Keys.ENTER)
     delete = tab_to(driver, lambda e: e.get_attribute("data-action") == "delete", limit=4)
     delete.send_keys(Keys.ENTER)
-    dialog = css(driver, "#confirm-dialog")
+    wait(driver, lambda d: dialog.get_attribute("open") is not None)
+    focused(driver).send_keys(Keys.ESCAPE)  # changed my mind: focus goes back to the row
+    wait(driver, lambda d: dialog.get_attribute("open") is None)
+    assert focused(driver) == toggle
+    toggle.send_keys(Keys.ENTER)
+    tab_to(driver, lambda e: e.get_attribute("data-action") == "delete", limit=4).send_keys(
+        Keys.ENTER
+    )
     wait(driver, lambda d: dialog.get_attribute("open") is not None)
     assert focused(driver).get_attribute("id") == "confirm-cancel"
     focused(driver).send_keys(Keys.TAB)

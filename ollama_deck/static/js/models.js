@@ -162,7 +162,6 @@ function renderDiskBar(models, total) {
     ...sorted.map((m, i) =>
       el("span", {
         className: "disk-seg c" + (i % DISK_COLOURS),
-        style: null,
         title: m.name + ": " + humanBytes(m.size),
         dataset: { model: m.name, share: share(m).toFixed(2) },
       }),
@@ -280,7 +279,7 @@ export function initModels() {
       return;
     }
     if (button.closest(".more-list")) closeMenus();
-    if (act === "delete") confirmDelete(name, $(".more-toggle", row));
+    if (act === "delete") confirmDelete(name, [button, $(".more-toggle", row)]);
     else if (act === "details") openDetails(name);
     else if (act === "activate") setActive(name);
     else if (act === "load") loadModel(name, button);
@@ -317,13 +316,16 @@ export function initModels() {
   });
 }
 
-function confirmDelete(name, returnFocus) {
+/** Ask, then delete; on cancel focus goes back to the first of ``returnTo`` still shown. */
+function confirmDelete(name, returnTo) {
   const dialog = $("#confirm-dialog");
   setText($("#confirm-text"), "Delete " + name + " from Ollama? Its files are removed from disk.");
   dialog.returnValue = "";
   dialog.onclose = async () => {
     if (dialog.returnValue !== "confirm") {
-      if (returnFocus && returnFocus.isConnected) returnFocus.focus();
+      // The Delete button itself where actions are inline, else its folded list's toggle.
+      const target = returnTo.find((b) => b && b.isConnected && b.getClientRects().length);
+      if (target) target.focus();
       return;
     }
     try {
