@@ -209,7 +209,9 @@ function renderCard(entry) {
   if (op.result) card.dataset.result = op.result.status;
   else delete card.dataset.result;
   // The message repeats what the numbers, the stall or the result already say.
-  const message = result || stalled || (op.error && op.message === op.error) ? "" : op.message;
+  const repeats = result || stalled || (op.error && op.message === op.error) ||
+    (op.status === "queued" && op.message === "queued"); // the queue place says it
+  const message = repeats ? "" : op.message;
   setText($(".op-message", card), message || "");
   const error = $(".op-error", card);
   setText(error, op.error || "");
