@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from ollama_deck.services.updates import update_message
+from ollama_deck.services.updates import update_result
 from ollama_deck.testing import PullScript
 
 from .test_pulls import wait_final
@@ -99,3 +103,20 @@ def test_estimate_against_a_known_gpu(fake_ollama, make_app, serve, monkeypatch)
     assert small["fits"] is True and small["warn"] is False
     big = live.get("/api/estimate", params={"model": "llama3.1:70b"}).json()
     assert big["fits"] is False and big["warn"] is True and big["reason"] == "too_big_for_gpu"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "result"),
+    [
+        ("aa11", "aa11", {"status": "current", "old": "aa11", "new": "aa11"}),
+        ("aa11", "bb22", {"status": "updated", "old": "aa11", "new": "bb22"}),
+        # Not listed before (deleted meanwhile, or Ollama did not answer): still an update.
+        (None, "bb22", {"status": "updated", "old": None, "new": "bb22"}),
+        ("aa11", None, {"status": "updated", "old": "aa11", "new": None}),
+    ],
+)
+def test_update_result_reads_back_what_the_message_says(before, after, result):
+    row = {"kind": "update", "status": "succeeded", "message": update_message(before, after)}
+    assert update_result(row) == result
+    assert update_result(dict(row, status="failed")) is None
+    assert update_result(dict(row, kind="pull")) is None
