@@ -117,6 +117,9 @@ SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
     "OLLAMA_DECK_STALL_NOTICE_SECONDS": ("OLLAMA_DECK_STALL_NOTICE_SECONDS", 5.0, float),
     # How long a pull waits (with backoff) for an Ollama that is not reachable.
     "OLLAMA_DECK_OLLAMA_WAIT_SECONDS": ("OLLAMA_DECK_OLLAMA_WAIT_SECONDS", 300.0, float),
+    # With no GPU known, the page asks before pulling a model whose VRAM estimate is over
+    # this many GB (with a GPU known, it asks when the model does not fit it).
+    "OLLAMA_DECK_PULL_WARN_GB": ("OLLAMA_DECK_PULL_WARN_GB", 16.0, float),
     # Pulls that run at once in this service; the rest wait as `queued`.
     "OLLAMA_DECK_MAX_CONCURRENT_PULLS": ("OLLAMA_DECK_MAX_CONCURRENT_PULLS", 2, int),
     # Operations that may wait as `queued`; more answer 429.

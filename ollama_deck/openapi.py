@@ -25,8 +25,9 @@ ERROR_TEXT = {
     413: "the body is too large",
     415: "the body is not application/json",
     421: "the Host is not one this service answers to",
+    429: "too many operations wait already (OLLAMA_DECK_MAX_QUEUED); see Retry-After",
     502: "Ollama answered with an error",
-    503: "Ollama is unreachable",
+    503: "Ollama is unreachable, or the database is (database_unavailable, with Retry-After)",
     504: "Ollama did not answer in time",
 }
 # What any deck route can answer, whatever it does.
@@ -69,7 +70,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "kind", "model", "status", "active", "percent", "seq", "urls"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
-            "kind": {"type": "string", "enum": ["pull", "load"]},
+            "kind": {"type": "string", "enum": ["pull", "load", "update"]},
             "model": {"type": "string"},
             "host": {"type": "string", "description": "the Ollama host's configured name"},
             "host_url": {"type": "string"},
@@ -84,6 +85,20 @@ SCHEMAS: dict[str, Any] = {
             "message": NULLABLE_STRING,
             "error": NULLABLE_STRING,
             "cancel_requested": {"type": "boolean"},
+            "result": {
+                "description": "an update's outcome: updated (old and new digest) or current",
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "status": {"type": "string", "enum": ["updated", "current"]},
+                            "old": NULLABLE_STRING,
+                            "new": NULLABLE_STRING,
+                        },
+                    },
+                ],
+            },
             "attempts": {"type": "integer"},
             "seq": {"type": "integer"},
             "created_at": NULLABLE_STRING,
@@ -345,8 +360,58 @@ def openapi_document(
         "/api/models/pull": {
             "post": _op(
                 "Start a pull, or join the one running for that model",
-                _answers({202: _json("Operation", "the operation")}, *WRITES, *BODIES, 409),
+                _answers({202: _json("Operation", "the operation")}, *WRITES, *BODIES, 409, 429),
                 requestBody=_body(model_body),
+            )
+        },
+        "/api/models/update": {
+            "post": _op(
+                "Pull installed models again (all, or those named); each ends with a result",
+                _answers(
+                    {
+                        202: _json(
+                            {
+                                "type": "object",
+                                "required": ["ids", "operations"],
+                                "properties": {
+                                    "ids": {"type": "array", "items": {"type": "string"}},
+                                    "operations": {"type": "array", "items": _ref("Operation")},
+                                },
+                            },
+                            "the operations",
+                        )
+                    },
+                    *WRITES,
+                    *BODIES,
+                    404,
+                    409,
+                    429,
+                    *OLLAMA,
+                ),
+                requestBody={
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "models": {"type": "array", "items": MODEL_NAME},
+                                    "host": host_schema,
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+            )
+        },
+        "/api/estimate": {
+            "get": _op(
+                "What a pull would take: download size, VRAM estimate, fit, whether to warn",
+                _answers({200: _json({"type": "object", "required": ["model", "warn"]})}, 400),
+                parameters=[
+                    {"name": "model", "in": "query", "required": True, "schema": MODEL_NAME}
+                ],
             )
         },
         "/api/models/{name}": {
@@ -370,7 +435,7 @@ def openapi_document(
             "parameters": [NAME, host_param],
             "post": _op(
                 "Warm a model into memory as an operation (pulling it first if missing)",
-                _answers({202: _json("Operation", "the operation")}, *WRITES, 409),
+                _answers({202: _json("Operation", "the operation")}, *WRITES, 409, 429),
             ),
         },
         "/api/models/{name}/unload": {

@@ -78,6 +78,7 @@ class _Model:
     license: str
     template: str
     parameters: str
+    version: int = 1  # grows with each update published, and so does the digest
 
     def details(self) -> dict[str, Any]:
         return {
@@ -105,6 +106,7 @@ class _Pull:
     script: PullScript
     meta: dict[str, Any]
     released: threading.Event = field(default_factory=threading.Event)
+    update: bool = False  # a newer version of an installed model: the pull changes its digest
 
 
 def normalize(name: str) -> str:
@@ -238,6 +240,24 @@ class FakeOllama:
         with self._lock:
             self._pulls[normalize(name).lower()] = _Pull(script or PullScript(), meta)
 
+    def publish_update(self, name: str, script: PullScript | None = None) -> None:
+        """Say that a newer version of the installed ``name`` exists: its next pull downloads
+        the changed layers (as ``script`` says) and gives the model a new digest and time.
+
+        Without this, pulling an installed model changes nothing, as with Ollama when the
+        registry has nothing newer.
+        """
+        key = normalize(name).lower()
+        with self._lock:
+            if key not in self._models:
+                raise KeyError(f"{name} is not installed in the fake")
+            self._pulls[key] = _Pull(script or PullScript(layers=[500_000]), {}, update=True)
+
+    def digest(self, name: str) -> str | None:
+        """The manifest digest of an installed model, as /api/tags shows it."""
+        model = self._find(name)
+        return model.digest if model else None
+
     def release(self, name: str) -> None:
         """Let a pull held by ``hold_after`` go on to the end."""
         with self._lock:
@@ -281,6 +301,19 @@ class FakeOllama:
             self._bench_body[name.lower()] = "".join(parts).encode()
 
     # -- behaviour behind the endpoints ------------------------------------------------------
+
+    def _apply_update(self, name: str) -> None:
+        """The newer version is on disk: a new digest and time; later pulls find nothing new."""
+        key = normalize(name).lower()
+        with self._lock:
+            model = self._models.get(key)
+            if model is not None:
+                model.version += 1
+                model.digest = _digest(f"{model.name}{model.size}@{model.version}")
+                model.modified_at = _now().isoformat()
+            pull = self._pulls.get(key)
+            if pull is not None and pull.update:
+                del self._pulls[key]
 
     def _find(self, name: Any) -> _Model | None:
         if not isinstance(name, str) or not name:
@@ -675,8 +708,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _scripted_pull(self, name: str, pull: _Pull) -> None:
         script, fake = pull.script, self.fake
         sent = 0
+        seed = name
+        if pull.update:
+            with fake._lock:
+                installed = fake._models.get(name.lower())
+            seed = f"{name}@{installed.version + 1 if installed else 1}"
         for index, total in enumerate(script.layers):
-            digest = _digest(f"{name}/{index}/{total}")
+            digest = _digest(f"{seed}/{index}/{total}")
             status = f"pulling {digest[:12]}"
             with fake._lock:
                 done = min(fake._partials.get(digest, 0), total)
@@ -705,8 +743,10 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 if script.interval:
                     time.sleep(script.interval)
-        size = sum(script.layers)
-        fake.add_model(name, size=size, **pull.meta)
+        if pull.update:
+            fake._apply_update(name)
+        else:
+            fake.add_model(name, size=sum(script.layers), **pull.meta)
         self._finish_pull()
 
     def _hold(self, pull: _Pull) -> None:

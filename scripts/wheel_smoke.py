@@ -13,6 +13,7 @@ ports), loads the page and every script and stylesheet it references, and pulls 
 
 from __future__ import annotations
 
+import posixpath
 import re
 import socket
 import subprocess
@@ -27,6 +28,8 @@ from urllib.request import Request
 from urllib.request import urlopen
 
 DEADLINE = 60.0  # seconds for each wait below
+# A static import of the page's ES modules: `from "./js/ops.js";` or `import "./x.js";`.
+IMPORT = re.compile(r"""(?:from|import)\s+["'](\.{1,2}/[^"']+\.js)["']""")
 
 
 def fail(message: str) -> None:
@@ -88,7 +91,25 @@ def check_install() -> Path:
             fail(f"the wheel lacks ollama_deck/{name}")
     if not list(Path(str(package.joinpath("migrations/versions"))).glob("0001_*.py")):
         fail("the wheel lacks the migrations")
+    check_page_modules(package.joinpath("static"))
     return where
+
+
+def check_page_modules(static) -> None:  # noqa: ANN001 - an importlib Traversable
+    """Every ES module the page imports, from app.js on, must be in the wheel."""
+    pending, seen = ["app.js"], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        module = static.joinpath(name)
+        if not module.is_file():
+            fail(f"the wheel lacks ollama_deck/static/{name}")
+        for target in IMPORT.findall(module.read_text(encoding="utf-8")):
+            pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(name), target)))
+    if len(seen) < 2:
+        fail("app.js imports no modules: the import pattern of wheel_smoke.py is out of date")
 
 
 def main() -> None:

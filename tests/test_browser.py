@@ -120,13 +120,17 @@ def row(driver, model: str):
 
 
 def click_row_action(driver, model: str, action: str) -> None:
-    """Click a row's button, finding it afresh if the table was redrawn in between."""
+    """Click a row's button, opening the row's "more" menu first where it is folded there;
+    the row is found afresh if the table was redrawn in between."""
 
     def click(d) -> bool:
         found = row(d, model)
         if found is None:
             return False
-        found.find_element(By.CSS_SELECTOR, f'[data-action="{action}"]').click()
+        button = found.find_element(By.CSS_SELECTOR, f'[data-action="{action}"]')
+        if not button.is_displayed():
+            found.find_element(By.CSS_SELECTOR, ".more-toggle").click()
+        button.click()
         return True
 
     wait(driver, click)

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 from flask import request
 from flask import url_for
@@ -27,9 +28,11 @@ from ..services.hosts import describe_host
 from ..services.hosts import OllamaHost
 from ..services.knowledge import catalog_listing
 from ..services.knowledge import model_details
+from ..services.knowledge import pull_estimate
 from ..services.names import InvalidModelName
 from ..services.names import parse_model_name
 from ..services.store import operation_json
+from ..services.updates import queue_updates
 from ..state import activate_deck
 from ..state import deck
 
@@ -88,6 +91,43 @@ def pull_model():
     host = host_of(body)
     row, created = deck().runner.submit("pull", name, host.url)
     return jsonify(operation_payload(row, created=created)), 202
+
+
+@bp.post("/models/update")
+def update_models():
+    """Pull installed models again: ``{"models": [...]}``, or no list for all; 202 + ids.
+
+    Each operation ends ``succeeded`` with a ``result``: ``updated`` (old and new digest)
+    or ``current``.
+    """
+    names, body = None, None
+    if request.get_data(cache=True):
+        body = json_body()
+        names = body.get("models")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) and n.strip() for n in names)
+    ):
+        raise BadRequest(
+            'models must be a list of names: {"models": ["llama3.2:1b"]}, or leave it out '
+            "to update every installed model",
+            code="invalid_models",
+        )
+    state = deck()
+    host = host_of(body)
+    queued = queue_updates(state.runner, host.client, names, host.url)
+    operations = [operation_payload(q["row"], created=q["created"]) for q in queued]
+    return jsonify({"ids": [op["id"] for op in operations], "operations": operations}), 202
+
+
+@bp.get("/estimate")
+def estimate():
+    """Download size, VRAM estimate and fit of a model before pulling it: ``?model=name``."""
+    name = request.args.get("model") or ""
+    if not name.strip():
+        raise BadRequest("say which model: ?model=llama3.2:1b", code="model_required")
+    state = deck()
+    warn_bytes = int(float(current_app.config["OLLAMA_DECK_PULL_WARN_GB"]) * 1e9)
+    return jsonify(pull_estimate(name, state.gpus.get(), warn_bytes=warn_bytes))
 
 
 @bp.delete("/models/<path:name>")

@@ -1,4 +1,4 @@
-"""The page: one HTML file, one script, one stylesheet; no build step."""
+"""The page: one HTML file, native ES modules and one stylesheet; no build step."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ bp = Blueprint(
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
 
-# Stand-ins that url_for puts into URL templates; app.js swaps in the real (encoded) values.
+# Stand-ins that url_for puts into URL templates; the page swaps in the real (encoded) values.
 NAME_SLOT = "__model__"
 ID_SLOT = "__op__"
 
@@ -36,6 +36,8 @@ def page_config() -> dict[str, Any]:
         "api": {
             "models": url_for("ollama_deck_api.list_models"),
             "pull": url_for("ollama_deck_api.pull_model"),
+            "update": url_for("ollama_deck_api.update_models"),
+            "estimate": url_for("ollama_deck_api.estimate"),
             "model": url_for("ollama_deck_api.show_model", name=NAME_SLOT),
             "load": url_for("ollama_deck_api.load_model", name=NAME_SLOT),
             "unload": url_for("ollama_deck_api.unload_model", name=NAME_SLOT),
@@ -53,6 +55,8 @@ def page_config() -> dict[str, Any]:
         },
         "slots": {"model": NAME_SLOT, "op": ID_SLOT},
         "log_lines": deck().store.log_lines,  # the most GET /progress/<id>?log= accepts
+        # Pulls that run at once: the page tells a queued pull when it is likely to start.
+        "max_concurrent": deck().runner.settings.max_concurrent,
     }
 
 

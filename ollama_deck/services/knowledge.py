@@ -21,6 +21,8 @@ from .gpu import detect_gpus
 from .gpu import fits
 from .gpu import Gpu
 from .gpu import gpu_summary
+from .names import DEFAULT_HOST
+from .names import DEFAULT_NAMESPACE
 from .names import parse_model_name
 from .ollama import OllamaClient
 from .vram import estimate_from_show
@@ -112,6 +114,51 @@ def catalog_listing(
         ],
         "gpu": gpu_summary(gpus),
     }
+
+
+def pull_estimate(name: str, gpus: list[Gpu], *, warn_bytes: int) -> dict[str, Any]:
+    """What a pull of ``name`` will take, from the catalog: download size, VRAM, fit.
+
+    ``warn`` says the page should ask before pulling: the model does not fit the largest
+    known GPU or, with no GPU known, its estimate is over ``warn_bytes``. A name the
+    catalog does not know has no estimate and no warning.
+    """
+    model = parse_model_name(name)
+    found = _catalog_tag(model.model, model.tag, model.namespace, model.host)
+    summary = gpu_summary(gpus)
+    answer: dict[str, Any] = {
+        "model": model.display,
+        "known": found is not None,
+        "size_bytes": None,
+        "vram": None,
+        "fits": None,
+        "gpu": summary,
+        "warn": False,
+        "reason": None,
+        "warn_bytes": warn_bytes,
+    }
+    if found is None:
+        return answer
+    vram = _tag_vram(found)
+    fit = fits(vram["total_bytes"], gpus)
+    answer.update(size_bytes=found.size_bytes, vram=vram, fits=fit)
+    if fit is False:
+        answer.update(warn=True, reason="too_big_for_gpu")
+    elif fit is None and vram["total_bytes"] > warn_bytes:
+        answer.update(warn=True, reason="over_threshold")
+    return answer
+
+
+def _catalog_tag(family: str, tag: str, namespace: str, host: str) -> CatalogTag | None:
+    """The catalog's entry for a library model; ``latest`` is the family's recommended tag."""
+    if namespace != DEFAULT_NAMESPACE or host != DEFAULT_HOST:
+        return None
+    for entry in load_catalog():
+        if entry.name.lower() != family.lower():
+            continue
+        wanted = entry.recommended if tag.lower() == "latest" else tag
+        return next((t for t in entry.tags if t.name.lower() == wanted.lower()), None)
+    return None
 
 
 @lru_cache(maxsize=1024)

@@ -40,6 +40,8 @@ from .ollama import OllamaClient
 from .ollama import Stream
 from .progress import PullProgress
 from .store import OperationStore
+from .updates import installed_digest
+from .updates import update_message
 
 log = logging.getLogger(__name__)
 OP = Operation.__table__
@@ -416,6 +418,8 @@ class Runner:
                 raise OperationFailed(message, message, None)
             if row["kind"] == "load":
                 tracker, done = self._load(row, job, owned), "loaded"
+            elif row["kind"] == "update":
+                tracker, done = self._update(row, job, owned)
             else:
                 tracker, done = self._pull(row, job, owned), "pulled"
             pulled = True
@@ -502,6 +506,12 @@ class Runner:
             message = "the pull stream ended before Ollama reported success"
             raise OperationFailed(message, message, tracker)
         return tracker
+
+    def _update(self, row: dict[str, Any], job: Job, owned: list[Any]) -> tuple[PullProgress, str]:
+        """Pull an installed model again; the message says whether its digest changed."""
+        before = installed_digest(job.client, row["model"])
+        tracker = self._pull(row, job, owned)
+        return tracker, update_message(before, installed_digest(job.client, row["model"]))
 
     def _open_pull(
         self,

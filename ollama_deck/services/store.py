@@ -40,6 +40,7 @@ from ..errors import QueueFull
 from .events import DeckEvent
 from .events import EventHub
 from .events import make_event
+from .updates import update_result
 
 OP = Operation.__table__
 LOG = OperationLog.__table__
@@ -91,6 +92,7 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
         "cancel_requested": bool(row["cancel_requested"]),
         "attempts": row["attempts"],
         "seq": row["seq"],
+        "result": update_result(row),  # an update's outcome: updated or current
     }
     for field in TIME_FIELDS:
         data[field] = iso_time(row[field])

@@ -1,0 +1,104 @@
+"""Updates: pull installed models again and tell whether their digest changed.
+
+Ollama has no update command; pulling an installed model fetches only changed layers, so
+an update is an operation of kind ``update`` that pulls and compares the manifest digest
+before and after. The outcome is kept in the operation's ``message`` in a fixed form
+(``updated from <old> to <new>`` or ``already current at <digest>``), which
+:func:`update_result` reads back into the ``result`` of the operation's JSON: no new
+column is needed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import Conflict
+from ..errors import DeckError
+from ..errors import NotFound
+from .names import InvalidModelName
+from .names import parse_model_name
+from .ollama import OllamaClient
+
+UNKNOWN = "unknown"
+_UPDATED = re.compile(r"^updated from (\w+) to (\w+)$")
+_CURRENT = re.compile(r"^already current at (\w+)$")
+
+
+def update_message(before: str | None, after: str | None) -> str:
+    """The final message of an update: whether the digest moved, with both digests."""
+    if before is not None and before == after:
+        return f"already current at {after}"
+    return f"updated from {before or UNKNOWN} to {after or UNKNOWN}"
+
+
+def update_result(row: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"status": "updated"|"current", "old", "new"}`` of a succeeded update, else None."""
+    if row["kind"] != "update" or row["status"] != "succeeded":
+        return None
+    message = row["message"] or ""
+    if match := _CURRENT.match(message):
+        digest = match.group(1)
+        return {"status": "current", "old": digest, "new": digest}
+    if match := _UPDATED.match(message):
+        old, new = (None if d == UNKNOWN else d for d in match.groups())
+        return {"status": "updated", "old": old, "new": new}
+    return None
+
+
+def installed_digest(client: OllamaClient, model: str) -> str | None:
+    """The manifest digest of an installed model, or None (not installed, Ollama down)."""
+    try:
+        key = parse_model_name(model).key
+        models = client.tags()
+    except (DeckError, InvalidModelName):
+        return None
+    for entry in models:
+        try:
+            if parse_model_name(entry.get("name") or entry.get("model") or "").key == key:
+                return entry.get("digest")
+        except InvalidModelName:
+            continue
+    return None
+
+
+def queue_updates(
+    runner: Any, client: OllamaClient, names: list[str] | None, host: str | None = None
+) -> list[dict[str, Any]]:
+    """Queue an update of each named installed model (all of them for None) on ``host``
+    (an Ollama URL of the configuration, whose client is ``client``; default: the first).
+
+    Returns one entry per model: the operation row and whether it was created. A model
+    already being pulled joins that pull, as its end brings the newest version too.
+    404 when a named model is not installed, so a typo never pulls a model anew.
+    """
+    installed = {}
+    for entry in client.tags():
+        name = entry.get("name") or entry.get("model") or ""
+        try:
+            installed[parse_model_name(name).key] = name
+        except InvalidModelName:
+            continue  # a name Ollama has but the deck cannot pull by: nothing to update
+    if names is None:
+        wanted = list(installed.values())
+    else:
+        wanted = []
+        for name in names:
+            key = parse_model_name(name).key
+            if key not in installed:
+                raise NotFound(f"{name} is not installed; pull it first", code="model_not_found")
+            wanted.append(installed[key])
+    queued = []
+    for name in dict.fromkeys(wanted):
+        try:
+            row, created = runner.submit("update", name, host)
+        except Conflict:
+            # A pull or load of it is active: join it rather than refuse the whole list.
+            there = host or runner.settings.host
+            row = runner.store.active_for(there, parse_model_name(name).key)
+            if row is None:  # it ended in between: try once more
+                row, created = runner.submit("update", name, host)
+            else:
+                created = False
+        queued.append({"row": row, "created": created})
+    return queued

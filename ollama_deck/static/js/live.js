@@ -1,0 +1,84 @@
+// Live updates: one EventSource for every operation, polling while it is unavailable.
+
+import { ACTIVE, PROGRESS } from "./config.js";
+import { addLog, loadOperations, onFinished, upsertOp } from "./ops.js";
+import { state } from "./state.js";
+import { $, setText } from "./util.js";
+
+const POLL_EVERY_MS = 2000;
+const SSE_RETRY_MS = 10000;
+
+let source = null;
+let pollTimer = 0;
+let sseRetryTimer = 0;
+
+function setLive(mode) {
+  const badge = $("#live-state");
+  badge.dataset.state = mode;
+  setText(badge, mode);
+}
+
+export function connect() {
+  clearTimeout(sseRetryTimer);
+  if (!window.EventSource) {
+    startPolling();
+    return;
+  }
+  // A fresh EventSource has no Last-Event-ID; the query parameter resumes after a fallback.
+  const url = state.lastSeq ? PROGRESS.stream + "?last_event_id=" + state.lastSeq : PROGRESS.stream;
+  source = new EventSource(url);
+  source.addEventListener("open", () => {
+    setLive("live");
+    stopPolling();
+  });
+  source.addEventListener("progress", (event) => onOpEvent(event));
+  source.addEventListener("done", (event) => onOpEvent(event));
+  source.addEventListener("log", (event) => {
+    noteSeq(event);
+    addLog(JSON.parse(event.data));
+  });
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) {
+      // The browser gave up (an HTTP error): poll, and try the stream again later.
+      source = null;
+      startPolling();
+      sseRetryTimer = setTimeout(connect, SSE_RETRY_MS);
+    } else {
+      startPolling(); // reconnecting by itself; keep the cards fresh meanwhile
+    }
+  });
+}
+
+function noteSeq(event) {
+  const seq = parseInt(event.lastEventId, 10);
+  if (seq > state.lastSeq) state.lastSeq = seq;
+}
+
+function onOpEvent(event) {
+  noteSeq(event);
+  const op = JSON.parse(event.data);
+  const known = state.ops.get(op.id);
+  const wasActive = known ? ACTIVE.has(known.op.status) : true;
+  upsertOp(op);
+  // A done event for a card we never saw active still means the model list changed.
+  if (event.type === "done" && (!known || !wasActive)) onFinished(op);
+}
+
+function startPolling() {
+  if (pollTimer) return;
+  setLive("polling");
+  const tick = async () => {
+    try {
+      await loadOperations(true);
+    } catch (err) {
+      /* the server may be restarting; the next tick tries again */
+    }
+  };
+  tick();
+  pollTimer = setInterval(tick, POLL_EVERY_MS);
+}
+
+function stopPolling() {
+  clearInterval(pollTimer);
+  pollTimer = 0;
+}

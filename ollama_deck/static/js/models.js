@@ -1,0 +1,375 @@
+// The Installed tab: the table with its row actions (folded into a menu where they do not
+// fit), Update and Update all, the disk bar, the active model, delete, load and unload.
+
+import { ACTIVE, API, modelUrl } from "./config.js";
+import { openDetails } from "./details.js";
+import { api } from "./http.js";
+import { askToNotify } from "./notify.js";
+import { upsertOp } from "./ops.js";
+import { fillPromptModels } from "./prompt.js";
+import { state } from "./state.js";
+import { refreshStatus, updateBanner } from "./status.js";
+import { $, $$, el, humanBytes, relativeTime, sameModel, setText, show } from "./util.js";
+
+let modelsPending = null;
+
+export function refreshModels() {
+  // Several `done` events in a row ask for one refresh, not one each.
+  if (modelsPending) return modelsPending;
+  modelsPending = (async () => {
+    try {
+      const data = await api(API.models);
+      state.models = data.models || [];
+      state.stale = Boolean(data.stale);
+      if (data.host) setText($("#ollama-host"), data.host);
+      renderModels(data);
+      updateBanner();
+    } catch (err) {
+      const note = $("#installed-note");
+      setText(note, "Could not list models: " + err.message);
+      show(note, true);
+    } finally {
+      modelsPending = null;
+    }
+  })();
+  return modelsPending;
+}
+
+function renderModels(data) {
+  const list = $("#installed-list");
+  // Keep the rows whose model did not change, so a refresh does not rebuild the table
+  // (nor close a row's open menu).
+  const existing = new Map([...list.children].map((r) => [r.dataset.model, r]));
+  const rows = state.models.map((model) => {
+    const sig = modelSignature(model);
+    const old = existing.get(model.name);
+    if (old && old.dataset.sig === sig) return old;
+    const row = modelRow(model);
+    row.dataset.sig = sig;
+    return row;
+  });
+  if (rows.length !== list.children.length || rows.some((r, i) => list.children[i] !== r)) {
+    list.replaceChildren(...rows);
+  }
+  show($("#installed-empty"), rows.length === 0);
+  $("#update-all").disabled = rows.length === 0;
+  setText($("#stat-count"), String(data.count ?? rows.length));
+  setText($("#stat-disk"), humanBytes(data.total_size || 0));
+  renderDiskBar(state.models, data.total_size || 0);
+  const note = $("#installed-note");
+  if (data.stale) {
+    setText(note, "Ollama is not answering: this is the last list seen" +
+      (data.cached_at ? " (" + relativeTime(data.cached_at) + ")." : "."));
+    show(note, true);
+  } else {
+    show(note, false);
+  }
+  markActive();
+  markLoaded();
+  fillPromptModels();
+}
+
+function modelSignature(model) {
+  const d = model.details || {};
+  const pulling = Boolean(model.operation && ACTIVE.has(model.operation.status));
+  return JSON.stringify([model.digest, model.size, model.modified_at, d.parameter_size,
+    d.quantization_level, pulling]);
+}
+
+let menuCount = 0;
+
+function action(name, label, extra) {
+  return el("button", Object.assign({ type: "button", className: "small", dataset: { action: name } }, extra || {}), label);
+}
+
+function modelRow(model) {
+  const details = model.details || {};
+  const name = model.name;
+  const pulling = model.operation && ACTIVE.has(model.operation.status);
+  const menuId = "row-menu-" + ++menuCount;
+  return el(
+    "tr",
+    { dataset: { model: name } },
+    el(
+      "td",
+      { className: "name-cell", "data-label": "Name" },
+      el(
+        "div",
+        { className: "name-wrap" },
+        el("span", { className: "model-name", text: name }),
+        el("span", { className: "badge badge-active", text: "active", hidden: true }),
+        el("span", { className: "badge badge-loaded", text: "in memory", hidden: true }),
+        pulling ? el("span", { className: "badge badge-running", text: "pulling" }) : null,
+      ),
+    ),
+    el("td", { className: "num", "data-label": "Size", text: humanBytes(model.size) }),
+    el("td", { "data-label": "Params", text: details.parameter_size || "–" }),
+    el("td", { "data-label": "Quant", text: details.quantization_level || "–" }),
+    el("td", {
+      "data-label": "Modified",
+      className: "nowrap",
+      text: relativeTime(model.modified_at),
+      title: model.modified_at ? new Date(model.modified_at).toLocaleString() : null,
+    }),
+    el(
+      "td",
+      { className: "actions" },
+      el(
+        "div",
+        { className: "row-actions" },
+        action("details", "Details", { "aria-label": "Details of " + name }),
+        action("update", "Update", { "aria-label": "Update " + name, disabled: pulling }),
+        // A disclosure, not an ARIA menu: where the row is wide enough, CSS shows these
+        // buttons inline and hides the toggle; elsewhere the toggle opens them as a list.
+        el(
+          "div",
+          { className: "more" },
+          el("button", {
+            type: "button",
+            className: "small more-toggle",
+            "aria-expanded": "false",
+            "aria-controls": menuId,
+            "aria-label": "More actions for " + name,
+            dataset: { action: "more" },
+          }, el("span", { "aria-hidden": "true", text: "⋯" })),
+          el(
+            "div",
+            { className: "more-list", id: menuId },
+            action("activate", "Set active"),
+            action("load", "Load"),
+            action("unload", "Unload", { hidden: true }),
+            action("delete", "Delete", { className: "small danger-ghost", "aria-label": "Delete " + name }),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------- disk bar
+
+const DISK_COLOURS = 8; // .disk-seg.c0 ... c7 in app.css
+
+function renderDiskBar(models, total) {
+  const bar = $("#disk-bar");
+  const legend = $("#disk-legend");
+  const sized = models.filter((m) => Number(m.size) > 0);
+  show($("#disk-use"), sized.length > 0);
+  if (!sized.length) return;
+  const sorted = [...sized].sort((a, b) => b.size - a.size);
+  const share = (m) => (100 * m.size) / (total || 1);
+  bar.replaceChildren(
+    ...sorted.map((m, i) =>
+      el("span", {
+        className: "disk-seg c" + (i % DISK_COLOURS),
+        title: m.name + ": " + humanBytes(m.size),
+        dataset: { model: m.name, share: share(m).toFixed(2) },
+      }),
+    ),
+  );
+  // Widths through the CSSOM: the CSP forbids inline style attributes.
+  [...bar.children].forEach((seg, i) => {
+    seg.style.flexGrow = String(sorted[i].size);
+  });
+  bar.setAttribute(
+    "aria-label",
+    "Disk use by model, " + humanBytes(total) + " in all: " +
+      sorted.map((m) => m.name + " " + humanBytes(m.size)).join(", "),
+  );
+  legend.replaceChildren(
+    ...sorted.map((m, i) =>
+      el("li", {}, el("span", { className: "swatch c" + (i % DISK_COLOURS), "aria-hidden": "true" }),
+        el("span", { className: "legend-name", text: m.name }), " ",
+        el("span", { className: "muted", text: humanBytes(m.size) + " · " + Math.round(share(m)) + "%" })),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------- active, loaded
+
+export function markActive() {
+  setText($("#active-model"), state.active || "none");
+  $("#active-model").classList.toggle("muted", !state.active);
+  for (const row of $$("#installed-list tr[data-model]")) {
+    const active = sameModel(row.dataset.model, state.active);
+    row.classList.toggle("is-active", active);
+    $(".badge-active", row).hidden = !active;
+    const button = $('[data-action="activate"]', row);
+    button.disabled = active;
+    setText(button, active ? "Active" : "Set active");
+  }
+}
+
+export function markLoaded() {
+  for (const row of $$("#installed-list tr[data-model]")) {
+    const loaded = [...state.loaded].some((n) => sameModel(n, row.dataset.model));
+    $(".badge-loaded", row).hidden = !loaded;
+    $('[data-action="load"]', row).hidden = loaded;
+    $('[data-action="unload"]', row).hidden = !loaded;
+  }
+}
+
+export async function refreshActive() {
+  try {
+    const data = await api(API.active);
+    state.active = data.model || null;
+    markActive();
+    fillPromptModels();
+  } catch (err) {
+    /* the active model is a nicety; the rest of the page still works */
+  }
+}
+
+async function setActive(name) {
+  try {
+    const data = await api(API.active, { method: "PUT", json: { model: name } });
+    state.active = data.model || null;
+    markActive();
+    fillPromptModels(true);
+  } catch (err) {
+    flash("Could not set the active model: " + err.message);
+  }
+}
+
+// ---------------------------------------------------------------- updates
+
+/** Queue updates of ``names`` (all installed models when null); the cards show the result. */
+export async function updateModels(names) {
+  askToNotify(); // an update is a pull too, and this runs on a click
+  try {
+    const data = await api(API.update, { method: "POST", json: names ? { models: names } : {} });
+    for (const op of data.operations || []) upsertOp(op);
+    return data;
+  } catch (err) {
+    flash("Could not update: " + err.message);
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------- row menu
+
+function closeMenus(except) {
+  for (const toggle of $$('#installed-list .more-toggle[aria-expanded="true"]')) {
+    if (toggle !== except) toggle.setAttribute("aria-expanded", "false");
+  }
+}
+
+function toggleMenu(toggle) {
+  const open = toggle.getAttribute("aria-expanded") !== "true";
+  closeMenus(toggle);
+  toggle.setAttribute("aria-expanded", String(open));
+  if (open) {
+    const first = $$(".more-list button", toggle.parentElement).find((b) => !b.hidden && !b.disabled);
+    if (first) first.focus();
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+export function initModels() {
+  const list = $("#installed-list");
+  list.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const row = button.closest("tr[data-model]");
+    const name = row.dataset.model;
+    const act = button.dataset.action;
+    if (act === "more") {
+      toggleMenu(button);
+      return;
+    }
+    if (button.closest(".more-list")) closeMenus();
+    if (act === "delete") confirmDelete(name, [button, $(".more-toggle", row)]);
+    else if (act === "details") openDetails(name);
+    else if (act === "activate") setActive(name);
+    else if (act === "load") loadModel(name, button);
+    else if (act === "unload") unloadModel(name, button);
+    else if (act === "update") {
+      button.disabled = true;
+      updateModels([name]).finally(() => {
+        button.disabled = false;
+      });
+    }
+  });
+  list.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    const more = event.target.closest(".more");
+    const toggle = more && $(".more-toggle", more);
+    if (toggle && toggle.getAttribute("aria-expanded") === "true") {
+      toggle.setAttribute("aria-expanded", "false");
+      toggle.focus();
+    }
+  });
+  // A click or focus anywhere else closes an open row menu.
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest(".more")) closeMenus();
+  });
+  list.addEventListener("focusout", (event) => {
+    const more = event.target.closest(".more");
+    if (more && !more.contains(event.relatedTarget) && event.relatedTarget) closeMenus();
+  });
+  $("#update-all").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    await updateModels(null);
+    button.disabled = state.models.length === 0;
+  });
+}
+
+/** Ask, then delete; on cancel focus goes back to the first of ``returnTo`` still shown. */
+function confirmDelete(name, returnTo) {
+  const dialog = $("#confirm-dialog");
+  setText($("#confirm-text"), "Delete " + name + " from Ollama? Its files are removed from disk.");
+  dialog.returnValue = "";
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== "confirm") {
+      // The Delete button itself where actions are inline, else its folded list's toggle.
+      const target = returnTo.find((b) => b && b.isConnected && b.getClientRects().length);
+      if (target) target.focus();
+      return;
+    }
+    try {
+      await api(modelUrl(API.model, name), { method: "DELETE" });
+      const row = document.querySelector('#installed-list tr[data-model="' + CSS.escape(name) + '"]');
+      if (row) row.remove();
+      if (sameModel(name, state.active)) state.active = null;
+    } catch (err) {
+      flash("Could not delete " + name + ": " + err.message);
+    }
+    refreshModels();
+    refreshActive();
+  };
+  dialog.showModal();
+  $("#confirm-cancel").focus();
+}
+
+async function loadModel(name, button) {
+  button.disabled = true;
+  try {
+    const op = await api(modelUrl(API.load, name), { method: "POST", json: {} });
+    upsertOp(op);
+  } catch (err) {
+    flash("Could not load " + name + ": " + err.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function unloadModel(name, button) {
+  button.disabled = true;
+  try {
+    await api(modelUrl(API.unload, name), { method: "POST", json: {} });
+  } catch (err) {
+    flash("Could not unload " + name + ": " + err.message);
+  } finally {
+    button.disabled = false;
+    refreshStatus();
+  }
+}
+
+/** A short notice in the pull box area, for errors of row actions. */
+export function flash(message) {
+  const box = $("#pull-error");
+  setText(box, message);
+  show(box, true);
+}

@@ -1,0 +1,43 @@
+// Tabs with the ARIA tabs pattern: arrow keys move between them, the URL hash keeps one.
+
+import { catalogIsLoaded, loadCatalog } from "./catalog.js";
+import { $, $$ } from "./util.js";
+
+const tabs = () => $$('[role="tab"]');
+
+export function selectTab(tab) {
+  for (const other of tabs()) {
+    const selected = other === tab;
+    other.setAttribute("aria-selected", String(selected));
+    other.tabIndex = selected ? 0 : -1;
+    document.getElementById(other.getAttribute("aria-controls")).hidden = !selected;
+  }
+  if (tab.dataset.tab === "catalog" && !catalogIsLoaded()) loadCatalog();
+  if (location.hash !== "#" + tab.dataset.tab) history.replaceState(null, "", "#" + tab.dataset.tab);
+}
+
+export function tabFromHash() {
+  return tabs().find((t) => "#" + t.dataset.tab === location.hash);
+}
+
+export function initTabs() {
+  for (const tab of tabs()) tab.addEventListener("click", () => selectTab(tab));
+  window.addEventListener("hashchange", () => {
+    const wanted = tabFromHash();
+    if (wanted) selectTab(wanted);
+  });
+  $(".tabs").addEventListener("keydown", (event) => {
+    const all = tabs();
+    const index = all.indexOf(document.activeElement);
+    if (index === -1) return;
+    let next = null;
+    if (event.key === "ArrowRight") next = all[(index + 1) % all.length];
+    else if (event.key === "ArrowLeft") next = all[(index - 1 + all.length) % all.length];
+    else if (event.key === "Home") next = all[0];
+    else if (event.key === "End") next = all[all.length - 1];
+    if (!next) return;
+    event.preventDefault();
+    next.focus();
+    selectTab(next);
+  });
+}
