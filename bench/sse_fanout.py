@@ -1,7 +1,10 @@
-"""SSE fan-out: N watchers of one running pull, on one gunicorn gevent worker.
+"""SSE fan-out: N watchers of one running pull, on 1 or more gunicorn gevent workers.
 
 Starts the fake Ollama (its own process, pulling at Ollama's pace of a line per ~60 ms)
-and ``ollama-deck serve`` (gunicorn -k gevent -w 1). For each N it starts a pull, opens N
+and ``ollama-deck serve`` (gunicorn -k gevent) with each number of ``--workers``: one worker
+uses the local bus; more use Redis (``OLLAMA_DECK_REDIS_URL``, default the local one) and
+the database of ``OLLAMA_DECK_BENCH_DATABASE_URL`` (default a SQLite file), so the pull runs
+on one worker and most watchers sit on the others. For each N it starts a pull, opens N
 watchers of that pull's stream from a separate process (one epoll loop, raw sockets, large
 reads), waits until all are connected and one more event has reached them all, then
 measures for a window of seconds:
@@ -10,11 +13,11 @@ measures for a window of seconds:
   (the distinct event ids any watcher saw);
 - delivery delay from the moment the service wrote the event (its ``updated_at``) to the
   moment a watcher read it, p50 and p99;
-- the worker process's CPU share over the window (from /proc).
-Ends with one line for the largest N:
-``fanout: watchers=<n> connected=<c> p50_ms=<x> p99_ms=<y> cpu=<z>``.
+- the worker processes' CPU share over the window, summed (from /proc).
+Ends with one line for the largest N of each worker count:
+``fanout: workers=<w> watchers=<n> connected=<c> p50_ms=<x> p99_ms=<y> cpu=<z> ...``.
 
-    python bench/sse_fanout.py [--watchers 100,1000,3000] [--window 10]
+    python bench/sse_fanout.py [--watchers 100,1000,3000] [--workers 1,4] [--window 10]
 """
 
 from __future__ import annotations
@@ -80,8 +83,8 @@ class Watcher:
         self.last_id = 0
 
 
-def watchers_main(port: int, path: str, count: int, window: float, pid: int) -> dict:
-    request = f"GET {path} HTTP/1.0\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+def watchers_main(port: int, path: str, count: int, window: float, pids: list[int]) -> dict:
+    request = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
     selector = selectors.DefaultSelector()
     watchers: list[Watcher] = []
     state = {"ready": 0, "measuring": False}
@@ -135,13 +138,13 @@ def watchers_main(port: int, path: str, count: int, window: float, pid: int) -> 
     while min(w.last_id for w in watchers) <= settled and time.monotonic() < deadline:
         pump(0.1)
 
-    cpu_before = cpu_seconds(pid)
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
     state["measuring"] = True
     started = time.monotonic()
     while (elapsed := time.monotonic() - started) < window:
         pump(min(0.1, window - elapsed))
     state["measuring"] = False
-    cpu = (cpu_seconds(pid) - cpu_before) / elapsed
+    cpu = (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / elapsed
     for watcher in watchers:
         watcher.sock.close()
 
@@ -174,32 +177,66 @@ def cpu_seconds(pid: int) -> float:
 # -- the orchestrator -----------------------------------------------------------------
 
 
-def worker_pid(master: int) -> int:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    if not children:
-        raise SystemExit("gunicorn has no worker process")
-    return int(children[0])
+def worker_pids(master: int, expected: int) -> list[int]:
+    deadline = time.monotonic() + 30
+    while True:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if len(children) >= expected:
+            return [int(c) for c in children]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gunicorn has {len(children)} of {expected} workers")
+        time.sleep(0.1)
+
+
+def raise_file_limit() -> None:
+    """Thousands of sockets each side: take the hard limit on open files."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--watchers", default="100,1000,3000")
+    parser.add_argument("--workers", default="1", help="worker counts to run, e.g. 1,4")
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument(
-        "--watch", nargs=4, metavar=("PORT", "PATH", "N", "PID"), help=argparse.SUPPRESS
+        "--watch", nargs=4, metavar=("PORT", "PATH", "N", "PIDS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    raise_file_limit()
     if args.watch:
-        port, path, count, pid = args.watch
-        result = watchers_main(int(port), path, int(count), args.window, int(pid))
+        port, path, count, pids = args.watch
+        pid_list = [int(p) for p in pids.split(",")]
+        result = watchers_main(int(port), path, int(count), args.window, pid_list)
         print(json.dumps(result), flush=True)
         return
 
     counts = [int(n) for n in args.watchers.split(",")]
+    worker_counts = [int(n) for n in args.workers.split(",")]
+    names = ",".join(f"{w}x{n}" for w in worker_counts for n in counts)
     fake = subprocess.Popen(
-        [sys.executable, "-c", FAKE_SCRIPT, args.watchers], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", FAKE_SCRIPT, names], stdout=subprocess.PIPE, text=True
     )
     ollama_url = fake.stdout.readline().strip()
+    summaries = []
+    try:
+        for workers in worker_counts:
+            results = run_workers(args, ollama_url, workers, counts)
+            last = results[-1]
+            summaries.append(
+                f"workers={workers} watchers={last['watchers']} connected={last['connected']} "
+                f"p50_ms={last['p50_ms']:.1f} p99_ms={last['p99_ms']:.1f} cpu={last['cpu']:.2f}"
+            )
+    finally:
+        fake.terminate()
+        fake.wait(10)
+    print("fanout: " + " | ".join(summaries))
+
+
+def run_workers(args, ollama_url: str, workers: int, counts: list[int]) -> list[dict]:
     port = free_port()
     tmp = tempfile.mkdtemp()
     env = dict(
@@ -208,6 +245,12 @@ def main() -> None:
         OLLAMA_DECK_DATABASE_URL=f"sqlite:///{tmp}/fanout.db",
         OLLAMA_DECK_MAX_CONCURRENT_PULLS="8",
     )
+    if workers > 1:
+        env.setdefault("OLLAMA_DECK_REDIS_URL", "redis://127.0.0.1:6379/0")
+        if os.environ.get("OLLAMA_DECK_BENCH_DATABASE_URL"):
+            env["OLLAMA_DECK_DATABASE_URL"] = os.environ["OLLAMA_DECK_BENCH_DATABASE_URL"]
+    else:
+        env.pop("OLLAMA_DECK_REDIS_URL", None)
     server = subprocess.Popen(
         [
             sys.executable,
@@ -216,8 +259,10 @@ def main() -> None:
             "serve",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
             "--connections",
-            "10000",
+            "12000",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -229,16 +274,16 @@ def main() -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(base + "/api/status", timeout=2)
+                bus = requests.get(base + "/api/status", timeout=2).json()["bus"]["name"]
                 break
             except requests.ConnectionError:
                 if time.monotonic() > deadline:
                     raise SystemExit("the service did not start") from None
                 time.sleep(0.1)
-        pid = worker_pid(server.pid)
+        pids = worker_pids(server.pid, workers)
         for count in counts:
             op = requests.post(
-                base + "/api/models/pull", json={"model": f"fanout{count}"}, timeout=10
+                base + "/api/models/pull", json={"model": f"fanout{workers}x{count}"}, timeout=10
             ).json()
             watcher = subprocess.run(
                 [
@@ -250,34 +295,29 @@ def main() -> None:
                     str(port),
                     op["urls"]["stream"],
                     str(count),
-                    str(pid),
+                    ",".join(str(p) for p in pids),
                 ],
                 capture_output=True,
                 text=True,
-                timeout=300,
+                timeout=600,
             )
             if watcher.returncode != 0:
                 raise SystemExit(watcher.stderr)
             result = json.loads(watcher.stdout.strip().splitlines()[-1])
             results.append(result)
             print(
-                f"N={result['watchers']:>5}: connected {result['connected']}, "
-                f"events published {result['published']}, received min {result['received_min']} "
-                f"avg {result['received_avg']:.1f}, delay p50 {result['p50_ms']:.1f} ms "
-                f"p99 {result['p99_ms']:.1f} ms, worker CPU {result['cpu'] * 100:.0f} %",
+                f"workers={workers} ({bus}) N={result['watchers']:>5}: connected "
+                f"{result['connected']}, events published {result['published']}, received min "
+                f"{result['received_min']} avg {result['received_avg']:.1f}, delay p50 "
+                f"{result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms, workers' CPU "
+                f"{result['cpu'] * 100:.0f} %",
                 flush=True,
             )
             requests.post(base + op["urls"]["cancel"], timeout=30)
     finally:
         server.terminate()
         server.wait(20)
-        fake.terminate()
-        fake.wait(10)
-    last = results[-1]
-    print(
-        f"fanout: watchers={last['watchers']} connected={last['connected']} "
-        f"p50_ms={last['p50_ms']:.1f} p99_ms={last['p99_ms']:.1f} cpu={last['cpu']:.2f}"
-    )
+    return results
 
 
 if __name__ == "__main__":

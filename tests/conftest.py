@@ -6,6 +6,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -40,15 +41,24 @@ def database_url(request, tmp_path) -> Iterator[str]:
         pytest.skip(
             f"PostgreSQL tests need {PG_VARIABLE} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
         )
+    with postgres_schema(base) as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(base: str) -> Iterator[str]:
+    """A URL of a new, empty schema of the PostgreSQL database at ``base``; dropped after."""
     schema = f"deck_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in base else "?"
-    yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture

@@ -442,3 +442,35 @@ def test_page_works_under_a_url_prefix(fake_ollama, page, driver):
     wait(driver, lambda d: status(card) == "succeeded")
     assert wait(driver, lambda d: row(d, "prefixed:1b"))
     assert live.get("/models/api/models").ok
+
+
+def test_a_host_selector_picks_the_ollama_host_the_page_manages(fake_ollama, page, driver):
+    from ollama_deck.testing import FakeOllama
+
+    second = FakeOllama().start()
+    try:
+        fake_ollama.add_model("llama3.2:1b")
+        second.add_model("qwen2.5:0.5b")
+        second.allow_pull("phi3:mini", PullScript(layers=[200_000, 100], step=20_000))
+        page(OLLAMA_DECK_OLLAMA_HOSTS={"gpu1": fake_ollama.url, "gpu2": second.url})
+        wait(driver, lambda d: row(d, "llama3.2:1b") is not None)
+        select = css(driver, "#host-select")
+        assert select.is_displayed()
+        assert [o.text for o in select.find_elements(By.TAG_NAME, "option")] == ["gpu1", "gpu2"]
+        Select(select).select_by_visible_text("gpu2")
+        wait(driver, lambda d: row(d, "qwen2.5:0.5b") is not None and row(d, "llama3.2:1b") is None)
+        pull_through_box(driver, "phi3:mini")
+        card = card_of(driver, "phi3:mini")
+        assert card.find_element(By.CSS_SELECTOR, ".op-host").text == "on gpu2"
+        wait(driver, lambda d: status(card_of(d, "phi3:mini")) == "succeeded")
+        assert second.pull_count("phi3:mini") == 1 and fake_ollama.pull_count("phi3:mini") == 0
+        wait(driver, lambda d: row(d, "phi3:mini") is not None)
+    finally:
+        driver.get("about:blank")
+        second.stop()
+
+
+def test_with_one_host_there_is_no_selector(fake_ollama, page, driver):
+    page()
+    assert not css(driver, "#host-pick").is_displayed()
+    assert css(driver, "#host-select").find_elements(By.TAG_NAME, "option") == []

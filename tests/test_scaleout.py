@@ -25,6 +25,7 @@ from ollama_deck.testing import FakeOllama
 from ollama_deck.testing import PullScript
 
 from .conftest import PG_VARIABLE
+from .conftest import postgres_schema
 from .helpers import free_port
 from .helpers import stop_process
 from .helpers import wait_for_http
@@ -83,8 +84,16 @@ def fake() -> Iterator[FakeOllama]:
     fake.stop()
 
 
+@pytest.fixture(scope="module")
+def fake_b() -> Iterator[FakeOllama]:
+    """A second Ollama host, named "b" (the first is "a")."""
+    fake = FakeOllama().start()
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture(scope="module", params=["redis", "poll"])
-def deck(request, fake) -> Iterator[Deck]:
+def deck(request, fake, fake_b) -> Iterator[Deck]:
     base_url = os.environ.get(PG_VARIABLE)
     if not base_url:
         pytest.skip(f"several workers need PostgreSQL: set {PG_VARIABLE}")
@@ -93,22 +102,24 @@ def deck(request, fake) -> Iterator[Deck]:
         pytest.skip(
             f"the Redis bus needs Redis: set {REDIS_VARIABLE} (e.g. redis://127.0.0.1:6379/0)"
         )
-    schema = f"deck_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base_url else "?"
-    database_url = f"{base_url}{separator}options=-csearch_path%3D{schema}"
+    with postgres_schema(base_url) as database_url:
+        yield from serve_deck(fake, fake_b, request.param, database_url, redis_url)
+
+
+def serve_deck(
+    fake: FakeOllama, fake_b: FakeOllama, bus: str, database_url: str, redis_url: str | None
+) -> Iterator[Deck]:
     env = dict(
         os.environ,
-        OLLAMA_DECK_EVENT_BUS=request.param,
+        OLLAMA_HOSTS=f"a={fake.url},b={fake_b.url}",
+        OLLAMA_DECK_EVENT_BUS=bus,
         OLLAMA_DECK_POLL_SECONDS="0.2",
         OLLAMA_DECK_HEARTBEAT_SECONDS="0.2",
         OLLAMA_DECK_STALE_SECONDS="3",
         OLLAMA_DECK_MAX_CONCURRENT_PULLS=str(LIMIT),
         OLLAMA_DECK_PULL_STALL_TIMEOUT="10",
     )
-    if request.param == "redis":
+    if bus == "redis":
         env["OLLAMA_DECK_REDIS_URL"] = redis_url
     else:
         env.pop("OLLAMA_DECK_REDIS_URL", None)
@@ -123,8 +134,6 @@ def deck(request, fake) -> Iterator[Deck]:
             str(port),
             "--workers",
             str(WORKERS),
-            "--ollama",
-            fake.url,
             "--database-url",
             database_url,
         ],
@@ -135,23 +144,23 @@ def deck(request, fake) -> Iterator[Deck]:
     deck = Deck(process, f"http://127.0.0.1:{port}", database_url)
     try:
         wait_for_http(deck.base + "/healthz", process, timeout=60)
-        assert deck.get("/api/status").json()["bus"]["name"] == request.param
+        assert deck.get("/api/status").json()["bus"]["name"] == bus
         yield deck
     finally:
         stop_process(process)
         deck.engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
-def test_every_worker_serves(deck):
+def test_every_worker_serves_and_knows_both_hosts(deck):
     assert len(deck.worker_pids()) == WORKERS
+    hosts = deck.get("/api/hosts").json()["hosts"]
+    assert [(h["name"], h["reachable"]) for h in hosts] == [("a", True), ("b", True)]
 
 
 def test_forty_concurrent_pulls_of_one_model_make_one_operation(deck, fake):
     model = f"one-{uuid.uuid4().hex[:6]}:latest"
-    fake.allow_pull(model, PullScript(layers=[200_000], step=20_000, interval=0.02))
+    # Held until every request has been answered: all 40 arrive while the pull is active.
+    fake.allow_pull(model, PullScript(layers=[200_000], step=20_000, hold_after=2))
 
     def pull(_: int) -> tuple[int, str]:
         with requests.Session() as fresh:  # each on its own connection, so on any worker
@@ -164,6 +173,7 @@ def test_forty_concurrent_pulls_of_one_model_make_one_operation(deck, fake):
     ids = {op_id for _, op_id in answers}
     assert len(ids) == 1
     (op_id,) = ids
+    fake.release(model)
     wait_until(lambda: deck.status_of(op_id) == "succeeded", timeout=60)
     with deck.engine.connect() as conn:
         count = conn.execute(
@@ -191,7 +201,7 @@ def test_the_concurrency_limit_holds_across_workers(deck, fake):
     assert fake.max_active_pulls == LIMIT  # used to the full, never beyond
 
 
-def test_watchers_on_every_worker_see_a_pull_run_by_another(deck, fake):
+def test_watchers_on_every_worker_see_a_pull_run_by_another(deck, fake_b):
     watchers: list[SSEClient] = []
     workers: set[str] = set()
     # Open streams until every worker holds at least one (each stream says who serves it).
@@ -203,8 +213,8 @@ def test_watchers_on_every_worker_see_a_pull_run_by_another(deck, fake):
         workers.add(comment.comment)
         watchers.append(watcher)
     model = f"watched-{uuid.uuid4().hex[:6]}:latest"
-    fake.allow_pull(model, PullScript(layers=[300_000, 1_000], step=20_000, interval=0.02))
-    op_id = deck.post("/api/models/pull", json={"model": model}).json()["id"]
+    fake_b.allow_pull(model, PullScript(layers=[300_000, 1_000], step=20_000, interval=0.02))
+    op_id = deck.post("/api/models/pull", json={"model": model, "host": "b"}).json()["id"]
     runner = f"worker {wait_until(lambda: deck.runner_pid(op_id))}"
     assert runner in workers
 
@@ -238,10 +248,10 @@ def test_watchers_on_every_worker_see_a_pull_run_by_another(deck, fake):
         assert mine[-1].event == "done" and mine[-1].data["status"] == "succeeded"
 
 
-def test_a_killed_worker_hands_its_pull_to_another(deck, fake):
+def test_a_killed_worker_hands_its_pull_to_another(deck, fake_b):
     model = f"killed-{uuid.uuid4().hex[:6]}:latest"
-    fake.allow_pull(model, PullScript(layers=[2_000_000], step=20_000, interval=0.03))
-    op_id = deck.post("/api/models/pull", json={"model": model}).json()["id"]
+    fake_b.allow_pull(model, PullScript(layers=[2_000_000], step=20_000, interval=0.03))
+    op_id = deck.post("/api/models/pull", json={"model": model, "host": "b"}).json()["id"]
     wait_until(lambda: deck.get(f"/progress/{op_id}").json()["percent"] > 5, timeout=30)
     victim = deck.runner_pid(op_id)
     assert victim is not None
@@ -250,4 +260,5 @@ def test_a_killed_worker_hands_its_pull_to_another(deck, fake):
     taker = deck.runner_pid(op_id)
     assert taker not in (None, victim)
     op = deck.get(f"/progress/{op_id}").json()
-    assert op["attempts"] >= 2 and op["percent"] == 100.0
+    assert op["attempts"] >= 2 and op["percent"] == 100.0 and op["host"] == "b"
+    assert fake_b.pull_count(model) >= 2  # resumed on the same host

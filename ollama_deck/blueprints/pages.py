@@ -54,6 +54,7 @@ def page_config() -> dict[str, Any]:
             "cancel": url_for("ollama_deck_progress.cancel_operation", op_id=ID_SLOT),
         },
         "slots": {"model": NAME_SLOT, "op": ID_SLOT},
+        "hosts": [host.name for host in deck().hosts],  # the selector's choices, in order
         "log_lines": deck().store.log_lines,  # the most GET /progress/<id>?log= accepts
         # Pulls that run at once: the page tells a queued pull when it is likely to start.
         "max_concurrent": deck().runner.settings.max_concurrent,

@@ -1,8 +1,9 @@
 // Ollama Deck page, the entry module: native ES modules (in js/), no build step. Every URL
 // comes from the #deck-config JSON the server renders, so the page works under any prefix.
 
-import { initCatalog } from "./js/catalog.js";
+import { catalogIsLoaded, initCatalog, loadCatalog } from "./js/catalog.js";
 import { initDetails } from "./js/details.js";
+import { initHosts } from "./js/hosts.js";
 import { ensureSession, initToken } from "./js/http.js";
 import { connect } from "./js/live.js";
 import { initModels, refreshActive, refreshModels } from "./js/models.js";
@@ -15,6 +16,12 @@ import { initTabs, selectTab, tabFromHash } from "./js/tabs.js";
 
 async function start() {
   initToken();
+  initHosts(() => {
+    // Another host: its models, status and catalog flags; operations show every host's.
+    refreshModels();
+    refreshStatus();
+    if (catalogIsLoaded()) loadCatalog();
+  });
   initTabs();
   initModels();
   initDetails();

@@ -5,6 +5,7 @@ export const config = JSON.parse(document.getElementById("deck-config").textCont
 export const API = config.api;
 export const PROGRESS = config.progress;
 export const LOG_KEEP = Math.max(1, Number(config.log_lines) || 300);
+export const HOSTS = Array.isArray(config.hosts) ? config.hosts : [];
 export const MAX_CONCURRENT = Math.max(1, Number(config.max_concurrent) || 1);
 
 export const ACTIVE = new Set(["queued", "running"]);

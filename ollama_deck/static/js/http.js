@@ -1,6 +1,7 @@
 // fetch + JSON for the deck's API, and the access-token prompt.
 
 import { API } from "./config.js";
+import { withHost } from "./hosts.js";
 import { $, setText, show } from "./util.js";
 
 /** fetch + JSON; throws an Error carrying the API's error message and the status. */
@@ -13,7 +14,7 @@ export async function api(url, options) {
     delete opts.json;
   }
   opts.headers.Accept = "application/json";
-  const response = await fetch(url, opts);
+  const response = await fetch(withHost(url), opts);
   if (response.status === 401) askForToken();
   let data = null;
   try {

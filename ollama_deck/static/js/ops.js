@@ -1,6 +1,7 @@
 // Operation cards: bar, numbers, queue place, stall, speed sparkline, result of an update,
 // log; the tab title while pulls run; notifications for pulls that end unseen.
 
+import { manyHosts } from "./hosts.js";
 import { ACTIVE, API, FINAL, LOG_KEEP, MAX_CONCURRENT, PROGRESS, RETRYABLE, modelUrl, opUrl } from "./config.js";
 import { refreshCatalogSoon } from "./catalog.js";
 import { api } from "./http.js";
@@ -180,6 +181,7 @@ function renderCard(entry) {
   card.dataset.percent = String(op.percent ?? 0);
   card.dataset.kind = op.kind || "pull";
   setText($(".op-model", card), op.model);
+  setText($(".op-host", card), manyHosts() ? "on " + op.host : "");
   setText($(".op-kind", card), op.kind);
   setText($(".op-status", card), op.status);
   const percent = Math.max(0, Math.min(100, Number(op.percent) || 0));

@@ -1,6 +1,7 @@
 // The Prompt tab: a test prompt whose reply streams in as SSE over a POST.
 
 import { API } from "./config.js";
+import { withHost } from "./hosts.js";
 import { askForToken } from "./http.js";
 import { state } from "./state.js";
 import { $, el, sameModel, setText, show } from "./util.js";
@@ -61,7 +62,7 @@ async function sendPrompt() {
   show($("#prompt-stop"), true);
   reply.classList.add("streaming");
   try {
-    const response = await fetch(API.chat, {
+    const response = await fetch(withHost(API.chat), {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
       body: JSON.stringify({ model: model, prompt: prompt }),

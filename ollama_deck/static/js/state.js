@@ -1,6 +1,7 @@
 // The page's shared state: one object the modules read and change.
 
 export const state = {
+  host: null, // the Ollama host the page manages (null: the deck's default)
   ops: new Map(), // id -> {op, card, logs: Map(seq -> line), speeds: [numbers]}
   models: [],
   active: null,
