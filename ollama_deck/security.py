@@ -15,6 +15,7 @@ import socket
 import threading
 from collections.abc import Callable
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -296,16 +297,38 @@ def host_allowed(
     and ``OLLAMA_DECK_ALLOWED_HOSTS``. A host app's ``TRUSTED_HOSTS`` takes the place of
     the loopback defaults, and its ``SERVER_NAME`` is allowed.
     """
+    return _host_allowed(
+        host_header,
+        local_address,
+        _hashable(config.get("OLLAMA_DECK_ALLOWED_HOSTS")),
+        _hashable(config.get("TRUSTED_HOSTS")),
+        config.get("SERVER_NAME"),
+    )
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | set | frozenset) else value
+
+
+# Every request asks, mostly with the same few Host headers: remembered answers save the
+# parsing (a visible share of a poll's cost). Bounded, as the headers come from clients.
+@lru_cache(maxsize=256)
+def _host_allowed(
+    host_header: str | None,
+    local_address: str | None,
+    allowed: Any,
+    trusted_hosts: Any,
+    server_name: Any,
+) -> bool:
     if host_header is None:
         return True  # HTTP/1.0 tools; every browser sends Host
     name = host_name(host_header)
     if name is None:
         return False
-    patterns = _names(config.get("OLLAMA_DECK_ALLOWED_HOSTS"))
+    patterns = _names(allowed)
     if "*" in patterns:
         return True
-    trusted = _names(config.get("TRUSTED_HOSTS"))
-    server_name = config.get("SERVER_NAME")
+    trusted = _names(trusted_hosts)
     if server_name:
         patterns.append(str(server_name).lower())
     if trusted:

@@ -195,13 +195,16 @@ class OperationStore:
         """
         dbapi = self.engine.dialect.dbapi
         try:
-            with self.engine.connect() as conn:
-                cursor = conn.connection.dbapi_connection.cursor()
+            connection = self.engine.raw_connection()  # checked out as any: faults still heal
+            try:
+                cursor = connection.cursor()
                 try:
                     run_statement(self.engine, cursor, self._seq_sql, (op_id,))
                     found = cursor.fetchone()
                 finally:
                     cursor.close()
+            finally:
+                connection.close()  # back to the pool
             return found[0] if found else None
         except dbapi.Error:
             with self.engine.connect() as conn:
