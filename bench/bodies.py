@@ -24,15 +24,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import common
 import requests
 
 from ollama_deck.testing import FakeOllama
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def worker_rss_mb(master: int) -> int:
@@ -61,7 +56,7 @@ def main() -> None:
 
     fake = FakeOllama().start()
     tmp = Path(tempfile.mkdtemp(prefix="deck-bodies-"))
-    port = free_port()
+    port = common.free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(tmp / "serve.log", "w")  # noqa: SIM115 - closed at the end
     server = subprocess.Popen(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,15 +32,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import common
 import requests
 
 MODEL = "slow:1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_fake() -> tuple[subprocess.Popen, str]:
@@ -52,38 +46,9 @@ def start_fake() -> tuple[subprocess.Popen, str]:
 
 
 def start_deck(ollama: str, database: Path, offload: bool) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, OLLAMA_DECK_SQLITE_OFFLOAD="1" if offload else "0")
+    env = {"OLLAMA_DECK_SQLITE_OFFLOAD": "1" if offload else "0"}
     env["OLLAMA_DECK_MAX_QUEUED"] = "100000"
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from ollama_deck.cli import main; sys.exit(main())",
-        "serve",
-        "--port",
-        str(port),
-        "--ollama",
-        ollama,
-        "--database-url",
-        f"sqlite:///{database}",
-    ]
-    process = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/api/status", timeout=2).status_code == 200:
-                return process, url
-        except requests.RequestException:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the deck did not start")
+    return common.start_deck(ollama, f"sqlite:///{database}", env=env)
 
 
 def probe(url: str, seconds: float) -> list[float]:

@@ -27,16 +27,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import common
 import requests
 
 CLIENTS = 50
 PULLS = 2000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -46,46 +41,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def worker_pid(arbiter: int) -> int:
-    children = Path(f"/proc/{arbiter}/task/{arbiter}/children").read_text().split()
-    return int(children[0])
-
-
 def start_deck(ollama: str, database: Path, bounded: bool) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, OLLAMA_DECK_MAX_QUEUED="100000")
+    env = {"OLLAMA_DECK_MAX_QUEUED": "100000"}
     if not bounded:  # as before the bounds: every operation kept, every replay whole
         env["OLLAMA_DECK_KEEP_FINISHED_COUNT"] = "100000"
         env["OLLAMA_DECK_REPLAY_MAX_EVENTS"] = "1000000000"
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from ollama_deck.cli import main; sys.exit(main())",
-        "serve",
-        "--port",
-        str(port),
-        "--ollama",
-        ollama,
-        "--database-url",
-        f"sqlite:///{database}",
-    ]
-    process = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/api/status", timeout=2).status_code == 200:
-                return process, url
-        except requests.RequestException:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the deck did not start")
+    return common.start_deck(ollama, f"sqlite:///{database}", env=env)
 
 
 def fill_history(url: str) -> None:
@@ -159,7 +120,7 @@ def one_run(ollama: str, workdir: Path, bounded: bool) -> tuple[float, ...]:
     deck, url = start_deck(ollama, workdir / f"deck-{bounded}.db", bounded)
     try:
         fill_history(url)
-        pid = worker_pid(deck.pid)
+        (pid,) = common.worker_pids(deck.pid)
         first = storm(url, pid)
         second = storm(url, pid)  # a second storm shows whether memory keeps growing
         return (*first, second[3], max(first[4], second[4]))

@@ -35,6 +35,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import common
 import requests
 
 FAKE_SCRIPT = """
@@ -51,12 +52,6 @@ threading.Event().wait()
 
 UPDATED_AT = re.compile(rb'"updated_at":"([^"]+)"')
 EVENT_ID = re.compile(rb"(?:^|\n)id: (\d+)\n")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def parse_time(text: bytes) -> float:
@@ -177,17 +172,6 @@ def cpu_seconds(pid: int) -> float:
 # -- the orchestrator -----------------------------------------------------------------
 
 
-def worker_pids(master: int, expected: int) -> list[int]:
-    deadline = time.monotonic() + 30
-    while True:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        if len(children) >= expected:
-            return [int(c) for c in children]
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gunicorn has {len(children)} of {expected} workers")
-        time.sleep(0.1)
-
-
 def raise_file_limit() -> None:
     """Thousands of sockets each side: take the hard limit on open files."""
     import resource
@@ -237,7 +221,7 @@ def main() -> None:
 
 
 def run_workers(args, ollama_url: str, workers: int, counts: list[int]) -> list[dict]:
-    port = free_port()
+    port = common.free_port()
     tmp = tempfile.mkdtemp()
     env = dict(
         os.environ,
@@ -280,7 +264,7 @@ def run_workers(args, ollama_url: str, workers: int, counts: list[int]) -> list[
                 if time.monotonic() > deadline:
                     raise SystemExit("the service did not start") from None
                 time.sleep(0.1)
-        pids = worker_pids(server.pid, workers)
+        pids = common.worker_pids(server.pid, workers)
         for count in counts:
             op = requests.post(
                 base + "/api/models/pull", json={"model": f"fanout{workers}x{count}"}, timeout=10

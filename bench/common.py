@@ -1,0 +1,64 @@
+"""What the benchmarks share: free ports, a served deck, its worker processes.
+
+The scripts run as ``python bench/NAME.py``, so this folder is on ``sys.path`` and they
+``import common``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_deck(
+    ollama: str, database_url: str, *, env: dict[str, str] | None = None, args: tuple = ()
+) -> tuple[subprocess.Popen, str]:
+    """``ollama-deck serve`` on a free port (its own session, output discarded); returns
+    the process and its base URL once ``/api/status`` answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "ollama_deck.cli", "serve", "--port", str(port)]
+    command += ["--ollama", ollama, "--database-url", database_url, *map(str, args)]
+    process = subprocess.Popen(
+        command,
+        env=dict(os.environ, **(env or {})),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the deck exited with {process.returncode}")
+        try:
+            if requests.get(url + "/api/status", timeout=2).status_code == 200:
+                return process, url
+        except requests.RequestException:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the deck did not start")
+
+
+def worker_pids(arbiter: int, expected: int = 1) -> list[int]:
+    """The pids of a gunicorn arbiter's workers, once ``expected`` of them run."""
+    deadline = time.monotonic() + 30
+    while True:
+        children = Path(f"/proc/{arbiter}/task/{arbiter}/children").read_text().split()
+        if len(children) >= expected:
+            return [int(c) for c in children]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gunicorn has {len(children)} of {expected} workers")
+        time.sleep(0.1)
