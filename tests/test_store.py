@@ -191,7 +191,9 @@ def test_purge_forgets_only_old_finished_operations(store, engine):
     assert store.logs(old["id"]) == []
 
 
-def test_pull_end_to_end_on_this_database(fake_ollama, make_app, serve, database_url):
+def test_pull_end_to_end_on_this_database(fake_ollama, database_url, make_app, serve):
+    # database_url comes before make_app: torn down after the app, so the runner's last
+    # writes never meet a dropped schema.
     from ollama_deck.testing import PullScript
 
     from .helpers import wait_until

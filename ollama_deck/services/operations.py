@@ -464,6 +464,8 @@ class Runner:
             modelcache.remember(self.store.engine, host, client.tags())
         except DeckError as exc:
             log.warning("could not refresh the model list: %s", exc.message)
+        except Exception as exc:  # noqa: BLE001 - a cache: it must not crash the runner thread
+            log.warning("could not store the model list: %s", first_line(exc))
 
     def _pull(self, row: dict[str, Any], job: Job, owned: list[Any]) -> PullProgress:
         """Stream Ollama's pull into the operation; the tracker once Ollama said success."""
