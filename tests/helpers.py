@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -30,6 +31,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def gunicorn_command(app: str, port: int) -> list[str]:
+    """gunicorn with one gevent worker on 127.0.0.1:``port``, serving ``app`` (module:name)."""
+    bind = f"127.0.0.1:{port}"
+    return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", bind, app]
 
 
 def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: float = 30.0) -> None:

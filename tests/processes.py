@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from .helpers import free_port
 from .helpers import wait_until
 
 # Quick machinery so faults show within a test's patience (see tests/conftest.py).
@@ -28,12 +28,6 @@ FAST_SETTINGS = {
     "OLLAMA_DECK_REQUEST_TIMEOUT": "5",
     "OLLAMA_DECK_STALL_NOTICE_SECONDS": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _stop_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

@@ -21,6 +21,7 @@ from ollama_deck.testing import PullScript
 
 from .conftest import test_settings
 from .helpers import free_port
+from .helpers import gunicorn_command
 from .helpers import stop_process
 from .helpers import wait_for_http
 from .helpers import wait_until
@@ -275,18 +276,7 @@ def test_host_app_with_flask_migrate_under_gunicorn(fake_ollama, tmp_path):
 
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-k",
-            "gevent",
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{port}",
-            "tests.hostapp:create_host_app()",
-        ],
+        gunicorn_command("tests.hostapp:create_host_app()", port),
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

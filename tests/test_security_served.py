@@ -16,6 +16,7 @@ import requests
 
 from ollama_deck.testing import FakeOllama
 
+from .helpers import free_port
 from .helpers import wait_until
 from .test_security import exchange
 
@@ -37,12 +38,6 @@ class Served:
 
     def post(self, path: str, **kwargs) -> requests.Response:
         return requests.post(self.url + path, timeout=10, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,8 @@ import requests
 from ollama_deck.testing import PullScript
 
 from .conftest import test_settings
+from .helpers import free_port
+from .helpers import gunicorn_command
 from .helpers import wait_until
 from .sse import SSEClient
 
@@ -35,12 +35,6 @@ class Remote:
         return self.session.post(self.url + path, timeout=10, **kwargs)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(params=["werkzeug", pytest.param("gunicorn", marks=pytest.mark.gunicorn)])
 def server(request, fake_ollama, make_app, serve, sqlite_url, tmp_path):
     """The app served by werkzeug in this process, or by `gunicorn -k gevent -w 1`."""
@@ -56,18 +50,7 @@ def server(request, fake_ollama, make_app, serve, sqlite_url, tmp_path):
     port = free_port()
     log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-k",
-            "gevent",
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{port}",
-            "wsgi:app",
-        ],
+        gunicorn_command("wsgi:app", port),
         cwd=ROOT,
         env=env,
         stdout=log,
