@@ -154,11 +154,14 @@ def tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
         cur = dbapi_conn.cursor()
-        # WAL lets readers go on while a pull writes; NORMAL sync is safe with WAL
-        # and makes a commit ~10x cheaper than FULL.
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        # The busy timeout first: connections opening while others write must wait, not fail.
         cur.execute("PRAGMA busy_timeout=30000")
+        # WAL lets readers go on while a pull writes. It is a property of the file, set once;
+        # asking again on every connection can meet "database is locked" mid-write.
+        if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            cur.execute("PRAGMA journal_mode=WAL")
+        # NORMAL sync is safe with WAL and makes a commit ~10x cheaper than FULL.
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
 
