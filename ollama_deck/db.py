@@ -28,8 +28,11 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
-ACTIVE_STATUSES = ("queued", "running")
-FINAL_STATUSES = ("succeeded", "failed", "cancelled", "interrupted")
+from .lifecycle import ACTIVE
+from .lifecycle import FINAL
+
+ACTIVE_STATUSES = ACTIVE  # names kept for the modules that import them from here
+FINAL_STATUSES = FINAL
 SEQ_COUNTER = "seq"
 # The deck's own Alembic history lives here, apart from any host's ``alembic_version``.
 VERSION_TABLE = "ollama_deck_alembic_version"
