@@ -448,7 +448,7 @@ def bind_refusal(host: str, token: str | None, insecure: bool) -> str | None:
 def add_headers(response: Response) -> Response:
     """Security headers: a strict CSP on the page and its files; API answers never cached."""
     if request.environ.get(CLOSE_CONNECTION):
-        response.__class__ = _closing(type(response))
+        response.__class__ = _closing(type(response))  # type: ignore[arg-type]
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
