@@ -26,14 +26,15 @@ from .dbhealth import harden_engine
 from .schema import ensure_current
 from .services.bus import make_bus
 from .services.events import EventHub
+from .services.feed import ChangeFeed
 from .services.hosts import host_entries
 from .services.hosts import Hosts
 from .services.knowledge import GpuCache
 from .services.models import ModelService
 from .services.ollama import OllamaClient
-from .services.operations import Runner
-from .services.operations import RunnerSettings
 from .services.polling import PollAnswers
+from .services.runner import Runner
+from .services.runner import RunnerSettings
 from .services.settings import SettingStore
 from .services.store import OperationStore
 
@@ -50,6 +51,7 @@ class DeckState:
     engine: Engine
     hub: EventHub
     store: OperationStore
+    feed: ChangeFeed  # committed changes read back by sequence number (SSE replay)
     client: OllamaClient
     runner: Runner
     models: ModelService
@@ -72,9 +74,13 @@ class DeckState:
             harden_engine(engine)
         ensure_current(engine, auto_upgrade=bool(config["OLLAMA_DECK_AUTO_UPGRADE"]))
         hub = EventHub(heartbeat_seconds=float(config["OLLAMA_DECK_SSE_HEARTBEAT_SECONDS"]))
-        bus = make_bus(config, hub, engine.url.render_as_string(hide_password=True))
-        store = OperationStore(engine, bus, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
-        bus.attach(store)
+        configured = ollama_hosts(config)  # name -> URL
+        names = {url: name for name, url in configured.items()}  # what operations show
+        feed = ChangeFeed(engine, names)
+        bus = make_bus(config, hub, feed, engine.url.render_as_string(hide_password=True))
+        store = OperationStore(
+            engine, bus, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]), host_names=names
+        )
 
         def make_client(url: str) -> OllamaClient:
             return OllamaClient(
@@ -88,12 +94,11 @@ class DeckState:
         settings_store = SettingStore(engine)
         hosts = Hosts(
             host_entries(
-                ollama_hosts(config),
+                configured,
                 make_client,
                 lambda client, url: ModelService(client, engine, store, settings_store, url),
             )
         )
-        store.host_names = hosts.names
         default = hosts.default
         runner = Runner(
             store,
@@ -107,6 +112,7 @@ class DeckState:
             engine,
             hub,
             store,
+            feed,
             default.client,
             runner,
             default.models,

@@ -120,7 +120,7 @@ def stream_operation(op_id: str):
 def follow_for(op_id: str | None) -> Iterator[bytes]:
     state = deck()
     return follow(
-        state.store,
+        state.feed,
         state.hub,
         op_id=op_id,
         last_event_id=_last_event_id(),
