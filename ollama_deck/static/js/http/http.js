@@ -1,8 +1,16 @@
-// fetch + JSON for the deck's API, and the access-token prompt.
+// fetch + JSON for the deck's API, the chosen host on every call, and the session: with
+// OLLAMA_DECK_TOKEN set, the page asks for the token once (views/token.js shows the dialog)
+// and trades it for an HttpOnly session cookie, which fetch and EventSource then send.
 
-import { API } from "./config.js";
-import { withHost } from "./hosts.js";
-import { $, setText, show } from "./util.js";
+import { API } from "../core/config.js";
+import { emit } from "../core/events.js";
+import { state } from "../core/state.js";
+
+/** ``url`` with the chosen host, when one is chosen. */
+export function withHost(url) {
+  if (!state.host) return url;
+  return url + (url.includes("?") ? "&" : "?") + "host=" + encodeURIComponent(state.host);
+}
 
 /** fetch + JSON; throws an Error carrying the API's error message and the status. */
 export async function api(url, options) {
@@ -34,8 +42,6 @@ export async function api(url, options) {
   return data;
 }
 
-// With OLLAMA_DECK_TOKEN set, the page asks for the token once and trades it for an
-// HttpOnly session cookie, which fetch and EventSource then send on their own.
 let tokenWaiters = null;
 
 /** Resolves once the server accepts this page: at once, or after the token was given. */
@@ -49,48 +55,26 @@ export async function ensureSession() {
   if (response.status === 401) await askForToken();
 }
 
+/** Resolves once a token was accepted; the first caller asks for it (a token-needed event). */
 export function askForToken() {
   if (!tokenWaiters) {
     tokenWaiters = [];
-    const dialog = $("#token-dialog");
-    show($("#token-error"), false);
-    if (!dialog.open) dialog.showModal();
-    $("#token-input").focus();
+    emit("token-needed");
   }
   return new Promise((resolve) => tokenWaiters.push(resolve));
 }
 
-export function initToken() {
-  $("#token-dialog").addEventListener("cancel", (event) => event.preventDefault());
-  $("#token-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const input = $("#token-input");
-    const error = $("#token-error");
-    $("#token-submit").disabled = true;
-    try {
-      const response = await fetch(API.session, {
-        method: "POST",
-        headers: { Accept: "application/json", Authorization: "Bearer " + input.value.trim() },
-      });
-      if (!response.ok) {
-        const wrong = response.status === 401;
-        setText(error, wrong ? "That token is not right." : response.status + " " + response.statusText);
-        show(error, true);
-        input.select();
-        return;
-      }
-      input.value = "";
-      $("#token-dialog").close();
-      const waiters = tokenWaiters || [];
-      tokenWaiters = null;
-      for (const resolve of waiters) resolve();
-      // Asked again mid-session (the token changed): start afresh with the new session.
-      if (document.body.dataset.ready) location.reload();
-    } catch (err) {
-      setText(error, err.message);
-      show(error, true);
-    } finally {
-      $("#token-submit").disabled = false;
-    }
+/** Trade ``token`` for a session cookie; the Response. */
+export function sendToken(token) {
+  return fetch(API.session, {
+    method: "POST",
+    headers: { Accept: "application/json", Authorization: "Bearer " + token },
   });
+}
+
+/** The token was accepted: whoever waited in askForToken goes on. */
+export function tokenAccepted() {
+  const waiters = tokenWaiters || [];
+  tokenWaiters = null;
+  for (const resolve of waiters) resolve();
 }

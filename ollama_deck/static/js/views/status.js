@@ -1,38 +1,34 @@
-// Is Ollama reachable: the header badge and the banner.
+// The header: is Ollama reachable (badge, version), which host, live or polling; and the
+// banner when Ollama does not answer or the model list is the last one seen.
 
-import { API } from "./config.js";
-import { api } from "./http.js";
-import { markLoaded, refreshModels } from "./models.js";
-import { state } from "./state.js";
-import { $, setText, show } from "./util.js";
+import { on } from "../core/events.js";
+import { state } from "../core/state.js";
+import { $, setText, show } from "../core/util.js";
+import { STATUS_EVERY_MS } from "../actions/server.js";
 
-export const STATUS_EVERY_MS = 5000;
-
-export async function refreshStatus() {
-  try {
-    const status = await api(API.status);
-    setReachable(Boolean(status.reachable), status);
-    state.loaded = new Set((status.running || []).map((m) => m.name || m.model));
-    markLoaded();
-  } catch (err) {
-    setReachable(false, { error: err.message });
-  }
-}
-
-function setReachable(reachable, status) {
-  const was = state.reachable;
-  state.reachable = reachable;
-  state.downReason = reachable ? null : (status && status.error) || null;
+function renderStatus(status) {
+  const reachable = state.reachable;
   const box = $("#ollama-status");
   box.dataset.state = reachable ? "up" : "down";
-  if (status && status.host) setText($("#ollama-host"), status.host);
   setText($("#ollama-version"), reachable && status.version ? "v" + status.version : reachable ? "" : "unreachable");
-  box.title = reachable ? "Ollama answers" : (status && status.error) || "Ollama does not answer";
-  updateBanner();
-  if (was === false && reachable) refreshModels();
+  box.title = reachable ? "Ollama answers" : status.error || "Ollama does not answer";
+  renderBanner();
 }
 
-export function updateBanner() {
+function renderHost(host) {
+  const label = $("#ollama-host");
+  setText(label, host.name);
+  if (host.url) label.title = host.url;
+  else label.removeAttribute("title");
+}
+
+function renderLive(mode) {
+  const badge = $("#live-state");
+  badge.dataset.state = mode;
+  setText(badge, mode);
+}
+
+function renderBanner() {
   const down = state.reachable === false || state.stale;
   if (down) {
     const why = state.downReason ? " (" + state.downReason + ")" : "";
@@ -43,4 +39,11 @@ export function updateBanner() {
     );
   }
   show($("#ollama-banner"), down);
+}
+
+export function initStatus() {
+  on("status-changed", renderStatus);
+  on("host-label", renderHost);
+  on("live-mode", renderLive);
+  on("models-changed", renderBanner);
 }
