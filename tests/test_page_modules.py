@@ -149,11 +149,15 @@ def test_every_import_is_a_module_of_the_page(graph):
 
 
 def test_no_import_cycle(graph):
-    assert cycles(graph) == []
+    found = cycles(graph)
+    assert not found, "modules that import each other in a circle: " + "; ".join(
+        " <-> ".join(component) for component in found
+    )
 
 
 def test_imports_go_down_the_layers_and_views_not_to_views(graph):
-    assert layer_violations(graph) == []
+    problems = layer_violations(graph)
+    assert not problems, "\n".join(problems)
 
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
