@@ -16,7 +16,7 @@ let hostLabel = null;
  * where the answer has it, else ``host``), and the URL for a tooltip when the answer gives
  * one. Whatever request answered last, the header shows the same name.
  */
-export function readHost(answer) {
+function readHost(answer) {
   if (!answer) return null;
   const name = answer.host_name || answer.host;
   if (!name) return null;

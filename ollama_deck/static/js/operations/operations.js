@@ -11,8 +11,6 @@ const ops = new Map(); // id -> {op, logs: Map(seq -> line), logFetched, speeds:
 
 export const getEntry = (id) => ops.get(id);
 export const hasOp = (id) => ops.has(id);
-export const opCount = () => ops.size;
-export const entries = () => ops.values();
 
 function entryFor(op) {
   let entry = ops.get(op.id);
