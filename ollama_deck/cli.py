@@ -231,7 +231,7 @@ def run_gunicorn(options: dict[str, Any], config: dict[str, Any]) -> None:
     ``config``: workers are forked from this process, so the dict reaches them as is."""
     from gunicorn.app.base import BaseApplication
 
-    class DeckApplication(BaseApplication):  # type: ignore[misc]
+    class DeckApplication(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)

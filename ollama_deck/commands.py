@@ -55,7 +55,7 @@ def schema_status(app: Flask) -> str:
 
 
 def _app() -> Flask:
-    return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
 @db_cli.command("upgrade")
