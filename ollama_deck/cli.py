@@ -145,7 +145,7 @@ def serve(
     missing = [name for name in SERVE_MODULES if find_spec(name) is None]
     if missing:
         raise Refusal(
-            f"ollama-deck serve needs {', '.join(missing)}, which this Python does not have: "
+            f"ollama-deck serve needs the serve extra (missing here: {', '.join(missing)}): "
             f"{SERVE_EXTRA}"
         )
     from .commands import upgrade_schema

@@ -226,7 +226,7 @@ def call_later(seconds: float, action: Callable[[], None]) -> Callable[[], None]
     """
     try:
         from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
+    except ImportError:  # embedded without the serve extra: no gevent
         monkey = None
     if monkey is not None and monkey.is_module_patched("socket"):
         import gevent
