@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 from flask import Blueprint
-from flask import current_app
 from flask import jsonify
 from flask import request
 from flask import url_for
@@ -127,7 +126,7 @@ def estimate():
     if not name.strip():
         raise BadRequest("say which model: ?model=llama3.2:1b", code="model_required")
     state = deck()
-    warn_bytes = int(float(current_app.config["OLLAMA_DECK_PULL_WARN_GB"]) * 1e9)
+    warn_bytes = int(state.settings.pull_warn_gb * 1e9)
     return jsonify(pull_estimate(name, state.gpus.get(), warn_bytes=warn_bytes))
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import DeckSettings
 from ..dbhealth import DATABASE_ERRORS
 from ..dbhealth import first_line
 from ..errors import Conflict
@@ -53,20 +54,20 @@ class RunnerSettings(JobSettings):
     on_restart: str = "resume"  # or "interrupt"
 
     @classmethod
-    def from_config(cls, host: str, config: dict[str, Any]) -> RunnerSettings:
-        """The runner's settings from the app's ``OLLAMA_DECK_*`` config."""
+    def from_settings(cls, host: str, settings: DeckSettings) -> RunnerSettings:
+        """The runner's part of the deck's settings (checked when the deck started)."""
         return cls(
             host=host,
-            max_concurrent=int(config["OLLAMA_DECK_MAX_CONCURRENT_PULLS"]),
-            heartbeat_seconds=float(config["OLLAMA_DECK_HEARTBEAT_SECONDS"]),
-            stale_seconds=float(config["OLLAMA_DECK_STALE_SECONDS"]),
-            keep_finished_seconds=float(config["OLLAMA_DECK_KEEP_FINISHED_HOURS"]) * 3600,
-            keep_finished_count=int(config["OLLAMA_DECK_KEEP_FINISHED_COUNT"]),
-            max_queued=int(config["OLLAMA_DECK_MAX_QUEUED"]),
-            on_restart=str(config["OLLAMA_DECK_ON_RESTART"]),
-            keep_alive=str(config["OLLAMA_DECK_KEEP_ALIVE"]),
-            stall_notice_seconds=float(config["OLLAMA_DECK_STALL_NOTICE_SECONDS"]),
-            ollama_wait_seconds=float(config["OLLAMA_DECK_OLLAMA_WAIT_SECONDS"]),
+            max_concurrent=settings.max_concurrent_pulls,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            stale_seconds=settings.stale_seconds,
+            keep_finished_seconds=settings.keep_finished_hours * 3600,
+            keep_finished_count=settings.keep_finished_count,
+            max_queued=settings.max_queued,
+            on_restart=settings.on_restart,
+            keep_alive=settings.keep_alive,
+            stall_notice_seconds=settings.stall_notice_seconds,
+            ollama_wait_seconds=settings.ollama_wait_seconds,
         )
 
 
