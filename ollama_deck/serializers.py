@@ -30,9 +30,7 @@ def iso_time(seconds: float | None) -> str | None:
     return stamp.replace("+00:00", "Z")
 
 
-def operation_json(
-    row: Mapping[str, Any], names: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The public JSON form of an operation row (no runner internals).
 
     Rows hold the Ollama host's URL (its identity); ``names`` maps URLs to the names that
@@ -75,7 +73,7 @@ def operation_urls(op_id: str) -> dict[str, str]:
 
 
 def operation_payload(
-    row: Mapping[str, Any], names: Mapping[str, str] | None = None, **extra: Any
+    row: dict[str, Any], names: Mapping[str, str] | None = None, **extra: Any
 ) -> dict[str, Any]:
     """An operation's JSON with the URLs to poll, stream and cancel it: what the API sends."""
     data = operation_json(row, names)
@@ -84,7 +82,7 @@ def operation_payload(
     return data
 
 
-def log_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def log_json(row: dict[str, Any]) -> dict[str, Any]:
     """The public JSON form of one log line."""
     return {
         "operation_id": row["operation_id"],
@@ -94,12 +92,12 @@ def log_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def operation_event(row: Mapping[str, Any], names: Mapping[str, str] | None = None) -> DeckEvent:
+def operation_event(row: dict[str, Any], names: Mapping[str, str] | None = None) -> DeckEvent:
     """The SSE event of an operation's state: ``done`` once final, else ``progress``."""
     kind = "done" if row["status"] in FINAL else "progress"
     return make_event(row["seq"], row["id"], kind, operation_json(row, names))
 
 
-def log_event(row: Mapping[str, Any]) -> DeckEvent:
+def log_event(row: dict[str, Any]) -> DeckEvent:
     """The SSE event of one log line."""
     return make_event(row["seq"], row["operation_id"], "log", log_json(row))
