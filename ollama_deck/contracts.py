@@ -19,10 +19,12 @@ from pydantic import ValidationError
 
 from .errors import BadRequest
 from .http import json_body
+from .schemas import QueryModel
 from .schemas import RequestModel
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=RequestModel)
+Q = TypeVar("Q", bound=QueryModel)
 
 JSON = "application/json"
 SSE = "text/event-stream"
@@ -98,7 +100,15 @@ def parse_body(model: type[M], *, optional: bool = False) -> M:
         raise body_error(model, exc) from None
 
 
-def body_error(model: type[RequestModel], exc: ValidationError) -> BadRequest:
+def parse_query(model: type[Q]) -> Q:
+    """The request's query parameters as ``model``; a 400 with the field's message."""
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise body_error(model, exc) from None
+
+
+def body_error(model: type[RequestModel] | type[QueryModel], exc: ValidationError) -> BadRequest:
     """Our error for pydantic's first complaint: the field's code, ``invalid_model_name``
     for a name Ollama would refuse, ``unknown_field`` for a key the body does not take."""
     error = exc.errors(include_url=False)[0]

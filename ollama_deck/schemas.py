@@ -16,12 +16,14 @@ from typing import Literal
 from pydantic import AfterValidator
 from pydantic import AliasChoices
 from pydantic import BaseModel
+from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import model_validator
 from pydantic import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from .http import whole_number
 from .lifecycle import Kind
 from .lifecycle import Phase
 from .lifecycle import Status
@@ -167,47 +169,97 @@ class ChatRequest(RequestModel):
 # ------------------------------------------------------------------ query parameters
 
 
-class HostQuery(BaseModel):
+class QueryModel(BaseModel):
+    """Query parameters: strings in, an empty value is no value, unknown names ignored."""
+
+    field_errors: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
+
+
+class HostQuery(QueryModel):
+    # Read by the views' host_of(), which answers unknown_host for a name not configured.
     host: HostName | None = Field(
         None, description="the name of a configured Ollama host; default: the first"
     )
 
 
-class EstimateQuery(BaseModel):
+class EstimateQuery(QueryModel):
+    field_errors = {"model": ("model_required", "say which model: ?model=llama3.2:1b")}
+
     model: ModelName
 
 
-Category = Annotated[str, WithJsonSchema({"type": "string", "enum": ["", *CATEGORIES]})]
+def _category(value: str) -> str:
+    if value not in CATEGORIES:
+        raise PydanticCustomError("category", "unknown category")
+    return value
+
+
+Category = Annotated[
+    str,
+    AfterValidator(_category),
+    WithJsonSchema({"type": "string", "enum": ["", *CATEGORIES]}),
+]
+MAX_QUERY_CHARS = 200
 
 
 class CatalogQuery(HostQuery):
+    field_errors = {
+        "category": ("bad_request", f"unknown category; use one of {', '.join(CATEGORIES)}"),
+        "q": ("bad_request", f"q must be at most {MAX_QUERY_CHARS} characters"),
+    }
+
     category: Category | None = Field(None, description="empty: every category")
-    q: Annotated[str, Field(max_length=200)] | None = None
+    q: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None
 
 
+def _whole_number(value: Any) -> Any:
+    # The same digits-only reading as every other number of the API (no sign, no "_").
+    number = whole_number(value) if isinstance(value, str) else None
+    if number is None:
+        raise PydanticCustomError("whole_number", "must be a whole number")
+    return number
+
+
+# Constraints come before the validator, or pydantic leaves them out of the JSON Schema.
+Limit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole_number)]
 _STATUS = "(" + "|".join(Status) + ")"
+StatusList = Annotated[str, Field(pattern=f"^({_STATUS}(,{_STATUS})*)?$")]
 
 
-class OperationsQuery(BaseModel):
-    status: Annotated[str, Field(pattern=f"^({_STATUS}(,{_STATUS})*)?$")] | None = Field(
-        None, description="comma-separated, of " + ",".join(Status)
-    )
-    limit: Annotated[int, Field(ge=1, le=1000)] | None = None
+class OperationsQuery(QueryModel):
+    field_errors = {
+        "status": ("bad_request", "unknown status; use one of " + ", ".join(Status)),
+        "limit": ("bad_request", "limit must be a whole number between 1 and 1000"),
+    }
+
+    status: StatusList | None = Field(None, description="comma-separated, of " + ",".join(Status))
+    limit: Limit = 100
+
+    def statuses(self) -> list[str]:
+        return [s for s in (self.status or "").split(",") if s]
 
 
-class OperationQuery(BaseModel):
-    # Its maximum is the app's OLLAMA_DECK_LOG_LINES: openapi.py sets it per app.
+class OperationQuery(QueryModel):
+    # Its maximum is the app's OLLAMA_DECK_LOG_LINES: openapi.py writes it in per app and
+    # the view checks it.
     log: Annotated[int, Field(ge=0)] | None = Field(None, description="how many log lines")
 
 
 EventId = Annotated[str, Field(pattern="^[0-9]{1,18}$")]
 
 
-class StreamQuery(BaseModel):
+class StreamQuery(QueryModel):
     last_event_id: EventId | None = Field(None, description="resume after this event id")
 
 
-class StreamHeaders(BaseModel):
+class StreamHeaders(QueryModel):
     last_event_id: EventId | None = Field(
         None,
         alias="Last-Event-ID",

@@ -197,3 +197,21 @@ def test_every_chat_error_event_has_code_and_message(client, code):
     (event,) = error_events(open_chat(client, "m:1", [{"role": "user", "content": "hi"}]))
     assert set(event) == {"code", "message"} and event["code"] == code
     ChatError.model_validate(event)
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "text"),
+    [
+        ("/progress?status=running,nope", "bad_request", "unknown status"),
+        ("/progress?limit=1_000", "bad_request", "whole number"),
+        ("/progress?limit=1001", "bad_request", "between 1 and 1000"),
+        ("/api/catalog?category=games", "bad_request", "unknown category"),
+        ("/api/estimate?model=", "model_required", "?model="),
+    ],
+)
+def test_query_parameters_are_read_through_the_same_models(client, url, code, text):
+    response = client.get(url)
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == code
+    assert text in response.json["error"]["message"]
+    assert client.get("/progress?status=running,queued&limit=5").status_code == 200

@@ -13,7 +13,7 @@ from flask import request
 from .. import schemas as S
 from ..contracts import contract
 from ..contracts import parse_body
-from ..errors import BadRequest
+from ..contracts import parse_query
 from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
@@ -43,7 +43,6 @@ register_json_errors(bp)
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-MAX_QUERY_CHARS = 200
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 
 
@@ -111,12 +110,10 @@ def update_models():
 @contract(query=S.EstimateQuery, responses={200: S.Estimate}, errors=(400,))
 def estimate():
     """Download size, VRAM estimate and fit of a model before pulling it: ``?model=name``."""
-    name = request.args.get("model") or ""
-    if not name.strip():
-        raise BadRequest("say which model: ?model=llama3.2:1b", code="model_required")
+    query = parse_query(S.EstimateQuery)
     state = deck()
     warn_bytes = int(float(current_app.config["OLLAMA_DECK_PULL_WARN_GB"]) * 1e9)
-    return jsonify(pull_estimate(name, state.gpus.get(), warn_bytes=warn_bytes))
+    return jsonify(pull_estimate(query.model, state.gpus.get(), warn_bytes=warn_bytes))
 
 
 @bp.delete("/models/<path:name>")
@@ -156,16 +153,11 @@ def unload_model(name: str):
 @contract(query=S.CatalogQuery, responses={200: S.Catalog}, errors=(400,))
 def catalog():
     """The curated catalog: ``?category=code&q=coder``, with installed flags and VRAM fit."""
-    category = request.args.get("category") or None
-    if category is not None and category not in CATEGORIES:
-        raise BadRequest(f"unknown category {category[:40]!r}; use one of {', '.join(CATEGORIES)}")
-    query = request.args.get("q") or None
-    if query is not None and len(query) > MAX_QUERY_CHARS:
-        raise BadRequest(f"q must be at most {MAX_QUERY_CHARS} characters")
+    query = parse_query(S.CatalogQuery)
     state = deck()
     listing = catalog_listing(
-        category=category,
-        query=query,
+        category=query.category,
+        query=query.q,
         installed=_installed_keys(host_of().models.installed()["models"]),
         gpus=state.gpus.get(),
     )

@@ -13,6 +13,7 @@ from flask import request
 
 from .. import schemas as S
 from ..contracts import contract
+from ..contracts import parse_query
 from ..errors import BadRequest
 from ..errors import Conflict
 from ..errors import NotFound
@@ -22,7 +23,6 @@ from ..http import sse_response
 from ..http import unknown_route
 from ..http import whole_number
 from ..lifecycle import FINAL
-from ..lifecycle import Status
 from ..security import protect
 from ..serializers import log_json
 from ..services.streams import follow
@@ -36,7 +36,6 @@ register_json_errors(bp)
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
-STATUSES = tuple(Status)
 CANCEL_WAIT_SECONDS = 5.0
 
 
@@ -59,12 +58,8 @@ def _operation(op_id: str) -> dict:
 @contract(query=S.OperationsQuery, responses={200: S.Operations}, errors=(400,))
 def list_operations():
     """Operations, newest first; ``?status=running,queued`` filters, ``?limit=`` bounds."""
-    statuses = [s for s in request.args.get("status", "").split(",") if s]
-    unknown = [s for s in statuses if s not in STATUSES]
-    if unknown:
-        raise BadRequest(f"unknown status {unknown[0]!r}; use one of {', '.join(STATUSES)}")
-    limit = int_arg("limit", 100, low=1, high=1000)
-    rows = deck().store.list(statuses=statuses or None, limit=limit)
+    query = parse_query(S.OperationsQuery)
+    rows = deck().store.list(statuses=query.statuses() or None, limit=query.limit)
     return jsonify({"operations": [operation_payload(r) for r in rows]})
 
 
