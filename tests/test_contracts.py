@@ -215,3 +215,30 @@ def test_query_parameters_are_read_through_the_same_models(client, url, code, te
     assert response.json["error"]["code"] == code
     assert text in response.json["error"]["message"]
     assert client.get("/progress?status=running,queued&limit=5").status_code == 200
+
+
+def sse_events(body: bytes) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for block in body.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            found.append((fields["event"], json.loads(fields["data"])))
+    return found
+
+
+def test_answers_and_events_match_their_models(fake_ollama, client):
+    from ollama_deck import schemas
+
+    fake_ollama.allow_pull("a:1", PullScript(layers=LAYERS, step=100_000))
+    op = client.post("/api/models/pull", json={"model": "a:1"}).json
+    schemas.Operation.model_validate(op)
+    wait_until(lambda: client.get(op["urls"]["progress"]).json["active"] is False)
+    schemas.Operation.model_validate(client.get(op["urls"]["progress"]).json)
+    schemas.Operations.model_validate(client.get("/progress").json)
+    schemas.Models.model_validate(client.get("/api/models").json)
+    schemas.OllamaStatus.model_validate(client.get("/api/status").json)
+    schemas.Hosts.model_validate(client.get("/api/hosts").json)
+    events = sse_events(client.get(op["urls"]["stream"] + "?last_event_id=0").data)
+    assert {name for name, _ in events} >= {"log", "done"}
+    for name, data in events:
+        schemas.OPERATION_EVENTS[name].model_validate(data)
