@@ -1,19 +1,31 @@
-"""The OpenAPI 3.1 document of the deck's HTTP API, served at ``<prefix>/api/openapi.json``.
-
-Written by hand next to the views it describes; tests/test_openapi.py runs schemathesis
-against a live service to keep the two in step.
+"""The OpenAPI 3.1 document, generated: it walks the app's url map for the deck's views and
+reads what each declared with ``@contract`` (contracts.py), the models of schemas.py and
+the views' docstrings. Nothing here describes an endpoint by hand.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
-from .db import ACTIVE_STATUSES
-from .db import FINAL_STATUSES
-from .services.catalog import CATEGORIES
+from flask import Flask
+from pydantic import BaseModel
+from pydantic import TypeAdapter
+from pydantic.json_schema import models_json_schema
 
-JSON = "application/json"
-SSE = "text/event-stream"
+from .contracts import Contract
+from .contracts import contract_of
+from .contracts import JSON
+from .contracts import SSE
+from .schemas import COMPONENTS
+from .schemas import Error
+from .schemas import HOST_MARKER
+from .schemas import ModelName
+
+# The blueprints whose views the document describes (the page itself is HTML, not API).
+BLUEPRINTS = ("ollama_deck_api", "ollama_deck_progress", "ollama_deck")
 ERROR_TEXT = {
     400: "bad input",
     401: "a token is needed (OLLAMA_DECK_TOKEN is set) or it was wrong",
@@ -30,571 +42,45 @@ ERROR_TEXT = {
     503: "Ollama is unreachable, or the database is (database_unavailable, with Retry-After)",
     504: "Ollama did not answer in time",
 }
-# What any deck route can answer, whatever it does.
-EVERY_ROUTE = (401, 404, 405, 421)  # 404: a path that is no route at all
-WRITES = (403, 413, 408, 400)
+# What the security layer and the router can answer on any deck route, whatever it does.
+EVERY_ROUTE = (401, 404, 405, 421)
+WRITES = (400, 403, 408, 413)  # origin check, body size and time limits
 BODIES = (400, 408, 413, 415)
-OLLAMA = (502, 503, 504)
-
-# Ollama's name grammar (services/names.py): [host/][namespace/]model[:tag].
-_PART = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
-_NAMESPACE = "[A-Za-z0-9_][A-Za-z0-9_-]{0,79}"
-_HOST = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,339}(:[0-9]{1,5})?"
-MODEL_NAME = {
-    "type": "string",
-    # Surrounding whitespace is ignored, as Ollama does.
-    "pattern": f"^\\s*(({_HOST}/)?{_NAMESPACE}/)?{_PART}(:{_PART})?\\s*$",
-    "examples": ["llama3.2:1b", "qwen2.5-coder:7b"],
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "name": ("an Ollama model name, e.g. llama3.2:1b", TypeAdapter(ModelName).json_schema()),
+    "op_id": ("an operation id (a UUID)", {"type": "string"}),
 }
-_STATUS = "(" + "|".join(ACTIVE_STATUSES + FINAL_STATUSES) + ")"
-EVENT_ID = {"type": "string", "pattern": "^[0-9]{1,18}$"}
-
-NULLABLE_INT = {"type": ["integer", "null"]}
-NULLABLE_NUMBER = {"type": ["number", "null"]}
-NULLABLE_STRING = {"type": ["string", "null"]}
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            }
-        },
-    },
-    "Operation": {
-        "type": "object",
-        "required": ["id", "kind", "model", "status", "active", "percent", "seq", "urls"],
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "kind": {"type": "string", "enum": ["pull", "load", "update"]},
-            "model": {"type": "string"},
-            "host": {"type": "string", "description": "the Ollama host's configured name"},
-            "host_url": {"type": "string"},
-            "status": {"type": "string", "enum": list(ACTIVE_STATUSES + FINAL_STATUSES)},
-            "active": {"type": "boolean"},
-            "phase": NULLABLE_STRING,
-            "percent": {"type": "number", "minimum": 0, "maximum": 100},
-            "completed_bytes": NULLABLE_INT,
-            "total_bytes": NULLABLE_INT,
-            "speed": NULLABLE_NUMBER,
-            "eta_seconds": NULLABLE_NUMBER,
-            "message": NULLABLE_STRING,
-            "error": NULLABLE_STRING,
-            "cancel_requested": {"type": "boolean"},
-            "result": {
-                "description": "an update's outcome: updated (old and new digest) or current",
-                "oneOf": [
-                    {"type": "null"},
-                    {
-                        "type": "object",
-                        "properties": {
-                            "status": {"type": "string", "enum": ["updated", "current"]},
-                            "old": NULLABLE_STRING,
-                            "new": NULLABLE_STRING,
-                        },
-                    },
-                ],
-            },
-            "attempts": {"type": "integer"},
-            "seq": {"type": "integer"},
-            "created_at": NULLABLE_STRING,
-            "updated_at": NULLABLE_STRING,
-            "started_at": NULLABLE_STRING,
-            "finished_at": NULLABLE_STRING,
-            "created": {"type": "boolean", "description": "false when an active one was joined"},
-            "urls": {
-                "type": "object",
-                "required": ["progress", "stream", "cancel"],
-                "properties": {
-                    "progress": {"type": "string"},
-                    "stream": {"type": "string"},
-                    "cancel": {"type": "string"},
-                },
-            },
-            "log": {"type": "array", "items": {"$ref": "#/components/schemas/LogLine"}},
-        },
-    },
-    "LogLine": {
-        "type": "object",
-        "required": ["operation_id", "seq", "text"],
-        "properties": {
-            "operation_id": {"type": "string"},
-            "seq": {"type": "integer"},
-            "time": NULLABLE_STRING,
-            "text": {"type": "string"},
-        },
-    },
-    "Models": {
-        "type": "object",
-        "required": ["models", "count", "total_size", "pulls", "stale"],
-        "properties": {
-            "models": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {"name": {"type": "string"}, "size": NULLABLE_INT},
-                },
-            },
-            "count": {"type": "integer"},
-            "total_size": {"type": "integer"},
-            "pulls": {"type": "array", "items": {"$ref": "#/components/schemas/Operation"}},
-            "stale": {"type": "boolean"},
-            "error": NULLABLE_STRING,
-            "cached_at": NULLABLE_STRING,
-            "host": {"type": "string"},
-        },
-    },
-    "ModelDetails": {
-        "type": "object",
-        "required": ["name", "vram"],
-        "properties": {
-            "name": {"type": "string"},
-            "family": NULLABLE_STRING,
-            "parameter_size": NULLABLE_STRING,
-            "quantization": NULLABLE_STRING,
-            "context_length": NULLABLE_INT,
-            "capabilities": {"type": "array", "items": {"type": "string"}},
-            "license": {"type": "string"},
-            "vram": {"type": "object"},
-            "fits": {"type": ["boolean", "null"]},
-        },
-    },
-    "Catalog": {
-        "type": "object",
-        "required": ["families", "categories"],
-        "properties": {
-            "families": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "category", "tags"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "category": {"type": "string"},
-                        "tags": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["name", "model", "installed"],
-                                "properties": {
-                                    "name": {"type": "string"},
-                                    "model": {"type": "string"},
-                                    "installed": {"type": "boolean"},
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-            "categories": {"type": "array", "items": {"type": "string"}},
-            "gpu": {"type": "object"},
-        },
-    },
-    "Status": {
-        "type": "object",
-        "required": ["host", "reachable"],
-        "properties": {
-            "host": {"type": "string"},
-            "reachable": {"type": "boolean"},
-            "version": NULLABLE_STRING,
-            "running": {"type": "array"},
-            "error": NULLABLE_STRING,
-            "gpu": {"type": "object"},
-            "watchers": {"type": "integer"},
-        },
-    },
-    "Hosts": {
-        "type": "object",
-        "required": ["hosts"],
-        "properties": {
-            "hosts": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "url", "reachable", "models", "disk_used"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "url": {"type": "string"},
-                        "reachable": {"type": "boolean"},
-                        "version": NULLABLE_STRING,
-                        "models": {"type": "integer"},
-                        "disk_used": {"type": "integer"},
-                        "stale": {"type": "boolean"},
-                        "running": {"type": "array"},
-                        "error": NULLABLE_STRING,
-                    },
-                },
-            }
-        },
-    },
-    "ActiveModel": {
-        "type": "object",
-        "required": ["model"],
-        "properties": {"model": NULLABLE_STRING},
-    },
-    "Session": {
-        "type": "object",
-        "required": ["token_required"],
-        "properties": {"token_required": {"type": "boolean"}},
-    },
-}
-
-NAME = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "description": "an Ollama model name, e.g. llama3.2:1b",
-    "schema": MODEL_NAME,
-}
-OP_ID = {
-    "name": "op_id",
-    "in": "path",
-    "required": True,
-    "description": "an operation id (a UUID)",
-    "schema": {"type": "string"},
-}
-LAST_EVENT_ID = [
-    {
-        "name": "Last-Event-ID",
-        "in": "header",
-        "required": False,
-        "description": "resume after this event id (EventSource sends it on reconnect)",
-        "schema": EVENT_ID,
-    },
-    {"name": "last_event_id", "in": "query", "required": False, "schema": EVENT_ID},
-]
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _answers(ok: dict[int, tuple[str, str, dict[str, Any]]], *errors: int) -> dict[str, Any]:
-    responses: dict[str, Any] = {}
-    for status, (text, media, schema) in ok.items():
-        responses[str(status)] = {"description": text, "content": {media: {"schema": schema}}}
-    for status in sorted(set(errors) | set(EVERY_ROUTE)):
-        responses[str(status)] = {
-            "description": ERROR_TEXT[status],
-            "content": {JSON: {"schema": _ref("Error")}},
-        }
-    return responses
-
-
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {JSON: {"schema": schema}}}
-
-
-def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": responses, **extra}
-
-
-def _json(schema: str | dict[str, Any], text: str = "OK") -> tuple[str, str, dict[str, Any]]:
-    return text, JSON, _ref(schema) if isinstance(schema, str) else schema
-
-
-def _events(text: str) -> tuple[str, str, dict[str, Any]]:
-    return text, SSE, {"type": "string"}
+_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def openapi_document(
-    url_prefix: str = "", log_lines: int = 300, hosts: list[str] | None = None
+    app: Flask, *, url_prefix: str = "", log_lines: int = 300, hosts: list[str] | None = None
 ) -> dict[str, Any]:
-    """The document; paths are relative to the deck's mount point, its one server URL.
-    ``hosts``: the configured Ollama host names, the only values ``host`` takes."""
-    host_schema = {"type": "string", "enum": list(hosts or ["default"])}
-    host_param = {
-        "name": "host",
-        "in": "query",
-        "description": "the name of a configured Ollama host (OLLAMA_HOSTS); default: the first",
-        "schema": host_schema,
+    """The document of ``app``'s deck; paths are relative to its mount point, the one
+    server URL. ``hosts`` are the configured names, the only values ``host`` takes;
+    ``log_lines`` bounds ``?log=``."""
+    paths: dict[str, dict[str, Any]] = {}
+    models: set[type[BaseModel]] = {Error}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint.split(".")[0] not in BLUEPRINTS:
+            continue
+        declared = contract_of(app.view_functions[rule.endpoint])
+        if declared is None:
+            continue  # the page, its static files, the catch-all 404
+        path = _ARGUMENT.sub(r"{\1}", rule.rule.removeprefix(url_prefix)) or "/"
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            view = app.view_functions[rule.endpoint]
+            operation = _operation(view.__doc__, declared, method, rule.arguments, log_lines)
+            paths.setdefault(path, {})[method.lower()] = operation
+            models.update(_models_of(declared))
+    schemas = dict(_components(tuple(sorted(models, key=lambda m: m.__name__))))
+    schemas["HostName"] = {
+        "type": "string",
+        "description": "the name of a configured Ollama host (OLLAMA_HOSTS)",
+        "enum": list(hosts or ["default"]),
     }
-    model_body = {
-        "type": "object",
-        "required": ["model"],
-        "properties": {"model": MODEL_NAME, "host": host_schema},
-        "additionalProperties": False,
-    }
-    message = {
-        "type": "object",
-        "required": ["role", "content"],
-        "properties": {
-            "role": {"type": "string", "enum": ["system", "user", "assistant"]},
-            "content": {"type": "string"},
-        },
-        "additionalProperties": False,
-    }
-    chat_body = {
-        "type": "object",
-        "required": ["model"],
-        "properties": {
-            "model": MODEL_NAME,
-            "host": host_schema,
-            "prompt": {"type": "string", "pattern": "\\S"},
-            "messages": {"type": "array", "minItems": 1, "items": message},
-        },
-        "additionalProperties": False,
-        # "messages" wins when both are given; "prompt" alone is one user message.
-        "anyOf": [{"required": ["messages"]}, {"required": ["prompt"]}],
-    }
-    statuses = ",".join(ACTIVE_STATUSES + FINAL_STATUSES)
-    paths: dict[str, Any] = {
-        "/api/hosts": {
-            "get": _op(
-                "Every configured Ollama host: reachable, version, models, disk used, loaded",
-                _answers({200: _json("Hosts")}),
-            )
-        },
-        "/api/models": {
-            "get": _op(
-                "Installed models, disk use and active pulls (a cached list if Ollama is down)",
-                _answers({200: _json("Models")}, 400),
-                parameters=[host_param],
-            )
-        },
-        "/api/models/pull": {
-            "post": _op(
-                "Start a pull, or join the one running for that model",
-                _answers({202: _json("Operation", "the operation")}, *WRITES, *BODIES, 409, 429),
-                requestBody=_body(model_body),
-            )
-        },
-        "/api/models/update": {
-            "post": _op(
-                "Pull installed models again (all, or those named); each ends with a result",
-                _answers(
-                    {
-                        202: _json(
-                            {
-                                "type": "object",
-                                "required": ["ids", "operations"],
-                                "properties": {
-                                    "ids": {"type": "array", "items": {"type": "string"}},
-                                    "operations": {"type": "array", "items": _ref("Operation")},
-                                },
-                            },
-                            "the operations",
-                        )
-                    },
-                    *WRITES,
-                    *BODIES,
-                    404,
-                    409,
-                    429,
-                    *OLLAMA,
-                ),
-                requestBody={
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "models": {"type": "array", "items": MODEL_NAME},
-                                    "host": host_schema,
-                                },
-                                "additionalProperties": False,
-                            }
-                        }
-                    },
-                },
-            )
-        },
-        "/api/estimate": {
-            "get": _op(
-                "What a pull would take: download size, VRAM estimate, fit, whether to warn",
-                _answers({200: _json({"type": "object", "required": ["model", "warn"]})}, 400),
-                parameters=[
-                    {"name": "model", "in": "query", "required": True, "schema": MODEL_NAME}
-                ],
-            )
-        },
-        "/api/models/{name}": {
-            "parameters": [NAME, host_param],
-            "get": _op(
-                "Details of an installed model, with its VRAM estimate",
-                _answers({200: _json("ModelDetails")}, 400, 404, *OLLAMA),
-            ),
-            "delete": _op(
-                "Delete an installed model",
-                _answers(
-                    {200: _json({"type": "object", "properties": {"deleted": {"type": "string"}}})},
-                    *WRITES,
-                    404,
-                    409,
-                    *OLLAMA,
-                ),
-            ),
-        },
-        "/api/models/{name}/load": {
-            "parameters": [NAME, host_param],
-            "post": _op(
-                "Warm a model into memory as an operation (pulling it first if missing)",
-                _answers({202: _json("Operation", "the operation")}, *WRITES, 409, 429),
-            ),
-        },
-        "/api/models/{name}/unload": {
-            "parameters": [NAME, host_param],
-            "post": _op(
-                "Free a model from memory",
-                _answers(
-                    {
-                        200: _json(
-                            {"type": "object", "properties": {"unloaded": {"type": "string"}}}
-                        )
-                    },
-                    *WRITES,
-                    404,
-                    *OLLAMA,
-                ),
-            ),
-        },
-        "/api/catalog": {
-            "get": _op(
-                "The curated catalog with installed flags and VRAM per tag",
-                _answers({200: _json("Catalog")}, 400),
-                parameters=[
-                    {
-                        "name": "category",
-                        "in": "query",
-                        "description": "empty: every category",
-                        "schema": {"type": "string", "enum": ["", *CATEGORIES]},
-                    },
-                    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200}},
-                    host_param,
-                ],
-            )
-        },
-        "/api/status": {
-            "get": _op(
-                "Is Ollama reachable, its version, what is loaded",
-                _answers({200: _json("Status")}, 400),
-                parameters=[host_param],
-            )
-        },
-        "/api/active-model": {
-            "get": _op("The active model", _answers({200: _json("ActiveModel")})),
-            "put": _op(
-                "Choose the active model (it must be installed); null clears it",
-                _answers({200: _json("ActiveModel")}, *WRITES, *BODIES, 404, *OLLAMA),
-                requestBody=_body(
-                    {
-                        "type": "object",
-                        "required": ["model"],
-                        "properties": {"model": {"anyOf": [MODEL_NAME, {"type": "null"}]}},
-                        "additionalProperties": False,
-                    }
-                ),
-            ),
-        },
-        "/api/chat": {
-            "post": _op(
-                "A test prompt; the reply streams as SSE: token events, then done or error",
-                _answers(
-                    {200: _events("the reply as Server-Sent Events")},
-                    *WRITES,
-                    *BODIES,
-                    404,
-                    *OLLAMA,
-                ),
-                requestBody=_body(chat_body),
-            )
-        },
-        "/api/session": {
-            "get": _op("Whether a token is required", _answers({200: _json("Session")})),
-            "post": _op(
-                "Trade the bearer token for an HttpOnly, SameSite=Strict session cookie",
-                _answers({200: _json("Session")}, *WRITES),
-            ),
-            "delete": _op("Forget the session cookie", _answers({200: _json("Session")}, *WRITES)),
-        },
-        "/api/openapi.json": {
-            "get": _op("This document", _answers({200: _json({"type": "object"})}))
-        },
-        "/progress": {
-            "get": _op(
-                "Operations, newest first",
-                _answers(
-                    {
-                        200: _json(
-                            {
-                                "type": "object",
-                                "required": ["operations"],
-                                "properties": {
-                                    "operations": {"type": "array", "items": _ref("Operation")}
-                                },
-                            }
-                        )
-                    },
-                    400,
-                ),
-                parameters=[
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "description": f"comma-separated, of {statuses}",
-                        "schema": {"type": "string", "pattern": f"^({_STATUS}(,{_STATUS})*)?$"},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    },
-                ],
-            )
-        },
-        "/progress/stream": {
-            "get": _op(
-                "Server-Sent Events of every operation: progress, log and done events",
-                _answers({200: _events("an endless event stream")}, 400),
-                parameters=LAST_EVENT_ID,
-            )
-        },
-        "/progress/{op_id}": {
-            "parameters": [OP_ID],
-            "get": _op(
-                "One operation with its last log lines",
-                _answers({200: _json("Operation")}, 400, 404),
-                parameters=[
-                    {
-                        "name": "log",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": log_lines},
-                    }
-                ],
-            ),
-            "delete": _op(
-                "Forget a finished operation",
-                _answers(
-                    {200: _json({"type": "object", "properties": {"deleted": {"type": "string"}}})},
-                    *WRITES,
-                    404,
-                    409,
-                ),
-            ),
-        },
-        "/progress/{op_id}/stream": {
-            "parameters": [OP_ID],
-            "get": _op(
-                "Server-Sent Events of one operation; ends after its done event",
-                _answers({200: _events("the operation's events")}, 400, 404),
-                parameters=LAST_EVENT_ID,
-            ),
-        },
-        "/progress/{op_id}/cancel": {
-            "parameters": [OP_ID],
-            "post": _op(
-                "Cancel a queued or running operation: 200 once it ended, 202 while it winds down",
-                _answers({200: _json("Operation"), 202: _json("Operation")}, *WRITES, 404),
-            ),
-        },
-    }
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "Ollama Deck",
@@ -603,13 +89,14 @@ def openapi_document(
                 "Manage the models of an Ollama server. Errors are "
                 '{"error": {"code", "message"}}. With OLLAMA_DECK_TOKEN set, send '
                 "'Authorization: Bearer <token>'. Writes from a page on another origin are "
-                "refused; bodies must be application/json."
+                "refused; bodies must be application/json and may hold only the keys "
+                "documented."
             ),
         },
         "servers": [{"url": url_prefix or "/"}],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {
                 "token": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "ollama_deck_session"},
@@ -617,6 +104,130 @@ def openapi_document(
         },
         "security": [{}, {"token": []}, {"session": []}],
     }
+    return _swap_host_markers(document)
+
+
+def _operation(
+    doc: str | None, declared: Contract, method: str, arguments: Iterable[str], log_lines: int
+) -> dict[str, Any]:
+    summary, description = _docstring(doc)
+    operation: dict[str, Any] = {"summary": summary}
+    if description:
+        operation["description"] = description
+    parameters = [
+        {"name": arg, "in": "path", "required": True, "description": text, "schema": schema}
+        for arg in sorted(arguments)
+        for text, schema in [PATH_PARAMETERS.get(arg, (arg, {"type": "string"}))]
+    ]
+    parameters += _parameters(declared.query, "query", log_lines)
+    parameters += _parameters(declared.headers, "header", log_lines)
+    if parameters:
+        operation["parameters"] = parameters
+    errors = set(declared.errors) | set(EVERY_ROUTE)
+    if method in WRITE_METHODS:
+        errors |= set(WRITES)
+    if declared.body is not None:
+        errors |= set(BODIES)
+        operation["requestBody"] = {
+            "required": declared.body_required,
+            "content": {JSON: {"schema": _ref(declared.body)}},
+        }
+    responses: dict[str, Any] = {}
+    for status, model in sorted(declared.responses.items()):
+        text = declared.descriptions.get(status, "OK")
+        if model is None:
+            responses[str(status)] = _events(text, declared.events.get(status, {}))
+        else:
+            responses[str(status)] = {
+                "description": text,
+                "content": {JSON: {"schema": _ref(model)}},
+            }
+    for status in sorted(errors - set(declared.responses)):
+        responses[str(status)] = {
+            "description": ERROR_TEXT[status],
+            "content": {JSON: {"schema": _ref(Error)}},
+        }
+    operation["responses"] = responses
+    return operation
+
+
+def _events(text: str, events: dict[str, type[BaseModel]]) -> dict[str, Any]:
+    """An event stream: the wire is text; each event's ``data:`` line is JSON of a model."""
+    names = ", ".join(f"`{name}` ({model.__name__})" for name, model in events.items())
+    return {
+        "description": f"{text}; events: {names}" if names else text,
+        "content": {
+            SSE: {
+                "schema": {"type": "string"},
+                "x-events": {name: _ref(model) for name, model in events.items()},
+            }
+        },
+    }
+
+
+def _parameters(model: type[BaseModel] | None, where: str, log_lines: int) -> list[dict[str, Any]]:
+    if model is None:
+        return []
+    schema = model.model_json_schema(ref_template=COMPONENTS)
+    required = set(schema.get("required", []))
+    found = []
+    for name, prop in schema["properties"].items():
+        description = prop.pop("description", None)
+        prop = _not_null(prop)
+        for key in ("title", "default"):
+            prop.pop(key, None)
+        if name == "log":  # the app's OLLAMA_DECK_LOG_LINES
+            prop["maximum"] = log_lines
+        parameter = {"name": name, "in": where, "required": name in required, "schema": prop}
+        if description:
+            parameter["description"] = description
+        found.append(parameter)
+    return found
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter is there or not: its ``X | None`` is just X."""
+    options = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+    if len(options) == 1:
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        return {**options[0], **rest}
+    return schema
+
+
+def _models_of(declared: Contract) -> set[type[BaseModel]]:
+    found = {m for m in declared.responses.values() if m is not None}
+    found.update(model for events in declared.events.values() for model in events.values())
+    if declared.body is not None:
+        found.add(declared.body)
+    return found
+
+
+@cache
+def _components(models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
+    """Every model's JSON Schema and the models they use, once per set of models."""
+    _, top = models_json_schema([(m, "validation") for m in models], ref_template=COMPONENTS)
+    return dict(top.get("$defs", {}))
+
+
+def _swap_host_markers(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(HOST_MARKER):
+            return {"$ref": COMPONENTS.format(model="HostName")}
+        return {k: _swap_host_markers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_swap_host_markers(v) for v in value]
+    return value
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": COMPONENTS.format(model=model.__name__)}
+
+
+def _docstring(doc: str | None) -> tuple[str, str]:
+    """Summary (the first paragraph, on one line) and the rest, ``code`` as Markdown."""
+    text = re.sub(r"``([^`]+)``", r"`\1`", (doc or "").strip())
+    first, _, rest = text.partition("\n\n")
+    return " ".join(first.split()), rest.strip()
 
 
 def _version() -> str:

@@ -93,7 +93,7 @@ def test_status(fake_ollama, live):
     status = live.get("/api/status").json()
     assert status["reachable"] is True
     assert status["version"]
-    assert status["host"] == fake_ollama.url
+    assert (status["host"], status["host_url"]) == ("default", fake_ollama.url)
     fake_ollama.stop()
     down = live.get("/api/status").json()
     assert down["reachable"] is False

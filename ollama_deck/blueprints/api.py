@@ -6,12 +6,14 @@ import os
 from typing import Any
 
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 from flask import request
-from flask import url_for
 
-from ..errors import BadRequest
-from ..http import json_body
+from .. import schemas as S
+from ..contracts import contract
+from ..contracts import parse_body
+from ..contracts import parse_query
 from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
@@ -21,6 +23,8 @@ from ..security import clear_session_cookie
 from ..security import protect
 from ..security import session_status
 from ..security import set_session_cookie
+from ..serializers import operation_payload as render_operation
+from ..serializers import operation_urls
 from ..services.catalog import CATEGORIES
 from ..services.chat import open_chat
 from ..services.gpu import gpu_summary
@@ -31,7 +35,6 @@ from ..services.knowledge import model_details
 from ..services.knowledge import pull_estimate
 from ..services.names import InvalidModelName
 from ..services.names import parse_model_name
-from ..services.store import operation_json
 from ..services.updates import queue_updates
 from ..state import activate_deck
 from ..state import deck
@@ -41,102 +44,88 @@ register_json_errors(bp)
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-MAX_QUERY_CHARS = 200
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 
 
 def operation_payload(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """An operation's JSON with the URLs to poll, stream and cancel it."""
-    data = operation_json(row, deck().store.host_names)
-    op_id = row["id"]
-    data["urls"] = {
-        "progress": url_for("ollama_deck_progress.get_operation", op_id=op_id),
-        "stream": url_for("ollama_deck_progress.stream_operation", op_id=op_id),
-        "cancel": url_for("ollama_deck_progress.cancel_operation", op_id=op_id),
-    }
-    data.update(extra)
-    return data
+    return render_operation(row, deck().store.host_names, **extra)
 
 
-def host_of(body: dict[str, Any] | None = None) -> OllamaHost:
+def host_of(body_host: str | None = None) -> OllamaHost:
     """The Ollama host a request names (``?host=``, or ``"host"`` in its JSON body), else
     the default one. Only configured names: a request never brings its own URL."""
     name = request.args.get("host")
-    if name is None and body is not None:
-        name = body.get("host")
-    if name is not None and not isinstance(name, str):
-        raise BadRequest("host must be the name of a configured Ollama host", code="unknown_host")
-    return deck().hosts.get(name)
+    return deck().hosts.get(name if name is not None else body_host)
 
 
 @bp.get("/hosts")
+@contract(responses={200: S.Hosts})
 def list_hosts():
     """Every configured Ollama host: reachable or not, version, models, disk used, loaded."""
     return jsonify({"hosts": [describe_host(host) for host in deck().hosts]})
 
 
 @bp.get("/models")
+@contract(query=S.HostQuery, responses={200: S.Models}, errors=(400,))
 def list_models():
     """Installed models, disk use and active pulls (a cached list if Ollama is down)."""
-    return jsonify(host_of().models.installed())
+    listing = host_of().models.installed()
+    for op in listing["pulls"]:  # the same objects as each model's "operation"
+        op["urls"] = operation_urls(op["id"])
+    return jsonify(listing)
 
 
 @bp.post("/models/pull")
+@contract(body=S.PullRequest, responses={202: S.Operation}, errors=(409, 429))
 def pull_model():
     """Start a pull, or join the one already running for that model: 202 either way."""
-    body = json_body()
-    name = body.get("model", body.get("name"))
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest('say which model to pull: {"model": "llama3.2:1b"}', code="model_required")
-    host = host_of(body)
-    row, created = deck().runner.submit(Kind.PULL, name, host.url)
+    body = parse_body(S.PullRequest)
+    host = host_of(body.host)
+    row, created = deck().runner.submit(Kind.PULL, body.model, host.url)
     return jsonify(operation_payload(row, created=created)), 202
 
 
 @bp.post("/models/update")
+@contract(
+    body=S.UpdateRequest,
+    body_required=False,
+    responses={202: S.UpdateAccepted},
+    errors=(404, 409, 429, 502, 503, 504),
+)
 def update_models():
     """Pull installed models again: ``{"models": [...]}``, or no list for all; 202 + ids.
 
     Each operation ends ``succeeded`` with a ``result``: ``updated`` (old and new digest)
     or ``current``.
     """
-    names, body = None, None
-    if request.get_data(cache=True):
-        body = json_body()
-        names = body.get("models")
-    if names is not None and not (
-        isinstance(names, list) and all(isinstance(n, str) and n.strip() for n in names)
-    ):
-        raise BadRequest(
-            'models must be a list of names: {"models": ["llama3.2:1b"]}, or leave it out '
-            "to update every installed model",
-            code="invalid_models",
-        )
+    body = parse_body(S.UpdateRequest, optional=True)
     state = deck()
-    host = host_of(body)
-    queued = queue_updates(state.runner, host.client, names, host.url)
+    host = host_of(body.host)
+    queued = queue_updates(state.runner, host.client, body.models, host.url)
     operations = [operation_payload(q["row"], created=q["created"]) for q in queued]
     return jsonify({"ids": [op["id"] for op in operations], "operations": operations}), 202
 
 
 @bp.get("/estimate")
+@contract(query=S.EstimateQuery, responses={200: S.Estimate}, errors=(400,))
 def estimate():
     """Download size, VRAM estimate and fit of a model before pulling it: ``?model=name``."""
-    name = request.args.get("model") or ""
-    if not name.strip():
-        raise BadRequest("say which model: ?model=llama3.2:1b", code="model_required")
+    query = parse_query(S.EstimateQuery)
     state = deck()
     warn_bytes = int(state.settings.pull_warn_gb * 1e9)
-    return jsonify(pull_estimate(name, state.gpus.get(), warn_bytes=warn_bytes))
+    return jsonify(pull_estimate(query.model, state.gpus.get(), warn_bytes=warn_bytes))
 
 
 @bp.delete("/models/<path:name>")
+@contract(query=S.HostQuery, responses={200: S.Deleted}, errors=(404, 409, 502, 503, 504))
 def delete_model(name: str):
     """Delete an installed model."""
     return jsonify({"deleted": host_of().models.delete(name)})
 
 
 @bp.get("/models/<path:name>")
+@contract(query=S.HostQuery, responses={200: S.ModelDetails}, errors=(400, 404, 502, 503, 504))
 def show_model(name: str):
     """Details of an installed model, with its VRAM estimate and whether it fits; from the
     cached list (``stale``) when Ollama does not answer."""
@@ -147,6 +136,7 @@ def show_model(name: str):
 
 
 @bp.post("/models/<path:name>/load")
+@contract(query=S.HostQuery, responses={202: S.Operation}, errors=(409, 429))
 def load_model(name: str):
     """Warm a model into memory as an operation (pulling it first if it is missing)."""
     row, created = deck().runner.submit(Kind.LOAD, name, host_of().url)
@@ -154,24 +144,21 @@ def load_model(name: str):
 
 
 @bp.post("/models/<path:name>/unload")
+@contract(query=S.HostQuery, responses={200: S.Unloaded}, errors=(404, 502, 503, 504))
 def unload_model(name: str):
     """Free a model from memory now."""
     return jsonify({"unloaded": host_of().models.unload(name)})
 
 
 @bp.get("/catalog")
+@contract(query=S.CatalogQuery, responses={200: S.Catalog}, errors=(400,))
 def catalog():
     """The curated catalog: ``?category=code&q=coder``, with installed flags and VRAM fit."""
-    category = request.args.get("category") or None
-    if category is not None and category not in CATEGORIES:
-        raise BadRequest(f"unknown category {category[:40]!r}; use one of {', '.join(CATEGORIES)}")
-    query = request.args.get("q") or None
-    if query is not None and len(query) > MAX_QUERY_CHARS:
-        raise BadRequest(f"q must be at most {MAX_QUERY_CHARS} characters")
+    query = parse_query(S.CatalogQuery)
     state = deck()
     listing = catalog_listing(
-        category=category,
-        query=query,
+        category=query.category,
+        query=query.q,
         installed=_installed_keys(host_of().models.installed()["models"]),
         gpus=state.gpus.get(),
     )
@@ -191,65 +178,45 @@ def _installed_keys(models: list[dict[str, Any]]) -> set[str]:
 
 
 @bp.get("/active-model")
+@contract(responses={200: S.ActiveModel})
 def get_active_model():
     """The model chosen as active (null when none is)."""
     return jsonify(deck().models.active_model())
 
 
 @bp.put("/active-model")
+@contract(body=S.ActiveModelRequest, responses={200: S.ActiveModel}, errors=(404, 502, 503, 504))
 def put_active_model():
-    """Choose the active model: ``{"model": "llama3.2:1b"}``; ``{"model": null}`` clears it."""
-    body = json_body()
-    if "model" not in body:
-        raise BadRequest('say which model: {"model": "llama3.2:1b"}', code="model_required")
-    name = body["model"]
-    if name is not None and not isinstance(name, str):
-        raise BadRequest("model must be a name or null", code="model_required")
-    return jsonify(deck().models.set_active_model(name))
+    """Choose the active model (it must be installed): ``{"model": "llama3.2:1b"}``;
+    ``{"model": null}`` clears it."""
+    body = parse_body(S.ActiveModelRequest)
+    return jsonify(deck().models.set_active_model(body.model))
 
 
 @bp.post("/chat")
+@contract(
+    body=S.ChatRequest,
+    responses={200: None},
+    events={200: S.CHAT_EVENTS},
+    descriptions={200: "the reply as Server-Sent Events"},
+    errors=(404, 502, 503, 504),
+)
 def chat():
     """A test prompt, its reply streamed as SSE: ``token`` events, then ``done`` or ``error``."""
-    body = json_body()
-    name = body.get("model")
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest('say which model: {"model": "llama3.2:1b", ...}', code="model_required")
-    messages = body.get("messages")
-    prompt = body.get("prompt")
-    if messages is None and isinstance(prompt, str) and prompt.strip():
-        messages = [{"role": "user", "content": prompt}]
-    if not _valid_messages(messages):
-        raise BadRequest(
-            'give "prompt" as text, or "messages" as [{"role": "user", "content": "..."}]',
-            code="prompt_required",
-        )
-    model = parse_model_name(name).display
-    return sse_response(open_chat(host_of(body).client, model, messages))
-
-
-def _valid_messages(messages: Any) -> bool:
-    return (
-        isinstance(messages, list)
-        and bool(messages)
-        and all(
-            isinstance(m, dict)
-            and m.get("role") in ("system", "user", "assistant")
-            and isinstance(m.get("content"), str)
-            for m in messages
-        )
-    )
+    body = parse_body(S.ChatRequest)
+    model = parse_model_name(body.model).display
+    return sse_response(open_chat(host_of(body.host).client, model, body.conversation()))
 
 
 @bp.get("/status")
+@contract(query=S.HostQuery, responses={200: S.OllamaStatus}, errors=(400,))
 def status():
     """Is Ollama reachable, which version, what is loaded, which GPUs are known."""
     state = deck()
     host = host_of()
     return jsonify(
         dict(
-            host.models.status(),
-            host_name=host.name,
+            host.models.status(),  # host: its configured name, host_url: its URL
             hosts=[h.name for h in state.hosts],
             gpu=gpu_summary(state.gpus.get()),
             watchers=state.hub.watchers,  # open SSE streams in this process
@@ -260,12 +227,14 @@ def status():
 
 
 @bp.get("/session")
+@contract(responses={200: S.Session})
 def session():
     """Whether a token is required; reached only with the token when it is."""
     return jsonify(session_status())
 
 
 @bp.post("/session")
+@contract(responses={200: S.Session})
 def open_session():
     """Trade the bearer token for an HttpOnly session cookie (what EventSource can send)."""
     response = jsonify(session_status())
@@ -274,6 +243,7 @@ def open_session():
 
 
 @bp.delete("/session")
+@contract(responses={200: S.Session})
 def close_session():
     """Forget the session cookie."""
     response = jsonify(session_status())
@@ -282,8 +252,15 @@ def close_session():
 
 
 @bp.get("/openapi.json")
+@contract(responses={200: S.Document})
 def openapi():
-    """The OpenAPI 3.1 document of this API."""
+    """The OpenAPI 3.1 document of this API, generated from the views' declarations."""
     state = deck()
-    hosts = [host.name for host in state.hosts]
-    return jsonify(openapi_document(state.url_prefix, state.store.log_lines, hosts))
+    return jsonify(
+        openapi_document(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            url_prefix=state.url_prefix,
+            log_lines=state.store.log_lines,
+            hosts=[host.name for host in state.hosts],
+        )
+    )

@@ -9,6 +9,8 @@ from flask import jsonify
 from flask import render_template
 from flask import url_for
 
+from .. import schemas as S
+from ..contracts import contract
 from ..errors import DatabaseUnavailable
 from ..lifecycle import vocabulary
 from ..security import protect
@@ -78,6 +80,10 @@ def index():
 
 
 @bp.get("/healthz")
+@contract(
+    responses={200: S.Health, 503: S.Health},
+    descriptions={200: "the deck can work", 503: "its database is unavailable"},
+)
 def healthz():
     """The database and Ollama as the deck sees them: 200 when it can work, else 503."""
     state = deck()

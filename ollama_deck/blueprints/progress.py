@@ -11,8 +11,9 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 
-from ..db import ACTIVE_STATUSES
-from ..db import FINAL_STATUSES
+from .. import schemas as S
+from ..contracts import contract
+from ..contracts import parse_query
 from ..errors import BadRequest
 from ..errors import Conflict
 from ..errors import NotFound
@@ -21,8 +22,9 @@ from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
 from ..http import whole_number
+from ..lifecycle import FINAL
 from ..security import protect
-from ..services.store import log_json
+from ..serializers import log_json
 from ..services.streams import follow
 from ..state import activate_deck
 from ..state import deck
@@ -34,7 +36,6 @@ register_json_errors(bp)
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
-STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
 CANCEL_WAIT_SECONDS = 5.0
 
 
@@ -54,18 +55,16 @@ def _operation(op_id: str) -> dict:
 
 
 @bp.get("", strict_slashes=False)
+@contract(query=S.OperationsQuery, responses={200: S.Operations}, errors=(400,))
 def list_operations():
     """Operations, newest first; ``?status=running,queued`` filters, ``?limit=`` bounds."""
-    statuses = [s for s in request.args.get("status", "").split(",") if s]
-    unknown = [s for s in statuses if s not in STATUSES]
-    if unknown:
-        raise BadRequest(f"unknown status {unknown[0]!r}; use one of {', '.join(STATUSES)}")
-    limit = int_arg("limit", 100, low=1, high=1000)
-    rows = deck().store.list(statuses=statuses or None, limit=limit)
+    query = parse_query(S.OperationsQuery)
+    rows = deck().store.list(statuses=query.statuses() or None, limit=query.limit)
     return jsonify({"operations": [operation_payload(r) for r in rows]})
 
 
 @bp.get("/<op_id>")
+@contract(query=S.OperationQuery, responses={200: S.Operation}, errors=(400, 404))
 def get_operation(op_id: str):
     """One operation: status, phase, percent, bytes, speed, ETA and its last log lines."""
     _check_id(op_id)
@@ -83,19 +82,24 @@ def get_operation(op_id: str):
 
 
 @bp.post("/<op_id>/cancel")
+@contract(
+    responses={200: S.Operation, 202: S.Operation},
+    descriptions={200: "it ended", 202: "it is winding down"},
+    errors=(404, 409),
+)
 def cancel_operation(op_id: str):
-    """Cancel a queued or running operation: 200 once it ended, 202 while it winds down."""
+    """Cancel a queued or running operation: 200 once it ended, 202 while it winds down;
+    409 when it had ended already."""
     _operation(op_id)
     state = deck()
     row = state.runner.cancel(op_id)
-    if row["status"] not in FINAL_STATUSES and state.runner.wait_finished(
-        op_id, CANCEL_WAIT_SECONDS
-    ):
+    if row["status"] not in FINAL and state.runner.wait_finished(op_id, CANCEL_WAIT_SECONDS):
         row = state.store.get(op_id) or row
-    return jsonify(operation_payload(row)), 200 if row["status"] in FINAL_STATUSES else 202
+    return jsonify(operation_payload(row)), 200 if row["status"] in FINAL else 202
 
 
 @bp.delete("/<op_id>")
+@contract(responses={200: S.Deleted}, errors=(404, 409))
 def delete_operation(op_id: str):
     """Forget a finished operation and its log; 409 while it is still active."""
     row = _operation(op_id)
@@ -105,12 +109,28 @@ def delete_operation(op_id: str):
 
 
 @bp.get("/stream")
+@contract(
+    query=S.StreamQuery,
+    headers=S.StreamHeaders,
+    responses={200: None},
+    events={200: S.OPERATION_EVENTS},
+    descriptions={200: "an endless event stream"},
+    errors=(400,),
+)
 def stream_all():
     """SSE of every operation: what the page listens to."""
     return sse_response(follow_for(None))
 
 
 @bp.get("/<op_id>/stream")
+@contract(
+    query=S.StreamQuery,
+    headers=S.StreamHeaders,
+    responses={200: None},
+    events={200: S.OPERATION_EVENTS},
+    descriptions={200: "the operation's events"},
+    errors=(400, 404),
+)
 def stream_operation(op_id: str):
     """SSE of one operation; it ends after the operation's final event."""
     _operation(op_id)

@@ -30,7 +30,7 @@ def _frames(stack: ExitStack, lines: Iterator[dict[str, Any]], model: str) -> It
         try:
             for line in lines:
                 if line.get("error"):
-                    yield format_event(None, "error", {"message": str(line["error"])})
+                    yield error_event("ollama_error", str(line["error"]))
                     return
                 content = (line.get("message") or {}).get("content") or ""
                 if content:
@@ -40,9 +40,14 @@ def _frames(stack: ExitStack, lines: Iterator[dict[str, Any]], model: str) -> It
                     yield format_event(index, "done", reply_stats(line, model))
                     return
         except DeckError as exc:
-            yield format_event(None, "error", {"message": exc.message, "code": exc.code})
+            yield error_event(exc.code, exc.message)
             return
-        yield format_event(None, "error", {"message": "Ollama ended the reply without done"})
+        yield error_event("incomplete_reply", "Ollama ended the reply without done")
+
+
+def error_event(code: str, message: str) -> bytes:
+    """The one shape of the stream's ``error`` events (schemas.ChatError)."""
+    return format_event(None, "error", {"code": code, "message": message})
 
 
 def reply_stats(line: dict[str, Any], model: str) -> dict[str, Any]:

@@ -22,9 +22,9 @@ from ..db import Counter
 from ..db import Operation
 from ..db import OperationLog
 from ..db import SEQ_COUNTER
+from ..serializers import log_event
+from ..serializers import operation_event
 from .events import DeckEvent
-from .store import log_event
-from .store import operation_event
 
 OP = Operation.__table__
 LOG = OperationLog.__table__

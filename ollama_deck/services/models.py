@@ -18,13 +18,13 @@ from ..errors import NotFound
 from ..errors import OllamaTimeout
 from ..errors import OllamaUnavailable
 from ..lifecycle import ACTIVE
+from ..serializers import iso_time
+from ..serializers import operation_json
 from . import modelcache
 from .names import parse_model_name
 from .ollama import OllamaClient
 from .settings import ACTIVE_MODEL
 from .settings import SettingStore
-from .store import iso_time
-from .store import operation_json
 from .store import OperationStore
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ class ModelService:
             "stale": stale,
             "error": error,
             "cached_at": iso_time(cached_at),
-            "host": self.store.host_names.get(self.host, self.host),
-            "host_url": self.host,
+            **self._host_fields(),
         }
 
     def delete(self, name: str) -> str:
@@ -149,10 +148,14 @@ class ModelService:
             version = self.client.version()
             running = self.client.ps()
         except DeckError as exc:
-            answer = {"host": self.host, "reachable": False, "error": exc.message}
+            answer = {**self._host_fields(), "reachable": False, "error": exc.message}
             return dict(answer, **self._cached_status())
         self._remember_status({"version": version, "running": running})
-        return {"host": self.host, "reachable": True, "version": version, "running": running}
+        return {**self._host_fields(), "reachable": True, "version": version, "running": running}
+
+    def _host_fields(self) -> dict[str, str]:
+        """``host`` is the configured name, ``host_url`` the URL: the same in every answer."""
+        return {"host": self.store.host_names.get(self.host, self.host), "host_url": self.host}
 
     def _remember_status(self, seen: dict[str, Any]) -> None:
         """Store the last answer, only when it changed; a database fault is only logged."""

@@ -13,11 +13,21 @@ DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
 
-_PART = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
-_HOST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(:[0-9]+)?")
-_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*")
-_PART_RE = re.compile(_PART)
+# The grammar, written once: each part is a first character, then more of a wider set, up
+# to a length. The checks below and the OpenAPI document's pattern are both built from it.
+_FIRST = "[A-Za-z0-9_]"
+_REST = {
+    "host": r"[A-Za-z0-9_.\-]",
+    "namespace": r"[A-Za-z0-9_\-]",
+    "model": r"[A-Za-z0-9_.\-]",
+    "tag": r"[A-Za-z0-9_.\-]",
+}
+_PORT = "(:[0-9]{1,5})"
 _LIMITS = {"host": 350, "namespace": 80, "model": 80, "tag": 80}
+_PATTERNS = {
+    kind: re.compile(_FIRST + rest + "*" + (_PORT + "?" if kind == "host" else ""))
+    for kind, rest in _REST.items()
+}
 
 
 class InvalidModelName(ValueError):
@@ -73,16 +83,31 @@ def parse_model_name(text: str) -> ModelName:
     else:
         (model,) = parts
 
-    _check("host", host, _HOST_RE, raw)
-    _check("namespace", namespace, _NAMESPACE_RE, raw)
-    _check("model", model, _PART_RE, raw)
-    _check("tag", tag, _PART_RE, raw)
+    for kind, value in (("host", host), ("namespace", namespace), ("model", model), ("tag", tag)):
+        _check(kind, value, _PATTERNS[kind], raw)
     return ModelName(host=host, namespace=namespace, model=model, tag=tag)
 
 
 def normalize_model_name(text: str) -> str:
     """The display form of a valid name, e.g. ``llama3.2`` -> ``llama3.2:latest``."""
     return parse_model_name(text).display
+
+
+def name_pattern() -> str:
+    """The grammar as one JSON Schema (ECMA-262) pattern, lengths included, for documents.
+
+    Surrounding whitespace is allowed, as :func:`parse_model_name` ignores it; the scheme
+    prefix it also takes is left out of the document.
+    """
+
+    def part(kind: str) -> str:
+        # The host's limit covers its port too: the document never promises more.
+        room = _LIMITS[kind] - 1 - (len(":65535") if kind == "host" else 0)
+        port = _PORT + "?" if kind == "host" else ""
+        return f"{_FIRST}{_REST[kind]}{{0,{room}}}{port}"
+
+    host, namespace, model, tag = (part(k) for k in ("host", "namespace", "model", "tag"))
+    return f"^\\s*(({host}/)?{namespace}/)?{model}(:{tag})?\\s*$"
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str], raw: str) -> None:

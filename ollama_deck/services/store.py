@@ -19,8 +19,6 @@ import time
 import uuid
 from collections.abc import Iterable
 from collections.abc import Mapping
-from datetime import datetime
-from datetime import UTC
 from typing import Any
 from typing import Protocol
 
@@ -45,10 +43,10 @@ from ..errors import QueueFull
 from ..lifecycle import Orphan
 from ..lifecycle import OrphanReason
 from ..lifecycle import Status
+from ..serializers import log_event
+from ..serializers import operation_event
 from .events import DeckEvent
-from .events import make_event
 from .progress import Snapshot
-from .updates import update_result
 
 OP = Operation.__table__
 LOG = OperationLog.__table__
@@ -62,7 +60,6 @@ NEWEST_LOGS = (
     .order_by(LOG.c.seq.desc())
     .limit(bindparam("limit"))
 )
-TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
 PURGE_BATCH = 500  # ids per DELETE ... IN (...): well under SQLite's variable limit
 
 
@@ -96,65 +93,6 @@ def _ended(status: Status, message: str, *, keep_speed: bool = False) -> dict[st
     if not keep_speed:
         fields.update(speed=None, eta_seconds=None)
     return fields
-
-
-def iso_time(seconds: float | None) -> str | None:
-    """UNIX seconds -> RFC 3339 in UTC with milliseconds."""
-    if seconds is None:
-        return None
-    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The public JSON form of an operation row (no runner internals).
-
-    Rows hold the Ollama host's URL (its identity); ``names`` maps URLs to the names that
-    configuration gives them, which is what users see (``host``).
-    """
-    url = row["host"]
-    data = {
-        "id": row["id"],
-        "kind": row["kind"],
-        "model": row["model"],
-        "host": names.get(url, url) if names else url,
-        "host_url": url,
-        "status": row["status"],
-        "active": row["status"] in ACTIVE_STATUSES,
-        "phase": row["phase"],
-        "percent": row["percent"],
-        "completed_bytes": row["completed_bytes"],
-        "total_bytes": row["total_bytes"],
-        "speed": row["speed"],
-        "eta_seconds": row["eta_seconds"],
-        "message": row["message"],
-        "error": row["error"],
-        "cancel_requested": bool(row["cancel_requested"]),
-        "attempts": row["attempts"],
-        "seq": row["seq"],
-        "result": update_result(row),  # an update's outcome: updated or current
-    }
-    for field in TIME_FIELDS:
-        data[field] = iso_time(row[field])
-    return data
-
-
-def log_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "operation_id": row["operation_id"],
-        "seq": row["seq"],
-        "time": iso_time(row["created_at"]),
-        "text": row["text"],
-    }
-
-
-def operation_event(row: dict[str, Any], names: Mapping[str, str] | None = None) -> DeckEvent:
-    kind = "done" if row["status"] in FINAL_STATUSES else "progress"
-    return make_event(row["seq"], row["id"], kind, operation_json(row, names))
-
-
-def log_event(row: dict[str, Any]) -> DeckEvent:
-    return make_event(row["seq"], row["operation_id"], "log", log_json(row))
 
 
 class OperationStore:

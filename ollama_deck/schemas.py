@@ -1,0 +1,501 @@
+"""Every request body and response of the HTTP API, declared once.
+
+The views validate bodies through the request models (``contracts.parse_body``) and the
+OpenAPI document is generated from all of them (``openapi.py``), so the two cannot drift.
+Request models refuse unknown keys; response models describe what is always there and
+let Ollama's own extra fields through.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from typing import Any
+from typing import ClassVar
+from typing import Literal
+
+from pydantic import AfterValidator
+from pydantic import AliasChoices
+from pydantic import BaseModel
+from pydantic import BeforeValidator
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import model_validator
+from pydantic import WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from .http import whole_number
+from .lifecycle import Kind
+from .lifecycle import Phase
+from .lifecycle import Status
+from .services.catalog import CATEGORIES
+from .services.names import InvalidModelName
+from .services.names import name_pattern
+from .services.names import parse_model_name
+
+COMPONENTS = "#/components/schemas/{model}"
+
+
+def _model_name(value: str) -> str:
+    """Ollama's grammar (services/names.py); the text is kept as given, the services
+    normalise it."""
+    if not value.strip():
+        raise PydanticCustomError("blank", "must not be blank")
+    try:
+        parse_model_name(value)
+    except InvalidModelName as exc:
+        raise PydanticCustomError("invalid_model_name", "{reason}", {"reason": str(exc)}) from None
+    return value
+
+
+ModelName = Annotated[
+    str,
+    AfterValidator(_model_name),
+    WithJsonSchema(
+        {"type": "string", "pattern": name_pattern(), "examples": ["llama3.2:1b", "qwen2.5:7b"]}
+    ),
+]
+# Hosts come from configuration, so openapi.py swaps this marker for a per-app component
+# listing the names; here it is only a string that the view looks up by name.
+HOST_MARKER = "x-deck-host-name"
+HostName = Annotated[str, WithJsonSchema({"type": "string", HOST_MARKER: True})]
+
+
+class RequestModel(BaseModel):
+    """A JSON body: unknown keys are refused, no type is coerced.
+
+    ``field_errors`` gives the friendly code and message a field's error answers with.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    field_errors: ClassVar[dict[str, tuple[str, str]]] = {}
+
+
+HOST_ERROR = ("unknown_host", "host must be the name of a configured Ollama host")
+
+
+def _pull_schema(schema: dict[str, Any]) -> None:
+    # ``name`` is read as ``model`` (Ollama's own old alias): document it as such.
+    properties = schema["properties"]
+    properties["name"] = dict(properties["model"], description="an alias of model")
+    schema.pop("required", None)
+    schema["oneOf"] = [{"required": ["model"]}, {"required": ["name"]}]
+
+
+class PullRequest(RequestModel):
+    """``{"model": "llama3.2:1b"}``, optionally with a host name."""
+
+    model_config = ConfigDict(json_schema_extra=_pull_schema)
+    field_errors = {
+        "model": ("model_required", 'say which model to pull: {"model": "llama3.2:1b"}'),
+        "host": HOST_ERROR,
+    }
+
+    model: ModelName = Field(validation_alias=AliasChoices("model", "name"))
+    host: HostName | None = None
+
+
+class UpdateRequest(RequestModel):
+    """No body, ``{}``, or ``{"models": [...]}``: update every installed model or those."""
+
+    field_errors = {
+        "models": (
+            "invalid_models",
+            'models must be a list of names: {"models": ["llama3.2:1b"]}, or leave it out '
+            "to update every installed model",
+        ),
+        "host": HOST_ERROR,
+    }
+
+    models: list[ModelName] | None = None
+    host: HostName | None = None
+
+
+class ActiveModelRequest(RequestModel):
+    """``{"model": "llama3.2:1b"}``; ``{"model": null}`` clears the choice."""
+
+    field_errors = {
+        "model": ("model_required", 'say which model: {"model": "llama3.2:1b"} or null')
+    }
+
+    model: ModelName | None
+
+
+class Message(RequestModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+PROMPT_HINT = 'give "prompt" as text, or "messages" as [{"role": "user", "content": "..."}]'
+
+
+def _chat_schema(schema: dict[str, Any]) -> None:
+    # "messages" wins when both are given; "prompt" alone is one user message. A null
+    # counts as absent, so each branch needs its key with a value.
+    schema["anyOf"] = [
+        {"required": ["messages"], "properties": {"messages": {"type": "array"}}},
+        {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+    ]
+
+
+class ChatRequest(RequestModel):
+    """A test prompt: ``prompt`` as text, or ``messages`` as a conversation."""
+
+    model_config = ConfigDict(json_schema_extra=_chat_schema)
+    field_errors = {
+        "model": ("model_required", 'say which model: {"model": "llama3.2:1b", ...}'),
+        "host": HOST_ERROR,
+        "prompt": ("prompt_required", PROMPT_HINT),
+        "messages": ("prompt_required", PROMPT_HINT),
+    }
+
+    model: ModelName
+    host: HostName | None = None
+    prompt: Annotated[str, Field(pattern=r"\S")] | None = None
+    messages: Annotated[list[Message], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _has_a_prompt(self) -> ChatRequest:
+        if self.messages is None and not (self.prompt or "").strip():
+            raise PydanticCustomError("prompt_required", PROMPT_HINT)
+        return self
+
+    def conversation(self) -> list[dict[str, str]]:
+        """The messages to send: the given ones, else the prompt as one user message."""
+        if self.messages is not None:
+            return [m.model_dump() for m in self.messages]
+        return [{"role": "user", "content": self.prompt or ""}]
+
+
+# ------------------------------------------------------------------ query parameters
+
+
+class QueryModel(BaseModel):
+    """Query parameters: strings in, an empty value is no value, unknown names ignored."""
+
+    field_errors: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
+
+
+class HostQuery(QueryModel):
+    # Read by the views' host_of(), which answers unknown_host for a name not configured.
+    host: HostName | None = Field(
+        None, description="the name of a configured Ollama host; default: the first"
+    )
+
+
+class EstimateQuery(QueryModel):
+    field_errors = {"model": ("model_required", "say which model: ?model=llama3.2:1b")}
+
+    model: ModelName
+
+
+def _category(value: str) -> str:
+    if value not in CATEGORIES:
+        raise PydanticCustomError("category", "unknown category")
+    return value
+
+
+Category = Annotated[
+    str,
+    AfterValidator(_category),
+    WithJsonSchema({"type": "string", "enum": ["", *CATEGORIES]}),
+]
+MAX_QUERY_CHARS = 200
+
+
+class CatalogQuery(HostQuery):
+    field_errors = {
+        "category": ("bad_request", f"unknown category; use one of {', '.join(CATEGORIES)}"),
+        "q": ("bad_request", f"q must be at most {MAX_QUERY_CHARS} characters"),
+    }
+
+    category: Category | None = Field(None, description="empty: every category")
+    q: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None
+
+
+def _whole_number(value: Any) -> Any:
+    # The same digits-only reading as every other number of the API (no sign, no "_").
+    number = whole_number(value) if isinstance(value, str) else None
+    if number is None:
+        raise PydanticCustomError("whole_number", "must be a whole number")
+    return number
+
+
+# Constraints come before the validator, or pydantic leaves them out of the JSON Schema.
+Limit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole_number)]
+_STATUS = "(" + "|".join(Status) + ")"
+StatusList = Annotated[str, Field(pattern=f"^({_STATUS}(,{_STATUS})*)?$")]
+
+
+class OperationsQuery(QueryModel):
+    field_errors = {
+        "status": ("bad_request", "unknown status; use one of " + ", ".join(Status)),
+        "limit": ("bad_request", "limit must be a whole number between 1 and 1000"),
+    }
+
+    status: StatusList | None = Field(None, description="comma-separated, of " + ",".join(Status))
+    limit: Limit = 100
+
+    def statuses(self) -> list[str]:
+        return [s for s in (self.status or "").split(",") if s]
+
+
+class OperationQuery(QueryModel):
+    # Its maximum is the app's OLLAMA_DECK_LOG_LINES: openapi.py writes it in per app and
+    # the view checks it.
+    log: Annotated[int, Field(ge=0)] | None = Field(None, description="how many log lines")
+
+
+EventId = Annotated[str, Field(pattern="^[0-9]{1,18}$")]
+
+
+class StreamQuery(QueryModel):
+    last_event_id: EventId | None = Field(None, description="resume after this event id")
+
+
+class StreamHeaders(QueryModel):
+    last_event_id: EventId | None = Field(
+        None,
+        alias="Last-Event-ID",
+        description="resume after this event id (EventSource sends it on reconnect)",
+    )
+
+
+# ------------------------------------------------------------------ responses
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class Error(BaseModel):
+    """Every error: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorBody
+
+
+class OperationUrls(BaseModel):
+    progress: str
+    stream: str
+    cancel: str
+
+
+class UpdateResult(BaseModel):
+    status: Literal["updated", "current"]
+    old: str | None = None
+    new: str | None = None
+
+
+class LogLine(BaseModel):
+    """One line of an operation's log; also the data of a ``log`` event."""
+
+    operation_id: str
+    seq: int
+    time: str | None = None
+    text: str
+
+
+class OperationState(BaseModel):
+    """An operation as it is now; also the data of ``progress`` and ``done`` events."""
+
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    kind: Kind
+    model: str
+    host: str = Field(description="the Ollama host's configured name")
+    host_url: str = Field(description="the Ollama host's URL")
+    status: Status
+    active: bool
+    phase: Phase | None
+    percent: Annotated[float, Field(ge=0, le=100)]
+    completed_bytes: int | None
+    total_bytes: int | None
+    speed: float | None
+    eta_seconds: float | None
+    message: str | None
+    error: str | None
+    cancel_requested: bool
+    attempts: int
+    seq: int
+    result: UpdateResult | None = Field(
+        description="an update's outcome: updated (old and new digest) or current"
+    )
+    created_at: str | None
+    updated_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class Operation(OperationState):
+    """An operation with the URLs to poll, stream and cancel it."""
+
+    urls: OperationUrls
+    created: bool | None = Field(None, description="false when an active one was joined")
+    log: list[LogLine] | None = Field(None, description="its last log lines (GET only)")
+
+
+class InstalledModel(BaseModel):
+    name: str
+    size: int | None = None
+    operation: Operation | None = Field(None, description="its active pull, if any")
+
+
+class Models(BaseModel):
+    models: list[InstalledModel]
+    count: int
+    total_size: int
+    pulls: list[Operation]
+    stale: bool
+    error: str | None = None
+    cached_at: str | None = None
+    host: str = Field(description="the Ollama host's configured name")
+    host_url: str
+
+
+class ModelDetails(BaseModel):
+    name: str
+    family: str | None = None
+    parameter_size: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    capabilities: list[str] = []
+    license: str = ""
+    vram: dict[str, Any]
+    fits: bool | None = None
+
+
+class Estimate(BaseModel):
+    model: str
+    warn: bool
+    known: bool | None = None
+    size_bytes: int | None = None
+    fits: bool | None = None
+    reason: str | None = None
+
+
+class CatalogTag(BaseModel):
+    name: str
+    model: str
+    installed: bool
+
+
+class CatalogFamily(BaseModel):
+    name: str
+    category: str
+    tags: list[CatalogTag]
+
+
+class Catalog(BaseModel):
+    families: list[CatalogFamily]
+    categories: list[str]
+    gpu: dict[str, Any] = {}
+
+
+class OllamaStatus(BaseModel):
+    """What /api/status answers: one host's reachability, version and loaded models."""
+
+    host: str = Field(description="the Ollama host's configured name")
+    host_url: str = Field(description="the Ollama host's URL")
+    reachable: bool
+    version: str | None = None
+    running: list[Any] = []
+    error: str | None = None
+    stale: bool = False
+    cached_at: str | None = None
+    hosts: list[str] = Field(description="every configured host name, the default first")
+    gpu: dict[str, Any]
+    watchers: int = Field(description="open SSE streams in the process that answered")
+    pid: int
+    bus: dict[str, Any]
+
+
+class HostInfo(BaseModel):
+    name: str = Field(description="the host's configured name (what ``host`` means elsewhere)")
+    url: str = Field(description="the host's URL (what ``host_url`` means elsewhere)")
+    reachable: bool
+    version: str | None = None
+    models: int
+    disk_used: int
+    stale: bool = False
+    running: list[Any] = []
+    error: str | None = None
+
+
+class Hosts(BaseModel):
+    hosts: list[HostInfo]
+
+
+class ActiveModel(BaseModel):
+    model: str | None
+
+
+class Session(BaseModel):
+    token_required: bool
+
+
+class Deleted(BaseModel):
+    deleted: str
+
+
+class Unloaded(BaseModel):
+    unloaded: str
+
+
+class UpdateAccepted(BaseModel):
+    ids: list[str]
+    operations: list[Operation]
+
+
+class Operations(BaseModel):
+    operations: list[Operation]
+
+
+class Health(BaseModel):
+    ok: bool
+    database: dict[str, Any]
+    ollama: dict[str, Any]
+
+
+class Document(BaseModel):
+    """This OpenAPI document."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# ------------------------------------------------------------------ Server-Sent Events
+
+
+class ChatToken(BaseModel):
+    content: str
+
+
+class ChatDone(BaseModel):
+    model: str
+    done_reason: str | None = None
+    prompt_tokens: int | None = None
+    tokens: int
+    tokens_per_second: float | None = None
+    total_seconds: float
+    load_seconds: float
+
+
+class ChatError(BaseModel):
+    """The one shape of every ``error`` event of the chat stream."""
+
+    code: str
+    message: str
+
+
+# Event name -> the model of its ``data:`` line.
+OPERATION_EVENTS: dict[str, type[BaseModel]] = {
+    "progress": OperationState,
+    "log": LogLine,
+    "done": OperationState,
+}
+CHAT_EVENTS: dict[str, type[BaseModel]] = {"token": ChatToken, "done": ChatDone, "error": ChatError}
