@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -23,7 +24,7 @@ def open_chat(client: OllamaClient, model: str, messages: list[dict[str, Any]]) 
     return _frames(stack, lines, model)
 
 
-def _frames(stack: ExitStack, lines: Iterator[dict[str, Any]], model: str) -> Iterator[bytes]:
+def _frames(stack: ExitStack, lines: Iterable[dict[str, Any]], model: str) -> Iterator[bytes]:
     with stack:
         yield retry_frame()
         index = 0

@@ -22,12 +22,13 @@ from ..db import Counter
 from ..db import Operation
 from ..db import OperationLog
 from ..db import SEQ_COUNTER
+from ..db import table_of
 from ..serializers import log_event
 from ..serializers import operation_event
 from .events import DeckEvent
 
-OP = Operation.__table__
-LOG = OperationLog.__table__
+OP = table_of(Operation)
+LOG = table_of(OperationLog)
 
 
 class FrameCache:

@@ -38,6 +38,7 @@ from ..db import FINAL_STATUSES
 from ..db import Operation
 from ..db import OperationLog
 from ..db import SEQ_COUNTER
+from ..db import table_of
 from ..dbhealth import run_statement
 from ..errors import QueueFull
 from ..lifecycle import Orphan
@@ -48,8 +49,8 @@ from ..serializers import operation_event
 from .events import DeckEvent
 from .progress import Snapshot
 
-OP = Operation.__table__
-LOG = OperationLog.__table__
+OP = table_of(Operation)
+LOG = table_of(OperationLog)
 RUNNING = OP.alias("running")
 # Built once: the hot reads of polling skip SQLAlchemy's statement construction.
 SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
@@ -133,6 +134,7 @@ class OperationStore:
         connection as for any other statement.
         """
         dbapi = self.engine.dialect.dbapi
+        assert dbapi is not None  # a dialect that runs statements has its driver
         try:
             connection = self.engine.raw_connection()  # checked out as any: faults still heal
             try:
@@ -309,10 +311,11 @@ class OperationStore:
             if rows:
                 conn.execute(insert(LOG), rows)
                 self._trim_logs(conn, op_id)
-            row = dict(row)
+            changed = dict(row)
             conn.commit()
-            self.bus.publish([log_event(r) for r in rows] + [operation_event(row, self.host_names)])
-        return row
+            events = [log_event(r) for r in rows] + [operation_event(changed, self.host_names)]
+            self.bus.publish(events)
+        return changed
 
     # -- transitions ----------------------------------------------------------------
     # Each returns the changed row, or None when the row is no longer in the state the
