@@ -35,7 +35,7 @@ from .sse import SSEClient
 REDIS_VARIABLE = "OLLAMA_DECK_TEST_REDIS_URL"
 WORKERS = 4
 LIMIT = 2
-pytestmark = pytest.mark.gunicorn
+pytestmark = [pytest.mark.gunicorn, pytest.mark.scaleout]
 
 
 class Deck:
