@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import requests
 from sqlalchemy import create_engine
 from sqlalchemy import text
 from werkzeug.serving import make_server
@@ -18,6 +17,8 @@ from werkzeug.serving import make_server
 from ollama_deck import create_app
 from ollama_deck import OllamaDeck
 from ollama_deck.testing import FakeOllama
+
+from .harness import HttpClient
 
 PG_VARIABLE = "OLLAMA_DECK_TEST_DATABASE_URL"
 
@@ -111,32 +112,22 @@ def client(app):
     return app.test_client()
 
 
-class LiveServer:
-    """A Flask app served over a real socket in a thread (werkzeug, threaded)."""
+class LiveServer(HttpClient):
+    """A Flask app served over a real socket in a thread (werkzeug, threaded), and a client."""
 
     def __init__(self, app) -> None:
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(f"http://127.0.0.1:{self.server.server_port}")
+        # shutdown() waits for the loop to notice, up to one poll interval (0.5 s by default).
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
-        self.session = requests.Session()
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.get(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.post(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.delete(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.put(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self.session.close()
+        self.close()
 
 
 @pytest.fixture
