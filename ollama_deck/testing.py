@@ -389,6 +389,9 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeOllama
     protocol_version = "HTTP/1.1"
     server_version = "FakeOllama"
+    # Headers and body go out in separate writes: with Nagle's algorithm the body waits for
+    # the client's delayed ACK (about 40 ms on Linux) on every request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet in tests
         pass
