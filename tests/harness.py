@@ -168,14 +168,17 @@ class ServerProcess(HttpClient):
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL to the group if it lingers; closes the client and the log."""
         process = self.process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         if process is not None:
-            self.kill()  # also any child the server left behind in its group
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+            # Whatever lingers, and any child the server left behind in its group.
+            self.signal_group(signal.SIGCONT)
+            self.signal_group(signal.SIGKILL)
+            process.wait(10)
         self.close()
         if self._log_file is not None:
             self._log_file.close()
