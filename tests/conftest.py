@@ -16,19 +16,12 @@ from werkzeug.serving import make_server
 
 from ollama_deck import create_app
 from ollama_deck import OllamaDeck
-from ollama_deck.testing import FakeOllama
 
 from .harness import HttpClient
 
+# fake_ollama: a real HTTP server on an ephemeral 127.0.0.1 port, as embedders get it.
+pytest_plugins = ["ollama_deck.testing.pytest_plugin"]
 PG_VARIABLE = "OLLAMA_DECK_TEST_DATABASE_URL"
-
-
-@pytest.fixture
-def fake_ollama() -> Iterator[FakeOllama]:
-    """A fake Ollama: a real HTTP server on an ephemeral 127.0.0.1 port."""
-    fake = FakeOllama().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
