@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from werkzeug.serving import make_server
 
 from ollama_deck import create_app
 from ollama_deck import OllamaDeck
+from ollama_deck import schema
 
 from .harness import HttpClient
 
@@ -79,13 +82,32 @@ def test_settings(ollama_url: str, database_url: str, **overrides: Any) -> dict[
 test_settings.__test__ = False  # a helper, not a test
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """An empty deck database at the schema's head, made once for the session."""
+    path = tmp_path_factory.mktemp("migrated") / "deck.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    return path
+
+
 @pytest.fixture
-def make_app(fake_ollama, sqlite_url):
-    """Build apps against the fake Ollama; each is shut down after the test."""
+def make_app(fake_ollama, sqlite_url, migrated_sqlite, tmp_path):
+    """Build apps against the fake Ollama; each is shut down after the test.
+
+    The test's SQLite file starts as a copy of ``migrated_sqlite`` unless something made it
+    already: migrating at the first request would cost each test about 50 ms. The migrations
+    themselves are tested in test_schema.py.
+    """
     apps = []
 
     def build(**overrides: Any):
         database = overrides.pop("database_url", sqlite_url)
+        if database == sqlite_url and not (tmp_path / "deck.db").exists():
+            shutil.copyfile(migrated_sqlite, tmp_path / "deck.db")
         app = create_app(test_settings(fake_ollama.url, database, **overrides))
         apps.append(app)
         return app
