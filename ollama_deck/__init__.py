@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask
 
-from .config import settings_from_env
+from .config import DeckSettings
 from .http import register_json_errors
 from .state import database_url
 from .state import DeckSetup
@@ -59,8 +59,11 @@ class OllamaDeck:
             self.init_app(app)
 
     def init_app(self, app: Flask, *, url_prefix: str | None = None) -> None:
-        """Register the deck on ``app``: config defaults, routes and the CLI. Nothing else:
-        no connection, no table, no thread until the deck serves a request."""
+        """Register the deck on ``app``: its settings, routes and the CLI. Nothing else:
+        no connection, no table, no thread until the deck serves a request.
+
+        The settings are read here, once (the app's config over the environment), and a bad
+        value raises SettingError now, naming the variable, rather than at some request."""
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "OllamaDeck is already registered on this app; "
@@ -73,8 +76,9 @@ class OllamaDeck:
                 raise ValueError(
                     f"OllamaDeck(bind_key={self.bind_key!r}): SQLALCHEMY_BINDS has no such key"
                 )
-        for key, value in settings_from_env().items():
-            app.config.setdefault(key, value)
+        settings = DeckSettings.from_config(app.config)
+        for key, value in settings.as_config().items():
+            app.config.setdefault(key, value)  # for the host's eyes; the deck reads settings
         prefix = (self.url_prefix if url_prefix is None else url_prefix).rstrip("/")
         if prefix and not prefix.startswith("/"):
             raise ValueError(f"url_prefix must start with '/': {prefix!r}")
@@ -83,7 +87,7 @@ class OllamaDeck:
         if self.db is not None:
             _register_tables(self.db, self.bind_key)
         app.extensions[EXTENSION_KEY] = DeckSetup(
-            prefix, db=self.db, bind_key=self.bind_key, guard=self.guard
+            prefix, settings=settings, db=self.db, bind_key=self.bind_key, guard=self.guard
         )
         _register_blueprints(app, prefix)
         from .commands import deck_cli
@@ -134,7 +138,8 @@ def _register_blueprints(app: Flask, prefix: str) -> None:
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """The standalone app: settings from the environment, then ``config`` on top.
+    """The standalone app: settings from ``config``, else the environment, else defaults;
+    a bad value raises SettingError naming it.
 
     It owns a Flask-SQLAlchemy ``db`` made from ``OLLAMA_DECK_DATABASE_URL`` (a SQLite file
     in the instance folder by default) and mounts the deck at ``/``.
@@ -145,10 +150,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .db import tune_sqlite
 
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
-    app.config.update(settings_from_env())
     if config:
         app.config.update(config)
-    url = app.config["OLLAMA_DECK_DATABASE_URL"] = database_url(app)
+    url = database_url(app, DeckSettings.from_config(app.config))
+    app.config["OLLAMA_DECK_DATABASE_URL"] = url
     sqlite = url.startswith("sqlite")
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)
     db = SQLAlchemy(engine_options=sqlite_engine_options() if sqlite else {"pool_pre_ping": True})

@@ -1,126 +1,234 @@
-"""``ollama-deck serve``: the service under gunicorn with gevent; ``ollama-deck db upgrade``."""
+"""``ollama-deck``: one click group for the service's own commands (``serve``, ``db``).
+
+It is click because Flask's CLI is: ``flask ollama-deck db ...`` (commands.py) and
+``ollama-deck db ...`` share one implementation. Options reach the app as config given to
+``create_app``, never through ``os.environ``.
+"""
 
 from __future__ import annotations
 
-import argparse
 import gc
-import os
 import sys
+from collections.abc import Callable
+from importlib.util import find_spec
 from typing import Any
+from typing import IO
+
+import click
+from flask import Flask
+
+from . import __version__
+from .config import DeckSettings
+from .config import SettingError
+
+# What `ollama-deck serve` needs beyond the library (the `serve` extra). gunicorn's gevent
+# worker imports packaging at start-up in current releases.
+SERVE_MODULES = ("gunicorn", "gevent", "packaging")
+SERVE_EXTRA = "pip install 'ollama-deck[serve]'"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ollama-deck", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the API and the page with gunicorn + gevent")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
-    serve.add_argument(
-        "--ollama",
-        default=None,
-        help="Ollama's URL (default: $OLLAMA_HOST, else http://127.0.0.1:11434)",
-    )
-    serve.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite)")
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="gevent workers (default 1); with more, set OLLAMA_DECK_REDIS_URL for instant "
-        "events between them, and use PostgreSQL for many writers",
-    )
-    serve.add_argument(
-        "--connections", type=int, default=10000, help="connections per worker (SSE watchers)"
-    )
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        help="serve a non-loopback --host without OLLAMA_DECK_TOKEN (anyone who reaches it "
-        "can pull, delete and load models)",
-    )
-    db = commands.add_parser("db", help="the deck's database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="apply the deck's migrations")
-    upgrade.add_argument("revision", nargs="?", default="head")
-    upgrade.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite)")
-    current = db_commands.add_parser("current", help="show the schema revision")
-    current.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite)")
-    return parser
+class Refusal(click.ClickException):
+    """A reason not to go on, said in one line on stderr; exit status 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.message, err=True, file=file)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.database_url:
-        os.environ["OLLAMA_DECK_DATABASE_URL"] = args.database_url
-    if args.command == "db":
-        return db_command(args.db_command, getattr(args, "revision", "head"))
+def deck_config(ollama: str | None = None, database_url: str | None = None) -> dict[str, Any]:
+    """The config the command line gives ``create_app``: only what was passed."""
+    config: dict[str, Any] = {}
+    if ollama:
+        config["OLLAMA_DECK_OLLAMA_HOST"] = ollama
+    if database_url:
+        config["OLLAMA_DECK_DATABASE_URL"] = database_url
+    return config
+
+
+def checked(config: dict[str, Any]) -> DeckSettings:
+    """The settings ``config`` and the environment make, or a Refusal naming the bad one."""
+    try:
+        return DeckSettings.from_config(config)
+    except SettingError as exc:
+        raise Refusal(f"ollama-deck: {exc}") from None
+
+
+def with_deck_app(config: dict[str, Any], action: Callable[[Flask], str]) -> None:
+    """Run ``action`` on a deck app that starts no runner, print what it says, and close
+    every connection it opened (none may cross the fork into gunicorn's workers)."""
+    from . import create_app
+    from .state import setup_of
+
+    checked(config)
+    app = create_app({**config, "OLLAMA_DECK_START_RUNNER": False})
+    try:
+        click.echo(action(app))
+    finally:
+        engine = setup_of(app).engine(app)
+        if engine is not None:
+            engine.dispose()
+
+
+database_url_option = click.option(
+    "--database-url",
+    default=None,
+    help="SQLAlchemy URL (default: $OLLAMA_DECK_DATABASE_URL, "
+    "else a SQLite file in the instance folder).",
+)
+
+
+@click.group(
+    "ollama-deck",
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(
+    __version__, "--version", prog_name="ollama-deck", message="%(prog)s %(version)s"
+)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Ollama Deck: pull Ollama models as durable background operations and watch them live.
+
+    Settings come from the environment (OLLAMA_HOST, OLLAMA_DECK_*); the options below
+    take precedence.
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to bind."
+)
+@click.option(
+    "--ollama",
+    default=None,
+    help="Ollama's URL (default: $OLLAMA_HOST, else http://127.0.0.1:11434).",
+)
+@database_url_option
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="gevent workers. With more than one, set OLLAMA_DECK_REDIS_URL for instant events "
+    "between them, and use PostgreSQL for many writers.",
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(min=1),
+    default=10000,
+    show_default=True,
+    help="Connections per worker (SSE watchers).",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve a non-loopback --host without OLLAMA_DECK_TOKEN (anyone who reaches it can "
+    "pull, delete and load models).",
+)
+def serve(
+    host: str,
+    port: int,
+    ollama: str | None,
+    database_url: str | None,
+    workers: int,
+    connections: int,
+    insecure: bool,
+) -> None:
+    """Serve the API and the page with gunicorn and gevent workers.
+
+    The deck's database migrations are applied once, before the workers start.
+    """
+    missing = [name for name in SERVE_MODULES if find_spec(name) is None]
+    if missing:
+        raise Refusal(
+            f"ollama-deck serve needs the serve extra (missing here: {', '.join(missing)}): "
+            f"{SERVE_EXTRA}"
+        )
+    from .commands import upgrade_schema
     from .security import bind_refusal
 
-    refusal = bind_refusal(args.host, os.environ.get("OLLAMA_DECK_TOKEN"), args.insecure)
+    config = deck_config(ollama, database_url)
+    settings = checked(config)
+    refusal = bind_refusal(host, settings.token, insecure)
     if refusal:
-        print(refusal, file=sys.stderr)
-        return 2
-    if args.ollama:
-        os.environ["OLLAMA_HOST"] = args.ollama
-    choose_event_bus(args.workers)
+        raise Refusal(refusal)
+    config.update(event_bus_config(workers, settings))
     # Once, before any worker exists, so that workers never race to migrate.
-    db_command("upgrade", "head")
-    serve(
+    with_deck_app(config, upgrade_schema)
+    run_gunicorn(
         {
-            "bind": f"{args.host}:{args.port}",
-            "workers": args.workers,
+            "bind": f"{host}:{port}",
+            "workers": workers,
             "worker_class": "gevent",
-            "worker_connections": args.connections,
+            "worker_connections": connections,
             # SSE responses stay open for hours; gevent workers are not killed by this.
             "timeout": 60,
             "graceful_timeout": 10,
             "accesslog": "-",
-        }
+        },
+        config,
     )
-    return 0
 
 
-def choose_event_bus(workers: int) -> None:
+def event_bus_config(workers: int, settings: DeckSettings) -> dict[str, Any]:
     """One worker needs no bus; several share events through Redis or, without it, the
     database (and say so, since events between workers then wait for the next poll)."""
-    bus = os.environ.get("OLLAMA_DECK_EVENT_BUS", "auto")
-    redis = os.environ.get("OLLAMA_DECK_REDIS_URL")
-    if bus != "auto":
-        return
-    if workers == 1 and not redis:
-        os.environ["OLLAMA_DECK_EVENT_BUS"] = "local"
-    elif workers > 1 and not redis:
-        interval = os.environ.get("OLLAMA_DECK_POLL_SECONDS", "0.5")
-        print(
-            f"ollama-deck: {workers} workers without OLLAMA_DECK_REDIS_URL: each worker reads "
-            f"new events from the database every {interval} s (one read per worker, not per "
-            "watcher); set OLLAMA_DECK_REDIS_URL to pass them on at once",
-            file=sys.stderr,
-        )
+    if settings.event_bus != "auto" or settings.redis_url:
+        return {}
+    if workers == 1:
+        return {"OLLAMA_DECK_EVENT_BUS": "local"}
+    click.echo(
+        f"ollama-deck: {workers} workers without OLLAMA_DECK_REDIS_URL: each worker reads "
+        f"new events from the database every {settings.poll_seconds:g} s (one read per "
+        "worker, not per watcher); set OLLAMA_DECK_REDIS_URL to pass them on at once",
+        err=True,
+    )
+    return {}
 
 
-def db_command(command: str, revision: str) -> int:
-    """Upgrade (or show) the schema of the deck's database, then let go of it."""
-    from ollama_deck import create_app
-    from ollama_deck import schema
-    from ollama_deck.state import setup_of
+@cli.group()
+def db() -> None:
+    """The deck's database schema (its own Alembic history)."""
 
-    app = create_app({"OLLAMA_DECK_START_RUNNER": False})
-    engine = setup_of(app).engine(app)
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@database_url_option
+def db_upgrade(revision: str, database_url: str | None) -> None:
+    """Apply the deck's migrations up to REVISION (default: head), under a database lock."""
+    from .commands import upgrade_schema
+
+    with_deck_app(deck_config(database_url=database_url), lambda app: upgrade_schema(app, revision))
+
+
+@db.command("current")
+@database_url_option
+def db_current(database_url: str | None) -> None:
+    """Print the schema revision and the newest one this version ships."""
+    from .commands import schema_status
+
+    with_deck_app(deck_config(database_url=database_url), schema_status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: run the group and return its exit status (tests call this)."""
     try:
-        before = schema.current_revision(engine)
-        if command == "upgrade":
-            after = schema.upgrade(engine, revision)
-            if after != before:
-                print(f"ollama-deck: database schema {before or 'empty'} -> {after}")
-        else:
-            print(f"current: {before or 'empty'}\nhead: {schema.head_revision()}")
-    finally:
-        engine.dispose()  # no connection may cross the fork into the workers
+        cli.main(args=argv, prog_name="ollama-deck")
+    except SystemExit as exc:  # click always ends this way in standalone mode
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        click.echo(exc.code, err=True)
+        return 1
     return 0
 
 
-def serve(options: dict[str, Any]) -> None:
-    """Run gunicorn in this process with ``options``; the app is built in the worker."""
+def run_gunicorn(options: dict[str, Any], config: dict[str, Any]) -> None:
+    """Run gunicorn in this process with ``options``. Each worker builds its app from
+    ``config``: workers are forked from this process, so the dict reaches them as is."""
     from gunicorn.app.base import BaseApplication
 
     class DeckApplication(BaseApplication):
@@ -130,10 +238,10 @@ def serve(options: dict[str, Any]) -> None:
             self.cfg.set("post_worker_init", _post_worker_init)
             self.cfg.set("worker_exit", _worker_exit)
 
-        def load(self):
+        def load(self) -> Flask:
             from ollama_deck import create_app
 
-            return create_app()
+            return create_app(config)
 
     DeckApplication().run()
 

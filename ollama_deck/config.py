@@ -1,15 +1,21 @@
-"""Settings: each read from the environment, with its default beside it.
+"""Settings: one typed, frozen :class:`DeckSettings` per app, checked when the deck starts.
 
-Flask config keys all start with ``OLLAMA_DECK_`` so they never clash with a host app's.
-The Ollama URL is read from ``OLLAMA_HOST``, the variable Ollama's own tools use.
+Flask config keys all start with ``OLLAMA_DECK_`` so they never clash with a host app's;
+each can also come from the environment (the same name, except ``OLLAMA_HOST`` and
+``OLLAMA_HOSTS``, the variables Ollama's own tools use). A bad value stops the start with a
+message naming the variable and what it takes, instead of meaning a default in silence.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
 from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -89,96 +95,230 @@ def ollama_hosts(config: Mapping[str, Any]) -> dict[str, str]:
     return {"default": normalize_ollama_host(config.get("OLLAMA_DECK_OLLAMA_HOST"))}
 
 
-def _bool(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")
+class SettingError(ValueError):
+    """A setting with a value the deck cannot use; the message names the variable."""
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip().lower() for n in text.split(",") if n.strip())
+Parse = Callable[[Any], Any]
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
-# key -> (environment variable, default, parser). None as default: computed by the app
-# (the SQLite file lives in the app's instance folder).
-SETTINGS: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
-    "OLLAMA_DECK_OLLAMA_HOST": ("OLLAMA_HOST", DEFAULT_OLLAMA_HOST, normalize_ollama_host),
-    # Several Ollama hosts: "gpu1=http://10.0.0.5:11434,gpu2=http://10.0.0.6:11434". The
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ValueError("use 1/0, true/false, yes/no or on/off")
+
+
+def _number(kind: type, minimum: float, *, above: bool) -> Parse:
+    """A parser of ``kind`` (int or float) that refuses bools, junk, infinities and values
+    below ``minimum`` (or not above it, with ``above``), saying what it takes."""
+    word = "a whole number" if kind is int else "a number"
+    bound = f"greater than {minimum:g}" if above else f"{minimum:g} or more"
+
+    def parse(value: Any) -> Any:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float)):
+            raise ValueError(f"use {word} {bound}")
+        try:
+            number = kind(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise ValueError(f"use {word} {bound}") from None
+        if not math.isfinite(number) or number < minimum or (above and number == minimum):
+            raise ValueError(f"use {word} {bound}")
+        return number
+
+    return parse
+
+
+def _choice(*names: str) -> Parse:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in names:
+            raise ValueError(f"use {', '.join(names[:-1])} or {names[-1]}")
+        return text
+
+    return parse
+
+
+def _text(value: Any) -> str | None:
+    text = str(value).strip()
+    return text or None
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(n).strip().lower() for n in items if str(n).strip())
+
+
+def _hosts(value: Any) -> dict[str, str] | None:
+    if isinstance(value, Mapping):
+        return {str(name).lower(): normalize_ollama_host(url) for name, url in value.items()}
+    return parse_ollama_hosts(str(value)) or None
+
+
+def _memory(value: Any) -> int | None:
+    # Imported here: services/ is the logic layer, config must load without it.
+    from .services.gpu import parse_memory
+
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    size = parse_memory(text)
+    if size is None:
+        raise ValueError("use a memory size such as 24GB, 24576MiB or a byte count")
+    return size
+
+
+def setting(default: Any, env: str, parse: Parse) -> Any:
+    """A field of :class:`DeckSettings`: its default, its environment variable, its parser
+    (which takes text from the environment or a value from the app's config)."""
+    return field(default=default, metadata={"env": env, "parse": parse})
+
+
+_positive = _number(float, 0, above=True)
+_seconds_or_zero = _number(float, 0, above=False)
+_count = _number(int, 1, above=False)
+_count_or_zero = _number(int, 0, above=False)
+
+
+@dataclass(frozen=True)
+class DeckSettings:
+    """Every setting of one deck, typed and checked once, when the deck is registered.
+
+    Each field's config key is ``OLLAMA_DECK_`` + its name in capitals; the environment
+    variable is the same unless noted. The app's config wins over the environment, the
+    environment over the default. Built by :meth:`from_config`; never changed afterwards.
+    """
+
+    # env OLLAMA_HOST, the variable Ollama's own tools use.
+    ollama_host: str = setting(DEFAULT_OLLAMA_HOST, "OLLAMA_HOST", normalize_ollama_host)
+    # env OLLAMA_HOSTS. Several Ollama hosts: "gpu1=http://10.0.0.5:11434,gpu2=...". The
     # first is the default; without it, OLLAMA_HOST is the one host, named "default".
-    "OLLAMA_DECK_OLLAMA_HOSTS": ("OLLAMA_HOSTS", None, parse_ollama_hosts),
-    "OLLAMA_DECK_DATABASE_URL": ("OLLAMA_DECK_DATABASE_URL", None, str),
+    ollama_hosts: Mapping[str, str] | None = setting(None, "OLLAMA_HOSTS", _hosts)
+    # None: a SQLite file in the app's instance folder (state.database_url).
+    database_url: str | None = setting(None, "OLLAMA_DECK_DATABASE_URL", _text)
     # Seconds to wait for Ollama to accept a connection / answer a short request.
-    "OLLAMA_DECK_CONNECT_TIMEOUT": ("OLLAMA_DECK_CONNECT_TIMEOUT", 5.0, float),
-    "OLLAMA_DECK_REQUEST_TIMEOUT": ("OLLAMA_DECK_REQUEST_TIMEOUT", 30.0, float),
+    connect_timeout: float = setting(5.0, "OLLAMA_DECK_CONNECT_TIMEOUT", _positive)
+    request_timeout: float = setting(30.0, "OLLAMA_DECK_REQUEST_TIMEOUT", _positive)
     # Seconds for the calls a page makes often (list, status, ps, show): past it the deck
     # answers from its cache, so no page request waits for a hung Ollama.
-    "OLLAMA_DECK_QUICK_TIMEOUT": ("OLLAMA_DECK_QUICK_TIMEOUT", 3.0, float),
+    quick_timeout: float = setting(3.0, "OLLAMA_DECK_QUICK_TIMEOUT", _positive)
     # Ollama sends a pull line about every 60 ms, so this much silence means a stall.
-    "OLLAMA_DECK_PULL_STALL_TIMEOUT": ("OLLAMA_DECK_PULL_STALL_TIMEOUT", 120.0, float),
+    pull_stall_timeout: float = setting(120.0, "OLLAMA_DECK_PULL_STALL_TIMEOUT", _positive)
     # After this many seconds without bytes a pull shows "stalled" (speed 0, no ETA).
-    "OLLAMA_DECK_STALL_NOTICE_SECONDS": ("OLLAMA_DECK_STALL_NOTICE_SECONDS", 5.0, float),
-    # How long a pull waits (with backoff) for an Ollama that is not reachable.
-    "OLLAMA_DECK_OLLAMA_WAIT_SECONDS": ("OLLAMA_DECK_OLLAMA_WAIT_SECONDS", 300.0, float),
+    stall_notice_seconds: float = setting(5.0, "OLLAMA_DECK_STALL_NOTICE_SECONDS", _positive)
+    # How long a pull waits (with backoff) for an Ollama that is not reachable; 0: no wait.
+    ollama_wait_seconds: float = setting(300.0, "OLLAMA_DECK_OLLAMA_WAIT_SECONDS", _seconds_or_zero)
     # With no GPU known, the page asks before pulling a model whose VRAM estimate is over
     # this many GB (with a GPU known, it asks when the model does not fit it).
-    "OLLAMA_DECK_PULL_WARN_GB": ("OLLAMA_DECK_PULL_WARN_GB", 16.0, float),
+    pull_warn_gb: float = setting(16.0, "OLLAMA_DECK_PULL_WARN_GB", _seconds_or_zero)
+    # GPU memory in bytes for the fit badges ("24GB", "24576MiB" or a byte count), instead
+    # of nvidia-smi's answer: for a deck that runs on another machine than the GPU.
+    gpu_memory: int | None = setting(None, "OLLAMA_DECK_GPU_MEMORY", _memory)
     # Pulls that run at once in this service; the rest wait as `queued`.
-    "OLLAMA_DECK_MAX_CONCURRENT_PULLS": ("OLLAMA_DECK_MAX_CONCURRENT_PULLS", 2, int),
+    max_concurrent_pulls: int = setting(2, "OLLAMA_DECK_MAX_CONCURRENT_PULLS", _count)
     # Operations that may wait as `queued`; more answer 429.
-    "OLLAMA_DECK_MAX_QUEUED": ("OLLAMA_DECK_MAX_QUEUED", 100, int),
-    "OLLAMA_DECK_LOG_LINES": ("OLLAMA_DECK_LOG_LINES", 300, int),
-    # Finished operations older than this many hours are forgotten.
-    "OLLAMA_DECK_KEEP_FINISHED_HOURS": ("OLLAMA_DECK_KEEP_FINISHED_HOURS", 24 * 7, float),
+    max_queued: int = setting(100, "OLLAMA_DECK_MAX_QUEUED", _count)
+    log_lines: int = setting(300, "OLLAMA_DECK_LOG_LINES", _count)
+    # Finished operations older than this many hours are forgotten ...
+    keep_finished_hours: float = setting(24 * 7.0, "OLLAMA_DECK_KEEP_FINISHED_HOURS", _positive)
     # ... and only the newest this many finished operations are kept.
-    "OLLAMA_DECK_KEEP_FINISHED_COUNT": ("OLLAMA_DECK_KEEP_FINISHED_COUNT", 1000, int),
+    keep_finished_count: int = setting(1000, "OLLAMA_DECK_KEEP_FINISHED_COUNT", _count_or_zero)
     # A running operation whose runner has not beaten for this long is taken over.
-    "OLLAMA_DECK_HEARTBEAT_SECONDS": ("OLLAMA_DECK_HEARTBEAT_SECONDS", 5.0, float),
-    "OLLAMA_DECK_STALE_SECONDS": ("OLLAMA_DECK_STALE_SECONDS", 30.0, float),
-    # What to do with operations left by a runner that vanished: resume or interrupt.
-    "OLLAMA_DECK_ON_RESTART": ("OLLAMA_DECK_ON_RESTART", "resume", str),
+    heartbeat_seconds: float = setting(5.0, "OLLAMA_DECK_HEARTBEAT_SECONDS", _positive)
+    stale_seconds: float = setting(30.0, "OLLAMA_DECK_STALE_SECONDS", _positive)
+    # What to do with operations left by a runner that vanished.
+    on_restart: str = setting("resume", "OLLAMA_DECK_ON_RESTART", _choice("resume", "interrupt"))
     # How long Ollama keeps a model in memory after a load from the page (Ollama's format).
-    "OLLAMA_DECK_KEEP_ALIVE": ("OLLAMA_DECK_KEEP_ALIVE", "30m", str),
+    keep_alive: str = setting("30m", "OLLAMA_DECK_KEEP_ALIVE", str)
     # SSE comment line interval, which keeps proxies from closing idle streams.
-    "OLLAMA_DECK_SSE_HEARTBEAT_SECONDS": ("OLLAMA_DECK_SSE_HEARTBEAT_SECONDS", 15.0, float),
+    sse_heartbeat_seconds: float = setting(15.0, "OLLAMA_DECK_SSE_HEARTBEAT_SECONDS", _positive)
     # An SSE client resuming from further back than this many events gets the current
     # state of each operation instead of the whole history.
-    "OLLAMA_DECK_REPLAY_MAX_EVENTS": ("OLLAMA_DECK_REPLAY_MAX_EVENTS", 1000, int),
+    replay_max_events: int = setting(1000, "OLLAMA_DECK_REPLAY_MAX_EVENTS", _count_or_zero)
     # How committed changes reach the SSE watchers of every worker: auto (redis when
     # OLLAMA_DECK_REDIS_URL is set, else poll), local (one process only), poll, redis.
-    "OLLAMA_DECK_EVENT_BUS": ("OLLAMA_DECK_EVENT_BUS", "auto", str),
-    "OLLAMA_DECK_REDIS_URL": ("OLLAMA_DECK_REDIS_URL", None, str),
+    event_bus: str = setting(
+        "auto", "OLLAMA_DECK_EVENT_BUS", _choice("auto", "local", "poll", "redis")
+    )
+    redis_url: str | None = setting(None, "OLLAMA_DECK_REDIS_URL", _text)
     # With the poll bus: how often each process reads what other processes committed.
-    "OLLAMA_DECK_POLL_SECONDS": ("OLLAMA_DECK_POLL_SECONDS", 0.5, float),
+    poll_seconds: float = setting(0.5, "OLLAMA_DECK_POLL_SECONDS", _positive)
     # Run pulls in this process (started by the first request the deck serves, or in each
     # worker of `ollama-deck serve`). Off: operations are only recorded as queued, for a
     # runner in another process.
-    "OLLAMA_DECK_START_RUNNER": ("OLLAMA_DECK_START_RUNNER", True, _bool),
+    start_runner: bool = setting(True, "OLLAMA_DECK_START_RUNNER", _bool)
     # Apply the deck's schema migrations on first use (under a database lock). Off: run
     # `ollama-deck db upgrade` yourself; an outdated schema then answers 503.
-    "OLLAMA_DECK_AUTO_UPGRADE": ("OLLAMA_DECK_AUTO_UPGRADE", True, _bool),
+    auto_upgrade: bool = setting(True, "OLLAMA_DECK_AUTO_UPGRADE", _bool)
+    # Under gevent, SQLite lock waits run in gevent's thread pool, off the event loop.
+    # Off only for bench/locked_db.py's comparison.
+    sqlite_offload: bool = setting(True, "OLLAMA_DECK_SQLITE_OFFLOAD", _bool)
     # Security (see security.py). Host names the deck answers to besides loopback and the
     # address a connection came in on: comma-separated, ".example.com" takes subdomains,
     # "*" turns the check off (only behind a proxy that checks Host itself).
-    "OLLAMA_DECK_ALLOWED_HOSTS": ("OLLAMA_DECK_ALLOWED_HOSTS", (), _names),
+    allowed_hosts: tuple[str, ...] = setting((), "OLLAMA_DECK_ALLOWED_HOSTS", _names)
     # When set, every endpoint but the page shell, its static files and the health check
     # needs "Authorization: Bearer <token>" (or the session cookie the page trades it for).
-    "OLLAMA_DECK_TOKEN": ("OLLAMA_DECK_TOKEN", None, str),
+    token: str | None = setting(None, "OLLAMA_DECK_TOKEN", _text)
     # Bodies larger than this answer 413 before anything is read.
-    "OLLAMA_DECK_MAX_BODY_BYTES": ("OLLAMA_DECK_MAX_BODY_BYTES", 64 * 1024, int),
+    max_body_bytes: int = setting(64 * 1024, "OLLAMA_DECK_MAX_BODY_BYTES", _count)
     # A client that has not sent its whole body after this many seconds is cut off (408).
-    "OLLAMA_DECK_BODY_TIMEOUT": ("OLLAMA_DECK_BODY_TIMEOUT", 10.0, float),
+    body_timeout: float = setting(10.0, "OLLAMA_DECK_BODY_TIMEOUT", _positive)
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> DeckSettings:
+        """Each setting from ``config`` (key ``OLLAMA_DECK_<NAME>``), else from ``environ``
+        (default ``os.environ``), else its default. SettingError names the first bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            key, var, parse = config_key(item.name), item.metadata["env"], item.metadata["parse"]
+            raw, source = config.get(key), key
+            if raw is None:
+                raw, source = env.get(var), var
+            if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+                continue  # the default (already the typed value)
+            try:
+                values[item.name] = parse(raw)
+            except ValueError as exc:
+                raise SettingError(f"{source}={raw!r} is not valid: {exc}") from None
+        return cls(**values)
+
+    def as_config(self) -> dict[str, Any]:
+        """The settings as ``OLLAMA_DECK_*`` config keys with their typed values."""
+        return {config_key(item.name): getattr(self, item.name) for item in fields(self)}
+
+    @property
+    def hosts(self) -> dict[str, str]:
+        """The Ollama hosts in order: ``OLLAMA_HOSTS``, else ``OLLAMA_HOST`` as "default".
+        The first is the default for requests that name none."""
+        if self.ollama_hosts:
+            return dict(self.ollama_hosts)
+        return {"default": self.ollama_host}
+
+
+def config_key(name: str) -> str:
+    """The app config key of a :class:`DeckSettings` field."""
+    return f"OLLAMA_DECK_{name.upper()}"
+
+
+# key -> (environment variable, default): what the environment documents, for readers.
+SETTINGS: dict[str, tuple[str, Any]] = {
+    config_key(item.name): (item.metadata["env"], item.default) for item in fields(DeckSettings)
 }
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Every setting, from ``environ`` (default ``os.environ``) or its default."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for key, (var, default, parse) in SETTINGS.items():
-        raw = env.get(var)
-        if raw is None or raw == "":
-            values[key] = parse(default) if key == "OLLAMA_DECK_OLLAMA_HOST" else default
-            continue
-        try:
-            values[key] = parse(raw)
-        except ValueError as exc:
-            raise ValueError(f"{var}={raw!r} is not valid: {exc}") from exc
-    return values
+    """Every setting as config keys, from ``environ`` (default ``os.environ``) or its
+    default; SettingError (a ValueError) names a bad variable."""
+    return DeckSettings.from_config({}, environ).as_config()

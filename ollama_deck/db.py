@@ -128,6 +128,14 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
+def table_of(model: type[Base]) -> Table:
+    """The Core ``Table`` of a mapped class, typed as one (``__table__`` is a FromClause to
+    type checkers), for the modules that query with SQLAlchemy Core."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 def register_tables(metadata: MetaData) -> None:
     """Add the deck's tables, and its Alembic version table, to a host's ``metadata``.
 

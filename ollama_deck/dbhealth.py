@@ -56,11 +56,12 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     DisconnectionError,
 )
 SQLITE_BUSY = 5  # the primary result code of "database is locked"
-OFFLOAD_VARIABLE = "OLLAMA_DECK_SQLITE_OFFLOAD"
 
 
-def harden_engine(engine: Engine) -> None:
-    """Attach the fault handling described in this module's docstring to ``engine``."""
+def harden_engine(engine: Engine, *, offload: bool = True) -> None:
+    """Attach the fault handling described in this module's docstring to ``engine``;
+    ``offload`` (the ``OLLAMA_DECK_SQLITE_OFFLOAD`` setting) moves lock waits off gevent's
+    event loop."""
     if getattr(engine, "_ollama_deck_hardened", False):
         return
     engine._ollama_deck_hardened = True  # type: ignore[attr-defined]
@@ -76,7 +77,7 @@ def harden_engine(engine: Engine) -> None:
         event.listen(engine, "do_connect", guard.before_connect)
         event.listen(engine, "connect", guard.after_connect)
         event.listen(engine, "checkout", guard.checkout)
-    run = gevent_runner()
+    run = gevent_runner() if offload else None
     if run is not None:
         waits = LockWaits(run)
         waits.attach(engine)
@@ -169,8 +170,7 @@ def gevent_runner() -> Callable[..., Any] | None:
         from gevent import monkey
     except ImportError:
         return None
-    # OLLAMA_DECK_SQLITE_OFFLOAD=0 turns it off: only for bench/locked_db.py's comparison.
-    if not monkey.is_module_patched("threading") or os.environ.get(OFFLOAD_VARIABLE) == "0":
+    if not monkey.is_module_patched("threading"):
         return None
     import gevent
 

@@ -8,6 +8,10 @@ statuses through these enums instead of re-typing strings. They are ``StrEnum``:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -59,6 +63,63 @@ def is_active(status: str) -> bool:
 
 def is_final(status: str) -> bool:
     return status in FINAL
+
+
+# Phases in which a pull expects bytes; silence there is a stall (None: not started yet).
+STALLABLE: tuple[Phase | None, ...] = (None, Phase.MANIFEST, Phase.DOWNLOADING)
+
+
+class OrphanReason(StrEnum):
+    """Why nobody runs a running operation any more."""
+
+    NO_JOB = "no_job"  # held by the asking runner, which has no live job for it
+    STALE = "stale"  # its runner stopped beating (or never did)
+    GONE = "gone"  # its runner was a process of this machine that no longer exists
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """The decision that a running operation is unowned, with what the store must check
+    again when it takes the row, so that a runner coming back in between wins."""
+
+    reason: OrphanReason
+    runner_id: str | None  # the holder seen (NO_JOB, GONE: it must still hold the row)
+    stale_before: float  # STALE: the heartbeat must still be older than this
+
+
+def is_orphan(
+    row: Mapping[str, Any],
+    *,
+    now: float,
+    stale_seconds: float,
+    my_runner_id: str,
+    my_live_jobs: Collection[str],
+    this_host: str,
+    this_pid: int,
+    pid_alive: Callable[[int], bool],
+) -> Orphan | None:
+    """Whether nobody runs the running operation ``row``; why, or None if a live runner may.
+
+    Ours is alive exactly while our job is, even if a database fault kept its heartbeat from
+    being written. Another runner is gone once its heartbeat is older than ``stale_seconds``,
+    or at once when it was a process of this machine (runner ids are host:pid:random) that
+    is not alive any more.
+    """
+    runner_id = row["runner_id"]
+    cutoff = now - stale_seconds
+    if runner_id == my_runner_id:
+        if row["id"] in my_live_jobs:
+            return None
+        return Orphan(OrphanReason.NO_JOB, runner_id, cutoff)
+    heartbeat = row["heartbeat_at"]
+    if runner_id is None or heartbeat is None or heartbeat < cutoff:
+        return Orphan(OrphanReason.STALE, runner_id, cutoff)
+    parts = runner_id.rsplit(":", 2)
+    if len(parts) == 3 and parts[0] == this_host and parts[1].isdigit():
+        pid = int(parts[1])
+        if pid != this_pid and not pid_alive(pid):
+            return Orphan(OrphanReason.GONE, runner_id, cutoff)
+    return None
 
 
 def vocabulary() -> dict[str, Any]:

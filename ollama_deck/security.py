@@ -28,6 +28,7 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .http import error_response
+from .state import current_settings
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The page shell, its files and the health check answer without the token: the page has to
@@ -99,14 +100,22 @@ def _body_read() -> bool:
 
 def _refusal() -> ResponseReturnValue | None:
     config = current_app.config
-    if not host_allowed(request.headers.get("Host"), config, _local_address(request.environ)):
+    settings = current_settings()
+    allowed = _host_allowed(
+        request.headers.get("Host"),
+        _local_address(request.environ),
+        settings.allowed_hosts,
+        _hashable(config.get("TRUSTED_HOSTS")),
+        config.get("SERVER_NAME"),
+    )
+    if not allowed:
         return error_response(
             421,
             "host_not_allowed",
             f"this service does not answer to Host {request.headers.get('Host')!r}; "
             "add it to OLLAMA_DECK_ALLOWED_HOSTS if it is yours",
         )
-    limit = int(config["OLLAMA_DECK_MAX_BODY_BYTES"])
+    limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return _too_large(limit)
     if request.method in MUTATING_METHODS and not same_origin(
@@ -128,7 +137,7 @@ def _refusal() -> ResponseReturnValue | None:
         result = guard(lambda: None)()
         if result is not None:
             return result
-    token = config.get("OLLAMA_DECK_TOKEN")
+    token = settings.token
     if token and request.endpoint not in TOKEN_EXEMPT and not authorized(token):
         response, status = error_response(
             401,
@@ -138,7 +147,7 @@ def _refusal() -> ResponseReturnValue | None:
         response.headers["WWW-Authenticate"] = 'Bearer realm="ollama-deck"'
         return response, status
     if _has_body():
-        return _read_body(limit, float(config["OLLAMA_DECK_BODY_TIMEOUT"]))
+        return _read_body(limit, settings.body_timeout)
     return None
 
 
@@ -217,7 +226,7 @@ def call_later(seconds: float, action: Callable[[], None]) -> Callable[[], None]
     """
     try:
         from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
+    except ImportError:  # embedded without the serve extra: no gevent
         monkey = None
     if monkey is not None and monkey.is_module_patched("socket"):
         import gevent
@@ -404,12 +413,12 @@ def authorized(token: str) -> bool:
 
 def session_status() -> dict[str, bool]:
     """What the page needs to know; only reached once the request passed the checks."""
-    return {"token_required": bool(current_app.config.get("OLLAMA_DECK_TOKEN"))}
+    return {"token_required": bool(current_settings().token)}
 
 
 def set_session_cookie(response: Response, url_prefix: str) -> None:
     """Trade a checked token for an HttpOnly, SameSite=Strict cookie (EventSource sends it)."""
-    token = current_app.config.get("OLLAMA_DECK_TOKEN")
+    token = current_settings().token
     if not token:
         return
     response.set_cookie(
@@ -448,7 +457,7 @@ def bind_refusal(host: str, token: str | None, insecure: bool) -> str | None:
 def add_headers(response: Response) -> Response:
     """Security headers: a strict CSP on the page and its files; API answers never cached."""
     if request.environ.get(CLOSE_CONNECTION):
-        response.__class__ = _closing(type(response))
+        response.__class__ = _closing(type(response))  # type: ignore[arg-type]
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")

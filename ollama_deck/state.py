@@ -14,26 +14,30 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from flask import current_app
 from flask import Flask
 from sqlalchemy import Engine
 
-from .config import ollama_hosts
+from .config import DeckSettings
 from .db import make_engine
 from .dbhealth import harden_engine
 from .schema import ensure_current
 from .services.bus import make_bus
 from .services.events import EventHub
+from .services.feed import ChangeFeed
+from .services.gpu import detect_gpus
 from .services.hosts import host_entries
 from .services.hosts import Hosts
 from .services.knowledge import GpuCache
 from .services.models import ModelService
 from .services.ollama import OllamaClient
-from .services.operations import Runner
-from .services.operations import RunnerSettings
 from .services.polling import PollAnswers
+from .services.runner import Runner
+from .services.runner import RunnerSettings
 from .services.settings import SettingStore
 from .services.store import OperationStore
 
@@ -45,11 +49,12 @@ log = logging.getLogger(__name__)
 class DeckState:
     """Everything one app's deck holds once it runs: no module-level state anywhere else."""
 
-    config: dict[str, Any]
+    settings: DeckSettings
     url_prefix: str
     engine: Engine
     hub: EventHub
     store: OperationStore
+    feed: ChangeFeed  # committed changes read back by sequence number (SSE replay)
     client: OllamaClient
     runner: Runner
     models: ModelService
@@ -61,56 +66,61 @@ class DeckState:
 
     @classmethod
     def build(
-        cls, config: dict[str, Any], url_prefix: str, engine: Engine | None, owns_engine: bool
+        cls, settings: DeckSettings, url_prefix: str, engine: Engine | None, owns_engine: bool
     ) -> DeckState:
-        """The parts, over ``engine`` (a Flask-SQLAlchemy one) or over an engine of our own."""
+        """The parts, over ``engine`` (a Flask-SQLAlchemy one) or over an engine of our own
+        (``settings.database_url``, which the caller has filled in)."""
         if engine is None:
-            engine = make_engine(config["OLLAMA_DECK_DATABASE_URL"])
+            if not settings.database_url:
+                raise RuntimeError("DeckState.build needs an engine or settings.database_url")
+            engine = make_engine(settings.database_url)
         if owns_engine:
             # Fault handling changes how connections open: only on a database the deck owns;
             # a host's engine is the host's to configure (e.g. SQLALCHEMY_ENGINE_OPTIONS).
-            harden_engine(engine)
-        ensure_current(engine, auto_upgrade=bool(config["OLLAMA_DECK_AUTO_UPGRADE"]))
-        hub = EventHub(heartbeat_seconds=float(config["OLLAMA_DECK_SSE_HEARTBEAT_SECONDS"]))
-        bus = make_bus(config, hub, engine.url.render_as_string(hide_password=True))
-        store = OperationStore(engine, bus, log_lines=int(config["OLLAMA_DECK_LOG_LINES"]))
-        bus.attach(store)
+            harden_engine(engine, offload=settings.sqlite_offload)
+        ensure_current(engine, auto_upgrade=settings.auto_upgrade)
+        hub = EventHub(heartbeat_seconds=settings.sse_heartbeat_seconds)
+        names = {url: name for name, url in settings.hosts.items()}  # what operations show
+        feed = ChangeFeed(engine, names)
+        url = engine.url.render_as_string(hide_password=True)
+        bus = make_bus(settings.as_config(), hub, feed, url)
+        store = OperationStore(engine, bus, log_lines=settings.log_lines, host_names=names)
 
         def make_client(url: str) -> OllamaClient:
             return OllamaClient(
                 url,
-                connect_timeout=float(config["OLLAMA_DECK_CONNECT_TIMEOUT"]),
-                request_timeout=float(config["OLLAMA_DECK_REQUEST_TIMEOUT"]),
-                stall_timeout=float(config["OLLAMA_DECK_PULL_STALL_TIMEOUT"]),
-                quick_timeout=float(config["OLLAMA_DECK_QUICK_TIMEOUT"]),
+                connect_timeout=settings.connect_timeout,
+                request_timeout=settings.request_timeout,
+                stall_timeout=settings.pull_stall_timeout,
+                quick_timeout=settings.quick_timeout,
             )
 
         settings_store = SettingStore(engine)
         hosts = Hosts(
             host_entries(
-                ollama_hosts(config),
+                settings.hosts,
                 make_client,
                 lambda client, url: ModelService(client, engine, store, settings_store, url),
             )
         )
-        store.host_names = hosts.names
         default = hosts.default
         runner = Runner(
             store,
             default.client,
-            RunnerSettings.from_config(default.url, config),
+            RunnerSettings.from_settings(default.url, settings),
             clients={host.url: host.client for host in hosts},
         )
         return cls(
-            config,
+            settings,
             url_prefix,
             engine,
             hub,
             store,
+            feed,
             default.client,
             runner,
             default.models,
-            GpuCache(),
+            GpuCache(partial(detect_gpus, configured_bytes=settings.gpu_memory)),
             bus,
             PollAnswers(store),
             hosts,
@@ -127,17 +137,20 @@ class DeckState:
 
 
 class DeckSetup:
-    """What ``init_app`` records: where the deck mounts and which database it uses."""
+    """What ``init_app`` records: the settings, where the deck mounts and which database
+    it uses."""
 
     def __init__(
         self,
         url_prefix: str,
         *,
+        settings: DeckSettings | None = None,
         db: Any = None,
         bind_key: str | None = None,
         guard: Callable[..., Any] | None = None,
     ) -> None:
         self.url_prefix = url_prefix
+        self.settings = settings or DeckSettings()  # read once, in init_app
         self.db = db  # a Flask-SQLAlchemy instance, or None for a database of the deck's own
         self.bind_key = bind_key
         self.guard = guard  # a view decorator of the host's (e.g. login_required)
@@ -171,17 +184,17 @@ class DeckSetup:
             return state
         with self._lock:
             if self._state is None:
-                config = dict(app.config)
+                settings = self.settings
                 if self.db is None:
-                    config["OLLAMA_DECK_DATABASE_URL"] = database_url(app)
+                    settings = replace(settings, database_url=database_url(app, settings))
                 owns = self.db is None or self.owns_db
-                self._state = DeckState.build(config, self.url_prefix, self.engine(app), owns)
+                self._state = DeckState.build(settings, self.url_prefix, self.engine(app), owns)
             return self._state
 
     def activate(self, app: Flask) -> DeckState:
         """Build the parts and, where the settings allow, start the runner in this process."""
         state = self.state(app)
-        if not self._runner_started and app.config.get("OLLAMA_DECK_START_RUNNER", True):
+        if not self._runner_started and self.settings.start_runner:
             with self._lock:
                 if not self._runner_started:
                     self._runner_started = True
@@ -201,9 +214,9 @@ class DeckSetup:
             state.close()
 
 
-def database_url(app: Flask) -> str:
+def database_url(app: Flask, settings: DeckSettings | None = None) -> str:
     """``OLLAMA_DECK_DATABASE_URL``, else a SQLite file in the app's instance folder."""
-    url = app.config.get("OLLAMA_DECK_DATABASE_URL")
+    url = (settings or settings_of(app)).database_url
     if not url:
         os.makedirs(app.instance_path, exist_ok=True)
         url = f"sqlite:///{os.path.join(app.instance_path, 'ollama_deck.db')}"
@@ -215,6 +228,16 @@ def setup_of(app: Flask) -> DeckSetup:
         return app.extensions[EXTENSION_KEY]
     except KeyError:
         raise RuntimeError("OllamaDeck is not registered on this app") from None
+
+
+def settings_of(app: Flask) -> DeckSettings:
+    """The settings of the deck registered on ``app``, read once when it was registered."""
+    return setup_of(app).settings
+
+
+def current_settings() -> DeckSettings:
+    """The settings of the current app's deck; cheap, and builds nothing."""
+    return setup_of(current_app).settings
 
 
 def deck() -> DeckState:

@@ -115,6 +115,11 @@ def check_page_modules(static) -> None:  # noqa: ANN001 - an importlib Traversab
 def main() -> None:
     where = check_install()
     bin_dir = Path(sys.executable).parent
+    shown = subprocess.run(
+        [str(bin_dir / "ollama-deck"), "--version"], capture_output=True, text=True, timeout=60
+    )
+    if shown.stdout.strip() != f"ollama-deck {metadata.version('ollama-deck')}":
+        fail(f"ollama-deck --version said {shown.stdout!r} {shown.stderr!r}")
     work = Path(tempfile.mkdtemp(prefix="deck-smoke-"))
     database = f"sqlite:///{work / 'deck.db'}"
     fake = subprocess.Popen(

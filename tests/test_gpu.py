@@ -6,6 +6,8 @@ import subprocess
 
 import pytest
 
+from ollama_deck.config import DeckSettings
+from ollama_deck.config import SettingError
 from ollama_deck.services.gpu import detect_gpus
 from ollama_deck.services.gpu import fits
 from ollama_deck.services.gpu import Gpu
@@ -136,16 +138,18 @@ def test_detect_bytes_output():
 )
 def test_configured_memory_overrides_detection(monkeypatch, value, expected):
     monkeypatch.setenv("OLLAMA_DECK_GPU_MEMORY", value)
+    configured = DeckSettings.from_config({}).gpu_memory
     run = FakeRun(error=AssertionError("nvidia-smi must not run"))
-    assert detect_gpus(run=run) == [
+    assert detect_gpus(run=run, configured_bytes=configured) == [
         Gpu(index=0, name="configured", total_bytes=expected, free_bytes=None)
     ]
     assert run.calls == []
 
 
-def test_invalid_configured_memory_falls_back_to_detection(monkeypatch):
+def test_invalid_configured_memory_is_refused_at_start(monkeypatch):
     monkeypatch.setenv("OLLAMA_DECK_GPU_MEMORY", "lots")
-    assert detect_gpus(run=FakeRun(stdout=ONE_GPU))[0].name == "NVIDIA GeForce RTX 4090"
+    with pytest.raises(SettingError, match="OLLAMA_DECK_GPU_MEMORY='lots' is not valid"):
+        DeckSettings.from_config({})
 
 
 @pytest.mark.parametrize("text", ["", "lots", "0GB", "-1GB", "12 parsecs"])

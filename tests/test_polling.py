@@ -35,20 +35,20 @@ def test_every_committed_change_shows_at_the_next_poll(store):
     assert answers.answer(op["id"], 5, render) is answers.answer(op["id"], 5, render)
     assert (answers.hits, answers.misses) == (2, 1)
 
-    store.update(op["id"], {"percent": 40.0})
+    store._update(op["id"], {"percent": 40.0})
     assert json.loads(answers.answer(op["id"], 5, render))["percent"] == 40.0
-    store.update(op["id"], {}, ["a log line alone also changes the answer"])
+    store._update(op["id"], {}, ["a log line alone also changes the answer"])
     assert json.loads(answers.answer(op["id"], 5, render))["log"][-1].startswith("a log line")
     # Another process's commit (a second store over the same database) shows as well.
     other = OperationStore(store.engine, EventHub())
-    other.update(op["id"], {"percent": 70.0})
+    other._update(op["id"], {"percent": 70.0})
     assert json.loads(answers.answer(op["id"], 5, render))["percent"] == 70.0
 
 
 def test_log_lengths_are_answered_apart_and_a_forgotten_operation_is_gone(store):
     answers = PollAnswers(store)
     op = store.create(kind="pull", model="m:1", model_key="m:1", host=HOST)
-    store.update(op["id"], {"status": "failed", "finished_at": 1.0}, ["one", "two"])
+    store._update(op["id"], {"status": "failed", "finished_at": 1.0}, ["one", "two"])
     assert json.loads(answers.answer(op["id"], 1, render))["log"] == ["two"]
     assert json.loads(answers.answer(op["id"], 0, render))["log"] == []
     assert len(json.loads(answers.answer(op["id"], 10, render))["log"]) == 3

@@ -1,4 +1,9 @@
-"""Pulls end to end: the app over a real socket, the fake Ollama over another."""
+"""Pulls end to end against the fake Ollama over a real socket.
+
+Most tests drain the queue in the test's own thread (``runner.drain()``, no runner thread,
+nothing to wait for); those about threads, cancelling a running pull, limits and restarts
+serve the app over a real socket with its runner running.
+"""
 
 from __future__ import annotations
 
@@ -47,25 +52,62 @@ def log_texts(op: dict) -> list[str]:
     return [line["text"] for line in op["log"]]
 
 
-def test_multi_layer_pull_succeeds_with_a_rising_bar(fake_ollama, live):
+class Drained:
+    """An app whose runner never starts a thread: the test runs the queue with ``drain``."""
+
+    def __init__(self, app) -> None:
+        self.client = app.test_client()
+        self.client.get("/progress")  # the first request builds the deck
+        self.deck = setup_of(app).state(app)
+        self.runner = self.deck.runner
+
+    def pull(self, model: str) -> dict:
+        response = self.client.post("/api/models/pull", json={"model": model})
+        assert response.status_code == 202, response.text
+        return response.json
+
+    def op(self, op_id: str) -> dict:
+        response = self.client.get(f"/progress/{op_id}", query_string={"log": 300})
+        assert response.status_code == 200, response.text
+        return response.json
+
+    def drain(self) -> list[str]:
+        return self.runner.drain()
+
+
+@pytest.fixture
+def drained(make_app):
+    def build(**overrides) -> Drained:
+        return Drained(make_app(OLLAMA_DECK_START_RUNNER=False, **overrides))
+
+    return build
+
+
+def test_multi_layer_pull_succeeds_with_a_rising_bar(fake_ollama, drained, monkeypatch):
+    deck = drained()
     fake_ollama.allow_pull(
         "llama3.2:1b", PullScript(layers=LAYERS, step=10_000, interval=0.01), parameter_size="1.2B"
     )
-    op = start_pull(live, "llama3.2:1b")
+    op = deck.pull("llama3.2:1b")
     assert op["created"] is True
+    assert op["status"] == "queued"  # no runner thread: it waits for the drain
     assert op["model"] == "llama3.2:1b"
     assert op["urls"]["progress"] == f"/progress/{op['id']}"
     assert op["urls"]["stream"] == f"/progress/{op['id']}/stream"
 
+    store = deck.deck.store
+    record = store.record_progress
     seen = []
-    final = wait_until(
-        lambda: (
-            (seen.append(state := get_op(live, op["id"], log=300)) or state["status"] in FINAL)
-            and state
-        ),
-        timeout=15,
-    )
-    percents = [s["percent"] for s in seen]
+
+    def recorded(*args, **kwargs):  # every state the pull wrote, as a poll would see it
+        row = record(*args, **kwargs)
+        seen.append(row)
+        return row
+
+    monkeypatch.setattr(store, "record_progress", recorded)
+    assert deck.drain() == [op["id"]]
+    final = deck.op(op["id"])
+    percents = [s["percent"] for s in seen] + [final["percent"]]
     assert final["status"] == "succeeded", final
     assert percents == sorted(percents), "the percent went down while running"
     assert any(0 < p < 100 for p in percents), "no progress was seen between 0 and 100"
@@ -80,7 +122,7 @@ def test_multi_layer_pull_succeeds_with_a_rising_bar(fake_ollama, live):
     assert texts.index("pulling manifest") < texts.index("verifying sha256 digest")
     assert texts[-2:] == ["success", "pulled"]
 
-    listing = live.get("/api/models").json()
+    listing = deck.client.get("/api/models").json
     assert "llama3.2:1b" in [m["name"] for m in listing["models"]]
     assert listing["stale"] is False
     assert listing["total_size"] == sum(int(m["size"]) for m in listing["models"])
@@ -103,61 +145,85 @@ def test_cancel_a_running_pull(fake_ollama, live):
     assert live.post(f"/progress/{op['id']}/cancel").status_code == 409
 
 
-def test_cancel_a_queued_pull(fake_ollama, make_app, serve):
-    live = serve(make_app(OLLAMA_DECK_MAX_CONCURRENT_PULLS=1))
-    fake_ollama.allow_pull("a:1", PullScript(layers=LAYERS, step=10_000, hold_after=1))
+def test_cancel_a_queued_pull(fake_ollama, drained):
+    deck = drained(OLLAMA_DECK_MAX_CONCURRENT_PULLS=1)
+    fake_ollama.allow_pull("a:1", PullScript(layers=LAYERS, step=10_000))
     fake_ollama.allow_pull("b:1", PullScript(layers=LAYERS, step=10_000))
-    first = start_pull(live, "a:1")
-    second = start_pull(live, "b:1")
-    assert get_op(live, second["id"])["status"] == "queued"
-    response = live.post(f"/progress/{second['id']}/cancel")
+    first = deck.pull("a:1")
+    second = deck.pull("b:1")
+    assert deck.op(second["id"])["status"] == "queued"
+    response = deck.client.post(f"/progress/{second['id']}/cancel")
     assert response.status_code == 200
-    assert response.json()["status"] == "cancelled"
+    assert response.json["status"] == "cancelled"
+    assert "cancelled before it started" in log_texts(deck.op(second["id"]))
+    assert deck.drain() == [first["id"]]
     assert fake_ollama.pull_count("b:1") == 0
-    fake_ollama.release("a:1")
-    assert wait_final(live, first["id"])["status"] == "succeeded"
+    assert deck.op(first["id"])["status"] == "succeeded"
 
 
-def test_unknown_model_fails_with_ollamas_message(live):
-    op = start_pull(live, "no-such-model:7b")
-    final = wait_final(live, op["id"])
+def test_queued_pulls_drain_one_by_one_in_order(fake_ollama, drained):
+    deck = drained(OLLAMA_DECK_MAX_CONCURRENT_PULLS=1)
+    for name in ("a:1", "b:1", "c:1"):
+        fake_ollama.allow_pull(name, PullScript(layers=LAYERS, step=50_000))
+    ids = [deck.pull(n)["id"] for n in ("a:1", "b:1", "c:1")]
+    assert deck.drain() == ids
+    assert [deck.op(i)["status"] for i in ids] == ["succeeded"] * 3
+    assert deck.drain() == []  # nothing queued: returns at once
+
+
+def test_unknown_model_fails_with_ollamas_message(drained):
+    deck = drained()
+    op = deck.pull("no-such-model:7b")
+    deck.drain()
+    final = deck.op(op["id"])
     assert final["status"] == "failed"
     assert final["error"] == "pull model manifest: file does not exist"
     assert final["message"] == "Ollama: pull model manifest: file does not exist"
 
 
-def test_error_line_mid_stream_fails(fake_ollama, live):
+def test_error_line_mid_stream_fails(fake_ollama, drained):
+    deck = drained()
     fake_ollama.allow_pull(
         "m:1", PullScript(layers=LAYERS, step=10_000, error_after=5, error="disk full")
     )
-    final = wait_final(live, start_pull(live, "m:1")["id"])
+    op = deck.pull("m:1")
+    deck.drain()
+    final = deck.op(op["id"])
     assert final["status"] == "failed"
     assert final["error"] == "disk full"
     assert 0 < final["percent"] < 100
 
 
-def test_dropped_connection_fails(fake_ollama, live):
+def test_dropped_connection_fails(fake_ollama, drained):
+    deck = drained()
     fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, drop_after=5))
-    final = wait_final(live, start_pull(live, "m:1")["id"])
+    op = deck.pull("m:1")
+    deck.drain()
+    final = deck.op(op["id"])
     assert final["status"] == "failed"
     assert "lost" in final["error"] or "ended before" in final["error"]
 
 
-def test_ollama_down_fails_clearly_once_the_wait_is_over(fake_ollama, make_app, serve):
-    live = serve(make_app(OLLAMA_DECK_OLLAMA_WAIT_SECONDS=0))
+def test_ollama_down_fails_clearly_once_the_wait_is_over(fake_ollama, drained):
+    deck = drained(OLLAMA_DECK_OLLAMA_WAIT_SECONDS=0)
     fake_ollama.stop()
-    final = wait_final(live, start_pull(live, "llama3.2:1b")["id"])
+    op = deck.pull("llama3.2:1b")
+    deck.drain()
+    final = deck.op(op["id"])
     assert final["status"] == "failed"
     assert "not reachable" in final["error"]
     assert fake_ollama.url in final["error"]
 
 
-def test_stalled_stream_times_out(fake_ollama, make_app, serve):
-    live = serve(make_app(OLLAMA_DECK_PULL_STALL_TIMEOUT=0.5))
+def test_stalled_stream_times_out(fake_ollama, drained):
+    deck = drained(OLLAMA_DECK_PULL_STALL_TIMEOUT=0.5)
     fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=3))
-    final = wait_final(live, start_pull(live, "m:1")["id"])
+    op = deck.pull("m:1")
+    deck.drain()
+    final = deck.op(op["id"])
     assert final["status"] == "failed"
     assert "sent nothing for 0.5 s" in final["error"]
+    fake_ollama.release("m:1")
 
 
 def test_concurrent_pulls_of_one_model_share_one_operation(fake_ollama, live):
@@ -280,34 +346,35 @@ def test_restart_marks_interrupted_when_configured(fake_ollama, make_app, serve)
         (b'{"model": "a/b/c/d"}', "invalid_model_name"),
     ],
 )
-def test_bad_pull_requests_get_a_json_400(live, body, code):
-    response = live.post(
+def test_bad_pull_requests_get_a_json_400(client, body, code):
+    response = client.post(
         "/api/models/pull", data=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == code
-    assert response.json()["error"]["message"]
-    assert live.get("/progress").json()["operations"] == []
+    assert response.json["error"]["code"] == code
+    assert response.json["error"]["message"]
+    assert client.get("/progress").json["operations"] == []
 
 
-def test_progress_lookups(live):
-    assert live.get("/progress/not-a-uuid").status_code == 404
-    missing = live.get("/progress/00000000-0000-0000-0000-000000000000")
+def test_progress_lookups(client):
+    assert client.get("/progress/not-a-uuid").status_code == 404
+    missing = client.get("/progress/00000000-0000-0000-0000-000000000000")
     assert missing.status_code == 404
-    assert missing.json()["error"]["code"] == "not_found"
-    assert live.get("/progress?status=bogus").status_code == 400
-    assert live.get("/progress?limit=0").status_code == 400
-    assert live.get("/progress?limit=ten").status_code == 400
-    assert live.post("/progress/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
+    assert missing.json["error"]["code"] == "not_found"
+    assert client.get("/progress?status=bogus").status_code == 400
+    assert client.get("/progress?limit=0").status_code == 400
+    assert client.get("/progress?limit=ten").status_code == 400
+    assert client.post("/progress/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
 
 
-def test_delete_an_operation_only_when_finished(fake_ollama, live):
-    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=1))
-    op = start_pull(live, "m:1")
-    response = live.delete(f"/progress/{op['id']}")
+def test_delete_an_operation_only_when_finished(fake_ollama, drained):
+    deck = drained()
+    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000))
+    op = deck.pull("m:1")
+    response = deck.client.delete(f"/progress/{op['id']}")
     assert response.status_code == 409
-    assert response.json()["error"]["code"] == "conflict"
-    fake_ollama.release("m:1")
-    wait_final(live, op["id"])
-    assert live.delete(f"/progress/{op['id']}").status_code == 200
-    assert live.get(f"/progress/{op['id']}").status_code == 404
+    assert response.json["error"]["code"] == "conflict"
+    deck.drain()
+    assert deck.op(op["id"])["status"] == "succeeded"
+    assert deck.client.delete(f"/progress/{op['id']}").status_code == 200
+    assert deck.client.get(f"/progress/{op['id']}").status_code == 404

@@ -11,8 +11,8 @@ import time
 from sqlalchemy import update
 
 from ollama_deck.db import Operation
-from ollama_deck.services.operations import process_gone
-from ollama_deck.services.operations import runner_identity
+from ollama_deck.services.runner import process_gone
+from ollama_deck.services.runner import runner_identity
 from ollama_deck.testing import PullScript
 
 from .conftest import deck_of
@@ -149,7 +149,7 @@ def test_finished_operations_are_kept_by_count(make_app):
     ids = []
     for i in range(6):
         row = store.create(kind="pull", model=f"m{i}:1", model_key=f"m{i}:1", host="h")
-        store.update(row["id"], {"status": "failed", "finished_at": 1000.0 + i}, ["x"])
+        store._update(row["id"], {"status": "failed", "finished_at": 1000.0 + i}, ["x"])
         ids.append(row["id"])
     active = store.create(kind="pull", model="active:1", model_key="active:1", host="h")
     assert store.purge_finished(None, keep=2) == 4

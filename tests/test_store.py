@@ -10,9 +10,11 @@ from sqlalchemy import select
 from ollama_deck import schema
 from ollama_deck.db import make_engine
 from ollama_deck.db import Operation
+from ollama_deck.lifecycle import Status
 from ollama_deck.services.events import EventHub
-from ollama_deck.services.operations import Runner
-from ollama_deck.services.operations import RunnerSettings
+from ollama_deck.services.feed import ChangeFeed
+from ollama_deck.services.runner import Runner
+from ollama_deck.services.runner import RunnerSettings
 from ollama_deck.services.store import OperationStore
 
 OP = Operation.__table__
@@ -74,7 +76,7 @@ def test_one_active_operation_per_model_even_when_racing(racing_stores):
 
 def test_a_finished_operation_frees_the_model(store):
     first = new_op(store)
-    store.update(first["id"], {"status": "failed", "finished_at": 1.0})
+    store._update(first["id"], {"status": "failed", "finished_at": 1.0})
     second, created = store.create_or_join(
         kind="pull", model="llama3.2:1b", model_key="llama3.2:1b", host=HOST
     )
@@ -112,10 +114,11 @@ def test_sequence_orders_changes_across_operations_and_replay_resumes(store):
     b = new_op(store, "b:1")
     assert b["seq"] > a["seq"]
     mark = b["seq"]
-    store.update(a["id"], {"percent": 10.0}, ["line one"])
-    store.update(b["id"], {"percent": 20.0}, ["line two", "line three"])
-    store.update(a["id"], {"percent": 30.0})
-    events, covered = store.replay(mark)
+    store._update(a["id"], {"percent": 10.0}, ["line one"])
+    store._update(b["id"], {"percent": 20.0}, ["line two", "line three"])
+    store._update(a["id"], {"percent": 30.0})
+    feed = ChangeFeed(store.engine)
+    events, covered = feed.replay(mark)
     kinds = [(e.kind, e.operation_id) for e in events]
     # Every log line after the mark, and the newest state of each changed operation.
     assert kinds == [
@@ -128,25 +131,45 @@ def test_sequence_orders_changes_across_operations_and_replay_resumes(store):
     seqs = [e.seq for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert covered == seqs[-1]
-    only_b, _ = store.replay(mark, b["id"])
+    only_b, _ = feed.replay(mark, b["id"])
     assert {e.operation_id for e in only_b} == {b["id"]}
 
 
 def test_log_is_bounded_to_the_newest_lines(store):
     op = new_op(store)
     for i in range(12):
-        store.update(op["id"], {}, [f"line {i}"])
+        store._update(op["id"], {}, [f"line {i}"])
     texts = [r["text"] for r in store.logs(op["id"])]
     assert texts == [f"line {i}" for i in range(7, 12)]
 
 
-def test_update_with_a_condition_that_no_longer_holds_writes_nothing(store):
-    op = new_op(store)
+@pytest.mark.parametrize(
+    "transition",
+    [
+        lambda store, op_id: store.finish(op_id, "me", Status.FAILED, "x", ["x"]),
+        lambda store, op_id: store.release(op_id, "me", note="x"),
+        lambda store, op_id: store.request_cancel(op_id),
+        lambda store, op_id: store.mark_stalled(op_id, "me", 5, ["x"]),
+    ],
+    ids=["finish", "release", "request_cancel", "mark_stalled"],
+)
+def test_a_transition_from_a_state_the_row_is_not_in_writes_nothing(store, transition):
+    op = new_op(store)  # queued, held by nobody
     before = store.get(op["id"])
-    assert store.update(op["id"], {"percent": 50.0}, ["x"], where=[OP.c.runner_id == "me"]) is None
+    assert transition(store, op["id"]) is None
     after = store.get(op["id"])
     assert after == before
     assert [r["text"] for r in store.logs(op["id"])] == ["pull of llama3.2:1b queued"]
+
+
+def test_a_finish_by_the_holder_ends_the_operation(store):
+    op = new_op(store)
+    store.claim_next_queued("me", limit=2)
+    assert store.finish(op["id"], "someone else", Status.SUCCEEDED, "pulled") is None
+    row = store.finish(op["id"], "me", Status.SUCCEEDED, "pulled", ["pulled"])
+    assert row["status"] == "succeeded" and row["eta_seconds"] == 0.0
+    assert row["finished_at"] is not None
+    assert store.cancel_queued(op["id"]) is None
 
 
 def test_only_one_runner_takes_over_a_stale_operation(engine):
@@ -180,9 +203,9 @@ def test_only_one_runner_takes_over_a_stale_operation(engine):
 
 def test_purge_forgets_only_old_finished_operations(store, engine):
     old = new_op(store, "old:1")
-    store.update(old["id"], {"status": "succeeded", "finished_at": 100.0}, ["done"])
+    store._update(old["id"], {"status": "succeeded", "finished_at": 100.0}, ["done"])
     recent = new_op(store, "recent:1")
-    store.update(recent["id"], {"status": "succeeded", "finished_at": 10_000.0})
+    store._update(recent["id"], {"status": "succeeded", "finished_at": 10_000.0})
     active = new_op(store, "active:1")
     assert store.purge_finished(before=5_000.0) == 1
     with engine.connect() as conn:

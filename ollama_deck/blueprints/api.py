@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 from flask import Blueprint
-from flask import current_app
 from flask import jsonify
 from flask import request
 from flask import url_for
@@ -16,6 +15,7 @@ from ..http import json_body
 from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
+from ..lifecycle import Kind
 from ..openapi import openapi_document
 from ..security import clear_session_cookie
 from ..security import protect
@@ -89,7 +89,7 @@ def pull_model():
     if not isinstance(name, str) or not name.strip():
         raise BadRequest('say which model to pull: {"model": "llama3.2:1b"}', code="model_required")
     host = host_of(body)
-    row, created = deck().runner.submit("pull", name, host.url)
+    row, created = deck().runner.submit(Kind.PULL, name, host.url)
     return jsonify(operation_payload(row, created=created)), 202
 
 
@@ -126,7 +126,7 @@ def estimate():
     if not name.strip():
         raise BadRequest("say which model: ?model=llama3.2:1b", code="model_required")
     state = deck()
-    warn_bytes = int(float(current_app.config["OLLAMA_DECK_PULL_WARN_GB"]) * 1e9)
+    warn_bytes = int(state.settings.pull_warn_gb * 1e9)
     return jsonify(pull_estimate(name, state.gpus.get(), warn_bytes=warn_bytes))
 
 
@@ -149,7 +149,7 @@ def show_model(name: str):
 @bp.post("/models/<path:name>/load")
 def load_model(name: str):
     """Warm a model into memory as an operation (pulling it first if it is missing)."""
-    row, created = deck().runner.submit("load", name, host_of().url)
+    row, created = deck().runner.submit(Kind.LOAD, name, host_of().url)
     return jsonify(operation_payload(row, created=created)), 202
 
 

@@ -10,6 +10,7 @@ from flask import render_template
 from flask import url_for
 
 from ..errors import DatabaseUnavailable
+from ..lifecycle import vocabulary
 from ..security import protect
 from ..services.health import health
 from ..state import activate_deck
@@ -31,7 +32,8 @@ ID_SLOT = "__op__"
 
 
 def page_config() -> dict[str, Any]:
-    """Every URL the script needs, built by url_for so the page works under any prefix."""
+    """Every URL the script needs (built by url_for so the page works under any prefix),
+    a few limits and the lifecycle vocabulary."""
     return {
         "api": {
             "models": url_for("ollama_deck_api.list_models"),
@@ -58,6 +60,8 @@ def page_config() -> dict[str, Any]:
         "log_lines": deck().store.log_lines,  # the most GET /progress/<id>?log= accepts
         # Pulls that run at once: the page tells a queued pull when it is likely to start.
         "max_concurrent": deck().runner.settings.max_concurrent,
+        # Kinds, statuses and which of them are active, final, retryable: the page's sets.
+        "lifecycle": vocabulary(),
     }
 
 

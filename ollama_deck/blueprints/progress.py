@@ -120,11 +120,11 @@ def stream_operation(op_id: str):
 def follow_for(op_id: str | None) -> Iterator[bytes]:
     state = deck()
     return follow(
-        state.store,
+        state.feed,
         state.hub,
         op_id=op_id,
         last_event_id=_last_event_id(),
-        max_replay=int(state.config["OLLAMA_DECK_REPLAY_MAX_EVENTS"]),
+        max_replay=state.settings.replay_max_events,
     )
 
 

@@ -1,7 +1,8 @@
 """How committed changes reach the SSE hub of every process that serves the deck.
 
 The store hands each committed batch of events to a bus; the bus feeds the process's
-:class:`~.events.EventHub`, which SSE streams wait on. Three buses:
+:class:`~.events.EventHub`, which SSE streams wait on. What a bus did not hear it reads from
+the change feed (``services/feed.py``) it is built with. Three buses:
 
 - ``local``: straight into this process's hub. Right only when one process serves the
   deck (``ollama-deck serve`` with one worker).
@@ -40,7 +41,8 @@ FILL_PAGE = 500
 
 
 class ChangeReader(Protocol):
-    """What a bus reads from the store (the truth) to fill what it did not hear."""
+    """What a bus reads from the database (the truth) to fill what it did not hear: a
+    :class:`~.feed.ChangeFeed`."""
 
     def committed_seq(self) -> int: ...
 
@@ -56,9 +58,6 @@ class LocalBus:
 
     def __init__(self, hub: EventHub) -> None:
         self.hub = hub
-
-    def attach(self, reader: ChangeReader) -> None:
-        pass
 
     def publish(self, events: list[DeckEvent]) -> None:
         self.hub.publish(events)
@@ -76,22 +75,20 @@ class LocalBus:
 class _Catcher:
     """Brings the hub up to the database: reads what committed after ``last``, in order."""
 
-    def __init__(self, hub: EventHub, *, max_behind: int = 2000) -> None:
+    def __init__(self, hub: EventHub, reader: ChangeReader, *, max_behind: int = 2000) -> None:
         self.hub = hub
-        self.reader: ChangeReader | None = None
+        self.reader = reader
         self.max_behind = max_behind
         self.last = 0  # every event up to this sequence number is in the hub (or skipped)
         self.fills = 0
 
     def begin(self) -> None:
         """Start from what is committed now: streams read the past from the database."""
-        assert self.reader is not None
         self.last = max(self.last, self.reader.committed_seq())
 
     def fill(self) -> int:
         """Publish what committed after ``last``; return the new ``last``."""
         reader = self.reader
-        assert reader is not None
         upto = reader.committed_seq()
         if upto <= self.last:
             return self.last
@@ -122,16 +119,13 @@ class PollBus:
 
     name = "poll"
 
-    def __init__(self, hub: EventHub, *, interval: float = 0.5) -> None:
+    def __init__(self, hub: EventHub, reader: ChangeReader, *, interval: float = 0.5) -> None:
         self.hub = hub
         self.interval = interval
-        self._catcher = _Catcher(hub)
+        self._catcher = _Catcher(hub, reader)
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def attach(self, reader: ChangeReader) -> None:
-        self._catcher.reader = reader
 
     def publish(self, events: list[DeckEvent]) -> None:
         self._wake.set()  # our own commit: read it now rather than at the next tick
@@ -170,6 +164,7 @@ class RedisBus:
     def __init__(
         self,
         hub: EventHub,
+        reader: ChangeReader,
         url: str,
         channel: str,
         *,
@@ -181,7 +176,7 @@ class RedisBus:
         self.channel = channel
         self.gap_wait = gap_wait  # how long a missing sequence number may be on its way
         self.safety_interval = safety_interval  # how often the database is asked anyway
-        self._catcher = _Catcher(hub)
+        self._catcher = _Catcher(hub, reader)
         self._pending: dict[int, DeckEvent] = {}
         self._gap_since: float | None = None
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
@@ -189,9 +184,6 @@ class RedisBus:
         self._threads: list[threading.Thread] = []
         self.connected = False
         self.received = 0
-
-    def attach(self, reader: ChangeReader) -> None:
-        self._catcher.reader = reader
 
     # -- publishing (runner and request threads) ----------------------------------
 
@@ -333,7 +325,9 @@ def channel_for(database_url: str) -> str:
     return f"ollama-deck:events:{digest}"
 
 
-def make_bus(config: dict[str, Any], hub: EventHub, database_url: str) -> Any:
+def make_bus(
+    config: dict[str, Any], hub: EventHub, feed: ChangeReader, database_url: str
+) -> LocalBus | PollBus | RedisBus:
     """The bus the settings ask for; ``auto`` is Redis when a URL is set, else polling."""
     choice = str(config.get("OLLAMA_DECK_EVENT_BUS") or "auto")
     if choice not in BUSES:
@@ -344,7 +338,7 @@ def make_bus(config: dict[str, Any], hub: EventHub, database_url: str) -> Any:
     if choice == "redis":
         if not redis_url:
             raise ValueError("OLLAMA_DECK_EVENT_BUS=redis needs OLLAMA_DECK_REDIS_URL")
-        return RedisBus(hub, redis_url, channel_for(database_url))
+        return RedisBus(hub, feed, redis_url, channel_for(database_url))
     if choice == "poll":
-        return PollBus(hub, interval=float(config.get("OLLAMA_DECK_POLL_SECONDS") or 0.5))
+        return PollBus(hub, feed, interval=float(config.get("OLLAMA_DECK_POLL_SECONDS") or 0.5))
     return LocalBus(hub)

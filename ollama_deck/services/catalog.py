@@ -173,7 +173,7 @@ def _parse_tag(family: str, raw: Any, fail: Callable[[str], ValueError]) -> Cata
     return CatalogTag(
         name=tag,
         parameter_count=count,
-        parameter_size=params.strip().upper(),
+        parameter_size=str(params).strip().upper(),
         quantization=quant,
         size_bytes=size_bytes,
     )

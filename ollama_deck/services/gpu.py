@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -17,7 +16,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-GPU_MEMORY_VARIABLE = "OLLAMA_DECK_GPU_MEMORY"
 NVIDIA_SMI_COMMAND = [
     "nvidia-smi",
     "--query-gpu=index,name,memory.total,memory.free",
@@ -72,20 +70,17 @@ def parse_nvidia_smi(output: str) -> list[Gpu]:
     return gpus
 
 
-def detect_gpus(run: Callable[..., Any] = subprocess.run) -> list[Gpu]:
+def detect_gpus(
+    run: Callable[..., Any] = subprocess.run, configured_bytes: int | None = None
+) -> list[Gpu]:
     """The GPUs here, or ``[]`` when none can be found; never raises.
 
-    ``OLLAMA_DECK_GPU_MEMORY`` (e.g. ``24GB``, ``24576MiB`` or a byte count) overrides
-    detection with a single GPU named "configured". Use it when the deck runs on a
-    different machine from Ollama, where the local nvidia-smi would describe the wrong
-    hardware (or none at all).
+    ``configured_bytes`` (the ``OLLAMA_DECK_GPU_MEMORY`` setting) overrides detection with
+    a single GPU named "configured". It is for a deck that runs on a different machine
+    from Ollama, where the local nvidia-smi would describe the wrong hardware (or none).
     """
-    configured = os.environ.get(GPU_MEMORY_VARIABLE, "").strip()
-    if configured:
-        total = parse_memory(configured)
-        if total:
-            return [Gpu(index=0, name="configured", total_bytes=total, free_bytes=None)]
-        log.warning("ignoring %s=%r: not a memory size", GPU_MEMORY_VARIABLE, configured)
+    if configured_bytes:
+        return [Gpu(index=0, name="configured", total_bytes=configured_bytes, free_bytes=None)]
     try:
         result = run(
             NVIDIA_SMI_COMMAND,

@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..db import InstalledModel
+from ..db import table_of
 from ..dbhealth import DATABASE_ERRORS
 from ..dbhealth import first_line
 
-CACHE = InstalledModel.__table__
+CACHE = table_of(InstalledModel)
 log = logging.getLogger(__name__)
 
 

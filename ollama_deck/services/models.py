@@ -17,6 +17,7 @@ from ..errors import ModelNotFound
 from ..errors import NotFound
 from ..errors import OllamaTimeout
 from ..errors import OllamaUnavailable
+from ..lifecycle import ACTIVE
 from . import modelcache
 from .names import parse_model_name
 from .ollama import OllamaClient
@@ -60,7 +61,7 @@ class ModelService:
         names = self.store.host_names
         active = [
             operation_json(r, names)
-            for r in self.store.list(statuses=("queued", "running"))
+            for r in self.store.list(statuses=ACTIVE)
             if r["host"] == self.host
         ]
         active_by_key = {op["model"].lower(): op for op in active}

@@ -182,7 +182,7 @@ class OllamaClient:
             for raw in lines:
                 if raw:
                     try:
-                        yield decode(raw)
+                        yield decode(raw)  # type: ignore[arg-type]  # decode_unicode: str
                     except ValueError as exc:
                         text = f"Ollama sent a line that is not JSON: {raw[:200]!r}"
                         raise OllamaError(text) from exc

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-PHASES = ("manifest", "downloading", "verifying", "writing", "loading", "done")
+from ..lifecycle import Phase
+
+# Phases after the bytes: the bar waits just below 100 until Ollama says success.
+AFTER_DOWNLOAD = (Phase.VERIFYING, Phase.WRITING, Phase.LOADING)
 
 # While bytes still come, stay below 100: the next layer's size is not known yet.
 RUNNING_CAP = 99.0
@@ -19,18 +22,18 @@ SPEED_ALPHA = 0.3
 MIN_SAMPLE_SECONDS = 0.5
 
 
-def phase_of(status: str) -> str | None:
+def phase_of(status: str) -> Phase | None:
     """The phase an Ollama status text belongs to, or None for text we do not know."""
     if status == "success":
-        return "done"
+        return Phase.DONE
     if status == "pulling manifest":
-        return "manifest"
+        return Phase.MANIFEST
     if status.startswith("pulling "):
-        return "downloading"
+        return Phase.DOWNLOADING
     if status.startswith("verifying"):
-        return "verifying"
+        return Phase.VERIFYING
     if status.startswith(("writing", "removing")):
-        return "writing"
+        return Phase.WRITING
     return None
 
 
@@ -115,13 +118,13 @@ class PullProgress:
     def complete(self) -> None:
         """Mark the whole operation done (e.g. a load after its pull)."""
         self.succeeded = True
-        self.phase = "done"
+        self.phase = Phase.DONE
 
     def percent(self) -> float:
         """Overall percent, one decimal; 100 only once Ollama said success."""
         if self.succeeded:
             return 100.0
-        if self.phase in ("verifying", "writing", "loading"):
+        if self.phase in AFTER_DOWNLOAD:
             value = RUNNING_CAP
         elif self.total:
             value = min(self.completed * 100.0 / self.total, RUNNING_CAP)
@@ -160,7 +163,7 @@ class PullProgress:
     def snapshot(self, now: float) -> Snapshot:
         """The current view; also samples the speed."""
         speed = self.sample_speed(now)
-        downloading = self.phase == "downloading" and not self.succeeded
+        downloading = self.phase == Phase.DOWNLOADING and not self.succeeded
         eta = self.eta_seconds() if downloading or self.succeeded else None
         return Snapshot(
             phase=self.phase,

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy import update
 
 from ..db import Setting
+from ..db import table_of
 
-SETTING = Setting.__table__
+SETTING = table_of(Setting)
 ACTIVE_MODEL = "active_model"
 
 

@@ -1,5 +1,9 @@
 """Every read and write of operations and their logs, and the events they publish.
 
+Each change of state is one method named after its transition (claim, cancel, finish...),
+guarded in SQL by the state it must still find, and returning the new row or None when
+the row had moved on: callers never build conditions themselves.
+
 Each change takes the next numbers of one global sequence inside its own transaction.
 Taking them is an UPDATE of one counter row, so it also serialises writers: on
 PostgreSQL the row lock, on SQLite the write lock. Hence changes commit in sequence
@@ -18,6 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from datetime import UTC
 from typing import Any
+from typing import Protocol
 
 from sqlalchemy import bindparam
 from sqlalchemy import delete
@@ -37,9 +42,12 @@ from ..db import OperationLog
 from ..db import SEQ_COUNTER
 from ..dbhealth import run_statement
 from ..errors import QueueFull
+from ..lifecycle import Orphan
+from ..lifecycle import OrphanReason
+from ..lifecycle import Status
 from .events import DeckEvent
-from .events import EventHub
 from .events import make_event
+from .progress import Snapshot
 from .updates import update_result
 
 OP = Operation.__table__
@@ -56,6 +64,38 @@ NEWEST_LOGS = (
 )
 TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
 PURGE_BATCH = 500  # ids per DELETE ... IN (...): well under SQLite's variable limit
+
+
+# Inside OperationStore ``list`` names its method, so its annotations use these.
+Rows = list[dict[str, Any]]
+Ids = list[str]
+
+
+class Publisher(Protocol):
+    """Where committed events go: a bus (services/bus.py) or, alone, an EventHub."""
+
+    def publish(self, events: list[DeckEvent]) -> None: ...
+
+
+def _held_by(runner_id: str) -> list[Any]:
+    """The row is running and ``runner_id`` still holds it."""
+    return [OP.c.runner_id == runner_id, OP.c.status == Status.RUNNING]
+
+
+def _still_orphan(orphan: Orphan) -> Any:
+    """The SQL form of :func:`~..lifecycle.is_orphan`'s decision: it still holds when the
+    row is written, so a runner that came back (a fresh heartbeat) keeps its operation."""
+    if orphan.reason == OrphanReason.STALE:
+        return (OP.c.heartbeat_at < orphan.stale_before) | OP.c.heartbeat_at.is_(None)
+    return OP.c.runner_id == orphan.runner_id
+
+
+def _ended(status: Status, message: str, *, keep_speed: bool = False) -> dict[str, Any]:
+    """The fields of an operation that ends now with ``status``."""
+    fields: dict[str, Any] = {"status": status, "finished_at": time.time(), "message": message}
+    if not keep_speed:
+        fields.update(speed=None, eta_seconds=None)
+    return fields
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -117,65 +157,26 @@ def log_event(row: dict[str, Any]) -> DeckEvent:
     return make_event(row["seq"], row["operation_id"], "log", log_json(row))
 
 
-class FrameCache:
-    """Operation events rendered once for every client that replays at the same time.
-
-    A storm of clients resuming from far back reads the same rows: rendering each state
-    once instead of once per client is most of the CPU a replay costs. The cache lives
-    only while some replay runs (``with cache:``), so memory goes back when they end.
-    """
-
-    def __init__(self, limit: int = 4096) -> None:
-        self.limit = limit
-        self._frames: dict[tuple[str, int], DeckEvent] = {}
-        self._users = 0
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> FrameCache:
-        with self._lock:
-            self._users += 1
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        with self._lock:
-            self._users -= 1
-            if not self._users:
-                self._frames = {}
-
-    def event(self, row: Any, names: Mapping[str, str] | None = None) -> DeckEvent:
-        """The event of an operation row, rendered once per (id, seq) while replays run."""
-        if not self._users:
-            return operation_event(row, names)
-        key = (row["id"], row["seq"])
-        found = self._frames.get(key)
-        if found is None:
-            found = operation_event(row, names)
-            if len(self._frames) < self.limit:
-                self._frames[key] = found
-        return found
-
-
 class OperationStore:
-    """Operations in the database; publishes each committed change to ``hub``."""
+    """Operations in the database; publishes each committed change to ``bus``."""
 
     def __init__(
         self,
         engine: Engine,
-        hub: EventHub,
+        bus: Publisher,
         *,
         log_lines: int = 300,
         host_names: Mapping[str, str] | None = None,
     ) -> None:
         self.engine = engine
         self.host_names = dict(host_names or {})  # Ollama URL -> its configured name
-        self.hub = hub
+        self.bus = bus
         self.log_lines = log_lines
         # Held from taking a sequence number until the event is published. The database
         # serialises writers anyway; this keeps publishing in the same order as committing.
         self._write_lock = threading.Lock()
         marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._seq_sql = f"SELECT seq FROM {OP.name} WHERE id = {marker}"
-        self.replay_frames = FrameCache()
 
     # -- reads ----------------------------------------------------------------------
 
@@ -248,81 +249,9 @@ class OperationStore:
             row = conn.execute(query).mappings().first()
         return dict(row) if row else None
 
-    def committed_seq(self) -> int:
-        """The newest sequence number taken; every change up to it has committed."""
-        with self.engine.connect() as conn:
-            return self._committed_seq(conn)
-
-    def replay(self, after_seq: int, op_id: str | None = None) -> tuple[list[DeckEvent], int]:
-        """What changed after ``after_seq``: every log line and each operation's newest state.
-
-        Also returns a sequence number that everything committed before the read is at or
-        below: a watcher skips later events up to it, as the replay covered them.
-        One read of everything: streams use ``replay_window`` page by page instead.
-        """
-        with self.engine.connect() as conn:
-            covered = self._committed_seq(conn)
-        events = self.replay_window(after_seq, covered, op_id)
-        return events, max([covered, after_seq] + [e.seq for e in events])
-
-    def replay_window(
-        self, after_seq: int, upto_seq: int, op_id: str | None = None
-    ) -> list[DeckEvent]:
-        """Log lines and operation states with ``after_seq < seq <= upto_seq``, in seq order.
-
-        A window of N sequence numbers holds at most N events (each number belongs to one
-        row at most), so windows bound what one read brings into memory.
-        """
-        window = (LOG.c.seq > after_seq) & (LOG.c.seq <= upto_seq)
-        logs = select(LOG).where(window)
-        ops = select(OP).where(OP.c.seq > after_seq, OP.c.seq <= upto_seq)
-        if op_id is not None:
-            logs = logs.where(LOG.c.operation_id == op_id)
-            ops = ops.where(OP.c.id == op_id)
-        with self.engine.connect() as conn:
-            events = [log_event(r) for r in conn.execute(logs).mappings()]
-            events += [
-                self.replay_frames.event(r, self.host_names) for r in conn.execute(ops).mappings()
-            ]
-        events.sort(key=lambda e: e.seq)
-        return events
-
-    def states_since(
-        self, after_seq: int, upto_seq: int, op_id: str | None = None, *, limit: int = 200
-    ) -> list[DeckEvent]:
-        """The current state (no logs) of up to ``limit`` operations that changed in
-        ``(after_seq, upto_seq]``, in seq order; page on with the last one's seq."""
-        query = (
-            select(OP)
-            .where(OP.c.seq > after_seq, OP.c.seq <= upto_seq)
-            .order_by(OP.c.seq)
-            .limit(limit)
-        )
-        if op_id is not None:
-            query = query.where(OP.c.id == op_id)
-        with self.engine.connect() as conn:
-            return [
-                self.replay_frames.event(r, self.host_names) for r in conn.execute(query).mappings()
-            ]
-
-    def current_events(self, op_id: str | None = None) -> tuple[list[DeckEvent], int]:
-        """The state of one operation, or of every active one, as events in seq order.
-
-        Returns the covered sequence number too, as ``replay`` does.
-        """
-        query = select(OP).order_by(OP.c.seq)
-        if op_id is not None:
-            query = query.where(OP.c.id == op_id)
-        else:
-            query = query.where(OP.c.status.in_(ACTIVE_STATUSES))
-        with self.engine.connect() as conn:
-            covered = self._committed_seq(conn)
-            events = [operation_event(r, self.host_names) for r in conn.execute(query).mappings()]
-        return events, max([covered] + [e.seq for e in events])
-
     def has_queued(self) -> bool:
         with self.engine.connect() as conn:
-            query = select(OP.c.id).where(OP.c.status == "queued").limit(1)
+            query = select(OP.c.id).where(OP.c.status == Status.QUEUED).limit(1)
             return conn.execute(query).first() is not None
 
     # -- writes ---------------------------------------------------------------------
@@ -346,7 +275,7 @@ class OperationStore:
             first = self._take_seq(conn, 2)
             if max_queued is not None:
                 queued = conn.execute(
-                    select(func.count()).select_from(OP).where(OP.c.status == "queued")
+                    select(func.count()).select_from(OP).where(OP.c.status == Status.QUEUED)
                 ).scalar_one()
                 if queued >= max_queued:
                     conn.rollback()
@@ -361,12 +290,12 @@ class OperationStore:
                     model=model,
                     model_key=model_key,
                     host=host,
-                    status="queued",
+                    status=Status.QUEUED,
                     phase=None,
                     percent=0.0,
                     completed_bytes=0,
                     total_bytes=0,
-                    message="queued",
+                    message=Status.QUEUED,  # the message until it starts
                     cancel_requested=False,
                     attempts=0,
                     created_at=now,
@@ -379,7 +308,7 @@ class OperationStore:
             conn.execute(insert(LOG).values(**log))
             row = dict(conn.execute(select(OP).where(OP.c.id == op_id)).mappings().one())
             conn.commit()
-            self.hub.publish([log_event(log), operation_event(row, self.host_names)])
+            self.bus.publish([log_event(log), operation_event(row, self.host_names)])
         return row
 
     def create_or_join(
@@ -410,7 +339,7 @@ class OperationStore:
                 # It finished between our insert and our read: try again.
         raise RuntimeError(f"could not create or find an operation for {model}")
 
-    def update(
+    def _update(
         self,
         op_id: str,
         fields: dict[str, Any],
@@ -422,6 +351,8 @@ class OperationStore:
 
         ``where`` adds conditions (e.g. the status it must still have, or the runner that
         must still own it); when they do not hold nothing is written and None is returned.
+        Private: every change goes through a named transition below (tests may set up rows
+        with it).
         """
         logs = list(logs)
         now = time.time()
@@ -442,8 +373,114 @@ class OperationStore:
                 self._trim_logs(conn, op_id)
             row = dict(row)
             conn.commit()
-            self.hub.publish([log_event(r) for r in rows] + [operation_event(row, self.host_names)])
+            self.bus.publish([log_event(r) for r in rows] + [operation_event(row, self.host_names)])
         return row
+
+    # -- transitions ----------------------------------------------------------------
+    # Each returns the changed row, or None when the row is no longer in the state the
+    # transition starts from (another runner, a cancel or a recovery came first).
+
+    def cancel_queued(self, op_id: str) -> dict[str, Any] | None:
+        """queued -> cancelled: nobody started it, so it ends here."""
+        fields = _ended(Status.CANCELLED, Status.CANCELLED, keep_speed=True)
+        where = [OP.c.status == Status.QUEUED]
+        return self._update(op_id, fields, ["cancelled before it started"], where=where)
+
+    def request_cancel(self, op_id: str) -> dict[str, Any] | None:
+        """Ask the runner of a running operation to stop it (once)."""
+        fields = {"cancel_requested": True, "message": "cancelling"}
+        where = [OP.c.status == Status.RUNNING, OP.c.cancel_requested.is_(False)]
+        return self._update(op_id, fields, ["cancel requested"], where=where)
+
+    def end_orphan(
+        self, op_id: str, orphan: Orphan, status: Status, *, message: str, note: str
+    ) -> dict[str, Any] | None:
+        """running -> ``status`` (final) for an operation nobody runs, while it stays so."""
+        fields = _ended(status, message)
+        where = [OP.c.status == Status.RUNNING, _still_orphan(orphan)]
+        return self._update(op_id, fields, [note], where=where)
+
+    def requeue_orphan(self, op_id: str, orphan: Orphan, *, note: str) -> dict[str, Any] | None:
+        """running -> queued for an operation nobody runs: the next runner resumes it."""
+        fields = {
+            "status": Status.QUEUED,
+            "runner_id": None,
+            "message": "resuming",
+            "speed": None,
+            "eta_seconds": None,
+        }
+        where = [OP.c.status == Status.RUNNING, _still_orphan(orphan)]
+        return self._update(op_id, fields, [note], where=where)
+
+    def record_progress(
+        self,
+        op_id: str,
+        runner_id: str,
+        snap: Snapshot,
+        logs: Iterable[str] = (),
+        *,
+        message: str | None = None,
+    ) -> dict[str, Any] | None:
+        """A running pull's state and new log lines, with a heartbeat; None if
+        ``runner_id`` does not hold it any more."""
+        fields = {
+            "phase": snap.phase,
+            "percent": snap.percent,
+            "completed_bytes": snap.completed_bytes,
+            "total_bytes": snap.total_bytes,
+            "speed": snap.speed,
+            "eta_seconds": snap.eta_seconds,
+            "message": message or snap.message,
+            "heartbeat_at": time.time(),
+        }
+        return self._update(op_id, fields, logs, where=_held_by(runner_id))
+
+    def mark_stalled(
+        self, op_id: str, runner_id: str, seconds: int, logs: Iterable[str] = ()
+    ) -> dict[str, Any] | None:
+        """Show that a running pull got no bytes for ``seconds``: no speed, no ETA."""
+        fields = {
+            "speed": 0.0,
+            "eta_seconds": None,
+            "message": f"stalled: no data from Ollama for {seconds} s",
+        }
+        return self._update(op_id, fields, logs, where=_held_by(runner_id))
+
+    def finish(
+        self,
+        op_id: str,
+        runner_id: str,
+        status: Status,
+        message: str,
+        logs: Iterable[str] = (),
+        *,
+        error: str | None = None,
+        snap: Snapshot | None = None,
+    ) -> dict[str, Any] | None:
+        """running -> ``status`` (final), by the runner that holds it."""
+        fields = _ended(status, message)
+        fields["error"] = error
+        if status == Status.SUCCEEDED:
+            fields["eta_seconds"] = 0.0
+        if snap is not None:
+            fields.update(
+                phase=snap.phase,
+                percent=snap.percent,
+                completed_bytes=snap.completed_bytes,
+                total_bytes=snap.total_bytes,
+            )
+        return self._update(op_id, fields, logs, where=_held_by(runner_id))
+
+    def release(self, op_id: str, runner_id: str, *, note: str) -> dict[str, Any] | None:
+        """running -> queued on shutdown, unless a user asked to cancel it meanwhile."""
+        fields = {
+            "status": Status.QUEUED,
+            "runner_id": None,
+            "message": "resuming",
+            "speed": None,
+        }
+        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False)]
+        return self._update(op_id, fields, [note], where=where)
 
     def claim_next_queued(self, runner_id: str, limit: int) -> dict[str, Any] | None:
         """Atomically move the oldest queued operation to running, if fewer than ``limit``
@@ -458,12 +495,12 @@ class OperationStore:
             running_there = (
                 select(func.count())
                 .select_from(RUNNING)
-                .where(RUNNING.c.status == "running", RUNNING.c.host == OP.c.host)
+                .where(RUNNING.c.status == Status.RUNNING, RUNNING.c.host == OP.c.host)
                 .scalar_subquery()
             )
             candidate = conn.execute(
                 select(OP.c.id)
-                .where(OP.c.status == "queued", running_there < limit)
+                .where(OP.c.status == Status.QUEUED, running_there < limit)
                 .order_by(OP.c.created_at)
                 .limit(1)
             ).first()
@@ -472,9 +509,9 @@ class OperationStore:
                 return None
             statement = (
                 update(OP)
-                .where(OP.c.id == candidate.id, OP.c.status == "queued")
+                .where(OP.c.id == candidate.id, OP.c.status == Status.QUEUED)
                 .values(
-                    status="running",
+                    status=Status.RUNNING,
                     runner_id=runner_id,
                     heartbeat_at=now,
                     started_at=func.coalesce(OP.c.started_at, now),
@@ -487,10 +524,10 @@ class OperationStore:
             )
             row = dict(conn.execute(statement).mappings().one())
             conn.commit()
-            self.hub.publish([operation_event(row, self.host_names)])
+            self.bus.publish([operation_event(row, self.host_names)])
         return row
 
-    def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> list[str]:
+    def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> Ids:
         """Mark alive the operations this runner has a live job for; return those someone
         asked to cancel.
 
@@ -502,16 +539,16 @@ class OperationStore:
         if not op_ids:
             return []
         now = time.time()
-        owned = (OP.c.runner_id == runner_id, OP.c.status == "running", OP.c.id.in_(op_ids))
+        owned = (OP.c.runner_id == runner_id, OP.c.status == Status.RUNNING, OP.c.id.in_(op_ids))
         with self.engine.begin() as conn:
             conn.execute(update(OP).where(*owned).values(heartbeat_at=now))
             rows = conn.execute(select(OP.c.id).where(*owned, OP.c.cancel_requested)).all()
         return [r.id for r in rows]
 
-    def running(self) -> list[dict[str, Any]]:
+    def running(self) -> Rows:
         """Who holds each running operation: id, runner_id, heartbeat_at, cancel_requested."""
         query = select(OP.c.id, OP.c.runner_id, OP.c.heartbeat_at, OP.c.cancel_requested).where(
-            OP.c.status == "running"
+            OP.c.status == Status.RUNNING
         )
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
@@ -552,16 +589,6 @@ class OperationStore:
         return True
 
     # -- helpers --------------------------------------------------------------------
-
-    @staticmethod
-    def _committed_seq(conn: Connection) -> int:
-        """The newest sequence number taken; every change up to it has committed.
-
-        Read first: later reads may see more (PostgreSQL reads each statement afresh),
-        never less.
-        """
-        query = select(Counter.value).where(Counter.name == SEQ_COUNTER)
-        return conn.execute(query).scalar_one()
 
     @staticmethod
     def _take_seq(conn: Connection, count: int) -> int:

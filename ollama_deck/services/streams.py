@@ -11,14 +11,14 @@ from .events import comment_frame
 from .events import DeckEvent
 from .events import EventHub
 from .events import retry_frame
-from .store import OperationStore
+from .feed import ChangeFeed
 
 # Sequence numbers (so at most this many events) read from the database at a time.
 REPLAY_PAGE = 100
 
 
 def follow(
-    store: OperationStore,
+    feed: ChangeFeed,
     hub: EventHub,
     *,
     op_id: str | None = None,
@@ -43,29 +43,29 @@ def follow(
     # read can be missed; what both hold is skipped by sequence number.
     position = hub.position()
     if last_event_id is None:
-        events, covered = store.current_events(op_id)
+        events, covered = feed.current_events(op_id)
         pages: Iterator[list[DeckEvent]] = iter([events] if events else [])
     else:
-        covered = max(store.committed_seq(), last_event_id)
-        pages = replay_pages(store, last_event_id, covered, op_id, max_replay)
-    return _counted(hub, _frames(store, hub, op_id, position, pages, covered, max_replay))
+        covered = max(feed.committed_seq(), last_event_id)
+        pages = replay_pages(feed, last_event_id, covered, op_id, max_replay)
+    return _counted(hub, _frames(feed, hub, op_id, position, pages, covered, max_replay))
 
 
 def replay_pages(
-    store: OperationStore, after: int, upto: int, op_id: str | None, max_replay: int
+    feed: ChangeFeed, after: int, upto: int, op_id: str | None, max_replay: int
 ) -> Iterator[list[DeckEvent]]:
     """What changed in ``(after, upto]``, a page at a time (see ``follow``)."""
-    with store.replay_frames:
-        yield from _pages(store, after, upto, op_id, max_replay)
+    with feed.frames:
+        yield from _pages(feed, after, upto, op_id, max_replay)
 
 
 def _pages(
-    store: OperationStore, after: int, upto: int, op_id: str | None, max_replay: int
+    feed: ChangeFeed, after: int, upto: int, op_id: str | None, max_replay: int
 ) -> Iterator[list[DeckEvent]]:
     start = after
     if upto - after > max_replay:
         while True:
-            page = store.states_since(start, upto, op_id, limit=REPLAY_PAGE)
+            page = feed.states_since(start, upto, op_id, limit=REPLAY_PAGE)
             if page:
                 yield page
             if len(page) < REPLAY_PAGE:
@@ -73,7 +73,7 @@ def _pages(
             start = page[-1].seq
     while start < upto:
         end = min(start + REPLAY_PAGE, upto)
-        page = store.replay_window(start, end, op_id)
+        page = feed.replay_window(start, end, op_id)
         if page:
             yield page
         start = end
@@ -88,7 +88,7 @@ def _counted(hub: EventHub, frames: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _frames(
-    store: OperationStore,
+    feed: ChangeFeed,
     hub: EventHub,
     op_id: str | None,
     position: int,
@@ -113,8 +113,8 @@ def _frames(
         events, position, lost = hub.read(position)
         if lost:  # fell behind the ring: the database has the rest
             position = hub.position()
-            upto = max(store.committed_seq(), sent)
-            for page in replay_pages(store, sent, upto, op_id, max_replay):
+            upto = max(feed.committed_seq(), sent)
+            for page in replay_pages(feed, sent, upto, op_id, max_replay):
                 chunk, sent, finished = _select(page, sent, op_id)
                 if chunk:
                     yield chunk

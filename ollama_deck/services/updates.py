@@ -16,6 +16,8 @@ from typing import Any
 from ..errors import Conflict
 from ..errors import DeckError
 from ..errors import NotFound
+from ..lifecycle import Kind
+from ..lifecycle import Status
 from .names import InvalidModelName
 from .names import parse_model_name
 from .ollama import OllamaClient
@@ -34,7 +36,7 @@ def update_message(before: str | None, after: str | None) -> str:
 
 def update_result(row: dict[str, Any]) -> dict[str, Any] | None:
     """``{"status": "updated"|"current", "old", "new"}`` of a succeeded update, else None."""
-    if row["kind"] != "update" or row["status"] != "succeeded":
+    if row["kind"] != Kind.UPDATE or row["status"] != Status.SUCCEEDED:
         return None
     message = row["message"] or ""
     if match := _CURRENT.match(message):
@@ -91,13 +93,13 @@ def queue_updates(
     queued = []
     for name in dict.fromkeys(wanted):
         try:
-            row, created = runner.submit("update", name, host)
+            row, created = runner.submit(Kind.UPDATE, name, host)
         except Conflict:
             # A pull or load of it is active: join it rather than refuse the whole list.
             there = host or runner.settings.host
             row = runner.store.active_for(there, parse_model_name(name).key)
             if row is None:  # it ended in between: try once more
-                row, created = runner.submit("update", name, host)
+                row, created = runner.submit(Kind.UPDATE, name, host)
             else:
                 created = False
         queued.append({"row": row, "created": created})

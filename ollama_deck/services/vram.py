@@ -59,6 +59,11 @@ _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMBT]?)\s*$", re.IGNORECASE)
 _SCALE = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if Ollama sent an object there, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def estimate_vram(
     *,
     parameter_count: float,
@@ -142,8 +147,8 @@ def estimate_from_show(show: dict[str, Any]) -> dict[str, Any]:
     each gap falls back to a coarser estimate and is named in ``assumptions``.
     """
     show = show if isinstance(show, dict) else {}
-    details = show.get("details") if isinstance(show.get("details"), dict) else {}
-    info = show.get("model_info") if isinstance(show.get("model_info"), dict) else {}
+    details: dict[str, Any] = _mapping(show.get("details"))
+    info: dict[str, Any] = _mapping(show.get("model_info"))
     arch = info.get("general.architecture")
     prefix = f"{arch}." if isinstance(arch, str) and arch else None
 

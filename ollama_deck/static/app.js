@@ -1,27 +1,34 @@
 // Ollama Deck page, the entry module: native ES modules (in js/), no build step. Every URL
 // comes from the #deck-config JSON the server renders, so the page works under any prefix.
+//
+// The modules depend one way (tests/test_page_modules.py holds them to it):
+//   js/core (config, state, events, util) <- js/http <- js/operations <- js/actions
+//   <- js/views <- app.js
+// Views never import each other: they talk through the events of js/core/events.js, and
+// this module wires what crosses them.
 
-import { catalogIsLoaded, initCatalog, loadCatalog } from "./js/catalog.js";
-import { initDetails } from "./js/details.js";
-import { initHosts } from "./js/hosts.js";
-import { ensureSession, initToken } from "./js/http.js";
-import { connect } from "./js/live.js";
-import { initModels, refreshActive, refreshModels } from "./js/models.js";
-import { initOps, loadOperations, updateOpsSummary } from "./js/ops.js";
-import { initPrompt } from "./js/prompt.js";
-import { initPulls } from "./js/pulls.js";
-import { state } from "./js/state.js";
-import { STATUS_EVERY_MS, refreshStatus } from "./js/status.js";
-import { initTabs, selectTab, tabFromHash } from "./js/tabs.js";
+import { on } from "./js/core/events.js";
+import { state } from "./js/core/state.js";
+import { ensureSession } from "./js/http/http.js";
+import { connect } from "./js/actions/live.js";
+import { notifyEnded } from "./js/actions/notify.js";
+import { loadOperations } from "./js/actions/operations.js";
+import { STATUS_EVERY_MS, refreshActive, refreshModels, refreshStatus } from "./js/actions/server.js";
+import { initCatalog } from "./js/views/catalog.js";
+import { initDetails } from "./js/views/details.js";
+import { initHosts } from "./js/views/hosts.js";
+import { initModels } from "./js/views/models.js";
+import { initOps } from "./js/views/ops.js";
+import { initPrompt } from "./js/views/prompt.js";
+import { initPulls } from "./js/views/pulls.js";
+import { initStatus } from "./js/views/status.js";
+import { initTabs, selectTab, tabFromHash } from "./js/views/tabs.js";
+import { initToken } from "./js/views/token.js";
 
 async function start() {
   initToken();
-  initHosts(() => {
-    // Another host: its models, status and catalog flags; operations show every host's.
-    refreshModels();
-    refreshStatus();
-    if (catalogIsLoaded()) loadCatalog();
-  });
+  initStatus();
+  initHosts();
   initTabs();
   initModels();
   initDetails();
@@ -29,10 +36,22 @@ async function start() {
   initOps();
   initCatalog();
   initPrompt();
+  // Another host: its models and status (the catalog reloads itself); operations show
+  // every host's.
+  on("host-selected", () => {
+    refreshModels();
+    refreshStatus();
+  });
+  // An operation ended: the models, what is loaded, and the catalog's installed flags
+  // may have changed; tell a user looking elsewhere.
+  on("op-finished", ({ op, seen }) => {
+    refreshModels();
+    refreshStatus();
+    if (seen) notifyEnded(op);
+  });
   await ensureSession();
   const wanted = tabFromHash();
   if (wanted) selectTab(wanted);
-  updateOpsSummary();
   connect();
   await Promise.allSettled([refreshActive(), refreshModels(), refreshStatus(), loadOperations()]);
   setInterval(() => {

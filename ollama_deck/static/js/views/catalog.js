@@ -1,19 +1,18 @@
-// The Catalog tab: categories, search, and a Pull per tag.
+// The Catalog tab: categories, search, and a Pull per tag. It loads when its tab is first
+// shown, and again (when loaded) for another host or after a pull or update ended.
 
-import { API } from "./config.js";
-import { fitBadge } from "./details.js";
-import { api } from "./http.js";
-import { startPull } from "./pulls.js";
-import { $, el, humanBytes, setText } from "./util.js";
+import { API, KIND } from "../core/config.js";
+import { on } from "../core/events.js";
+import { $, el, fitBadge, humanBytes, setText } from "../core/util.js";
+import { api } from "../http/http.js";
+import { startPull } from "../actions/operations.js";
 
 let catalogCategory = "";
 let catalogLoaded = false;
 let catalogRequest = 0;
 let catalogTimer = 0;
 
-export const catalogIsLoaded = () => catalogLoaded;
-
-export async function loadCatalog() {
+async function loadCatalog() {
   const number = ++catalogRequest;
   const params = new URLSearchParams();
   if (catalogCategory) params.set("category", catalogCategory);
@@ -35,7 +34,7 @@ export async function loadCatalog() {
   }
 }
 
-export function refreshCatalogSoon() {
+function refreshCatalogSoon() {
   if (catalogLoaded) {
     clearTimeout(catalogTimer);
     catalogTimer = setTimeout(loadCatalog, 200);
@@ -123,6 +122,15 @@ function familyCard(family) {
 }
 
 export function initCatalog() {
+  on("tab-selected", (tab) => {
+    if (tab === "catalog" && !catalogLoaded) loadCatalog();
+  });
+  on("host-selected", () => {
+    if (catalogLoaded) loadCatalog(); // the installed flags are the new host's
+  });
+  on("op-finished", ({ op }) => {
+    if (op.kind !== KIND.LOAD) refreshCatalogSoon();
+  });
   $("#catalog-chips").addEventListener("click", (event) => {
     const chip = event.target.closest("[data-category]");
     if (!chip) return;

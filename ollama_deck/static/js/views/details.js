@@ -1,12 +1,13 @@
-// The details drawer of an installed model, and the fit badge the catalog shares.
+// The details drawer of an installed model, opened by an open-details event.
 
-import { API, modelUrl } from "./config.js";
-import { api } from "./http.js";
-import { $, el, humanBytes, setText } from "./util.js";
+import { API, modelUrl } from "../core/config.js";
+import { on } from "../core/events.js";
+import { $, el, fitBadge, humanBytes, setText } from "../core/util.js";
+import { api } from "../http/http.js";
 
 let returnFocus = null;
 
-export async function openDetails(name) {
+async function openDetails(name) {
   const drawer = $("#details-drawer");
   const body = $("#details-body");
   setText($("#details-title"), name);
@@ -87,13 +88,8 @@ function detailsContent(info) {
   return parts;
 }
 
-export function fitBadge(fits) {
-  if (fits === true) return el("span", { className: "badge fits-yes", dataset: { fits: "yes" } }, "fits");
-  if (fits === false) return el("span", { className: "badge fits-no", dataset: { fits: "no" } }, "too big");
-  return el("span", { className: "badge fits-unknown", dataset: { fits: "unknown" }, title: "no GPU memory known" }, "fit unknown");
-}
-
 export function initDetails() {
+  on("open-details", openDetails);
   const drawer = $("#details-drawer");
   $("#details-close").addEventListener("click", () => drawer.close());
   drawer.addEventListener("click", (event) => {

@@ -104,3 +104,10 @@ export function sameModel(a, b) {
   };
   return norm(a) === norm(b);
 }
+
+/** The fit badge of a model against the largest GPU: the catalog and the details drawer show it. */
+export function fitBadge(fits) {
+  if (fits === true) return el("span", { className: "badge fits-yes", dataset: { fits: "yes" } }, "fits");
+  if (fits === false) return el("span", { className: "badge fits-no", dataset: { fits: "no" } }, "too big");
+  return el("span", { className: "badge fits-unknown", dataset: { fits: "unknown" }, title: "no GPU memory known" }, "fit unknown");
+}

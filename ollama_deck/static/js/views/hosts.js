@@ -1,22 +1,15 @@
 // Several Ollama hosts (OLLAMA_HOSTS): a selector in the top bar picks the one the page
-// manages; every API call then names it (?host=). With one host nothing shows.
+// manages; every API call then names it (?host=, see http/http.js). With one host nothing
+// shows. A pick goes out as a host-selected event.
 
-import { HOSTS } from "./config.js";
-import { state } from "./state.js";
-import { $, show } from "./util.js";
+import { HOSTS, manyHosts } from "../core/config.js";
+import { emit } from "../core/events.js";
+import { state } from "../core/state.js";
+import { $, show } from "../core/util.js";
 
 const KEY = "ollama-deck-host";
 
-export const manyHosts = () => HOSTS.length > 1;
-
-/** ``url`` with the chosen host, when one is chosen. */
-export function withHost(url) {
-  if (!state.host) return url;
-  return url + (url.includes("?") ? "&" : "?") + "host=" + encodeURIComponent(state.host);
-}
-
-/** Fill the selector; ``changed`` runs when the user picks another host. */
-export function initHosts(changed) {
+export function initHosts() {
   if (!manyHosts()) return;
   const select = $("#host-select");
   for (const name of HOSTS) {
@@ -31,7 +24,7 @@ export function initHosts(changed) {
   select.addEventListener("change", () => {
     state.host = select.value;
     sessionStorage.setItem(KEY, state.host);
-    changed();
+    emit("host-selected", state.host);
   });
   show($("#host-pick"), true);
 }

@@ -1,7 +1,8 @@
 // Tabs with the ARIA tabs pattern: arrow keys move between them, the URL hash keeps one.
+// A selection goes out as a tab-selected event (the catalog loads on its first).
 
-import { catalogIsLoaded, loadCatalog } from "./catalog.js";
-import { $, $$ } from "./util.js";
+import { emit } from "../core/events.js";
+import { $, $$ } from "../core/util.js";
 
 const tabs = () => $$('[role="tab"]');
 
@@ -12,7 +13,7 @@ export function selectTab(tab) {
     other.tabIndex = selected ? 0 : -1;
     document.getElementById(other.getAttribute("aria-controls")).hidden = !selected;
   }
-  if (tab.dataset.tab === "catalog" && !catalogIsLoaded()) loadCatalog();
+  emit("tab-selected", tab.dataset.tab);
   if (location.hash !== "#" + tab.dataset.tab) history.replaceState(null, "", "#" + tab.dataset.tab);
 }
 

@@ -1,152 +1,89 @@
 // Operation cards: bar, numbers, queue place, stall, speed sparkline, result of an update,
-// log; the tab title while pulls run; notifications for pulls that end unseen.
+// log with copy and download, cancel, retry, dismiss; and the tab title while pulls run.
+// The operations themselves live in operations/operations.js; this view redraws a card
+// (once per frame) when it hears op-changed.
 
-import { manyHosts } from "./hosts.js";
-import { ACTIVE, API, FINAL, LOG_KEEP, MAX_CONCURRENT, PROGRESS, RETRYABLE, modelUrl, opUrl } from "./config.js";
-import { refreshCatalogSoon } from "./catalog.js";
-import { api } from "./http.js";
-import { flash, refreshModels, updateModels } from "./models.js";
-import { notifyEnded } from "./notify.js";
-import { startPull } from "./pulls.js";
-import { state } from "./state.js";
-import { refreshStatus } from "./status.js";
+import { ACTIVE, FINAL, LOG_KEEP, RETRYABLE, STATUS, manyHosts } from "../core/config.js";
+import { on } from "../core/events.js";
 import {
   $, el, formatPercent, humanBytes, humanDuration, ordinal, setText, show, svg,
-} from "./util.js";
+} from "../core/util.js";
+import { getEntry, logLines, logText, queue, summary } from "../operations/operations.js";
+import { cancelOp, dismissOp, fetchLog, retryOp } from "../actions/operations.js";
 
 const TITLE = document.title;
-const SPARK_POINTS = 60;
 const STALLED = /^stalled: no data from Ollama for (\d+) s/;
 
-function entryFor(op) {
-  let entry = state.ops.get(op.id);
-  if (!entry) {
-    entry = { op: op, card: null, logs: new Map(), logFetched: false, renderedLogs: 0, speeds: [] };
-    state.ops.set(op.id, entry);
-  }
-  return entry;
-}
-
-/** Merge a newer operation state in; returns the entry. Older states (by seq) are ignored. */
-export function upsertOp(op) {
-  const entry = entryFor(op);
-  const before = entry.op;
-  if (before.seq !== undefined && op.seq !== undefined && op.seq < before.seq) return entry;
-  const newer = before === op || op.seq === undefined || before.seq !== op.seq;
-  entry.op = Object.assign({}, before, op);
-  if (op.urls) entry.urls = op.urls;
-  if (newer && entry.op.status === "running" && typeof entry.op.speed === "number") {
-    entry.speeds.push(entry.op.speed);
-    if (entry.speeds.length > SPARK_POINTS) entry.speeds.shift();
-  }
-  if (before !== op && ACTIVE.has(before.status) && FINAL.has(op.status)) {
-    onFinished(entry.op);
-    notifyEnded(entry.op);
-  }
-  schedule(op.id);
-  return entry;
-}
-
-export function onFinished(op) {
-  refreshModels();
-  refreshStatus();
-  if (op.kind !== "load") refreshCatalogSoon();
-}
+const cards = new Map(); // id -> {card, renderedSeq, renderedLogs}
+const dirty = new Set();
+let frame = 0; // a pending requestAnimationFrame (or, in a hidden tab, setTimeout) of flush
+let frameIsTimer = false;
 
 function schedule(id) {
-  state.dirty.add(id);
-  if (state.frame) return;
+  dirty.add(id);
+  if (frame) return;
   // A hidden tab gets no animation frames, and its title must still move on.
-  state.frame = document.hidden ? setTimeout(flush, 250) : requestAnimationFrame(flush);
-  state.frameIsTimer = document.hidden;
+  frame = document.hidden ? setTimeout(flush, 250) : requestAnimationFrame(flush);
+  frameIsTimer = document.hidden;
 }
-
-document.addEventListener("visibilitychange", () => {
-  if (document.hidden && state.frame && !state.frameIsTimer) {
-    cancelAnimationFrame(state.frame);
-    state.frame = setTimeout(flush, 0);
-    state.frameIsTimer = true;
-  }
-});
 
 /** One DOM pass per frame whatever the number of events that arrived. */
 function flush() {
-  state.frame = 0;
-  const ids = [...state.dirty];
-  state.dirty.clear();
+  frame = 0;
+  const ids = [...dirty];
+  dirty.clear();
   for (const id of ids) {
-    const entry = state.ops.get(id);
+    const entry = getEntry(id);
     if (entry) renderCard(entry);
   }
   renderQueue();
-  updateOpsSummary();
+  renderSummary();
 }
 
-export function updateOpsSummary() {
-  let active = 0;
-  let running = 0;
-  let weighted = 0;
-  let weights = 0;
-  for (const { op } of state.ops.values()) {
-    if (!ACTIVE.has(op.status)) continue;
-    active += 1;
-    if (op.status !== "running") continue;
-    running += 1;
-    // The percents (which never go back) weighted by size: a big pull counts for more.
-    const weight = Number(op.total_bytes) || 1;
-    weighted += weight * (Number(op.percent) || 0);
-    weights += weight;
-  }
+function renderSummary() {
+  const { count, active, running, percent } = summary();
   setText($("#stat-pulls"), String(active));
-  show($("#ops-empty"), state.ops.size === 0);
+  show($("#ops-empty"), count === 0);
   // The tab title tells a user in another tab how far the pulls are.
   let title = TITLE;
-  if (running) {
-    title = Math.floor(Math.min(100, weighted / weights)) + "% · " + TITLE;
-  } else if (active) {
-    title = "queued · " + TITLE;
-  }
+  if (running) title = Math.floor(percent) + "% · " + TITLE;
+  else if (active) title = "queued · " + TITLE;
   if (document.title !== title) document.title = title;
 }
 
 /** Each queued card's place in the queue, and when it is likely to start. */
 function renderQueue() {
-  const queued = [];
-  const etas = [];
-  let running = 0;
-  for (const entry of state.ops.values()) {
-    if (entry.op.status === "queued") queued.push(entry);
-    else if (entry.op.status === "running") {
-      running += 1;
-      if (entry.op.eta_seconds) etas.push(Number(entry.op.eta_seconds));
-    }
-  }
-  // The runner starts the oldest queued operation whenever a slot frees.
-  queued.sort((a, b) => Date.parse(a.op.created_at) - Date.parse(b.op.created_at));
-  etas.sort((a, b) => a - b);
-  const free = Math.max(0, MAX_CONCURRENT - running);
-  queued.forEach((entry, index) => {
-    if (!entry.card) return;
-    const place = index + 1;
+  for (const { id, place, startsIn } of queue()) {
+    const view = cards.get(id);
+    if (!view) continue;
     let when = "";
-    if (place <= free) when = "starting";
-    else if (place - free <= etas.length) when = "likely to start in " + humanDuration(etas[place - free - 1]);
-    const text = ordinal(place) + " in queue" + (when ? " · " + when : "");
-    setText($(".op-queue", entry.card), text);
-    entry.card.dataset.queuePlace = String(place);
-  });
+    if (startsIn === 0) when = "starting";
+    else if (startsIn !== null) when = "likely to start in " + humanDuration(startsIn);
+    setText($(".op-queue", view.card), ordinal(place) + " in queue" + (when ? " · " + when : ""));
+    view.card.dataset.queuePlace = String(place);
+  }
 }
 
 function newCard(entry) {
   const fragment = $("#op-template").content.cloneNode(true);
   const card = fragment.querySelector(".op-card");
-  card.dataset.opId = entry.op.id;
+  const id = entry.op.id;
+  card.dataset.opId = id;
   const details = $(".op-log", card);
   details.addEventListener("toggle", () => {
-    if (details.open && !entry.logFetched) fetchLog(entry);
+    if (details.open && !getEntry(id).logFetched) readLog(getEntry(id), card);
   });
   insertCard(card, entry.op);
   return card;
+}
+
+/** Fetch the whole log; a failure is told on the card. */
+async function readLog(entry, card) {
+  try {
+    await fetchLog(entry.op);
+  } catch (err) {
+    setText($(".op-log-note", card), "log unavailable: " + err.message);
+  }
 }
 
 /** Newest operation first, as GET /progress lists them. */
@@ -154,7 +91,7 @@ function insertCard(card, op) {
   const list = $("#op-list");
   const created = Date.parse(op.created_at) || Date.now();
   for (const other of list.children) {
-    const otherEntry = state.ops.get(other.dataset.opId);
+    const otherEntry = getEntry(other.dataset.opId);
     const otherCreated = otherEntry ? Date.parse(otherEntry.op.created_at) || 0 : 0;
     if (created > otherCreated) {
       list.insertBefore(card, other);
@@ -174,9 +111,14 @@ function resultText(op) {
 
 function renderCard(entry) {
   const op = entry.op;
-  if (!entry.card) entry.card = newCard(entry);
-  const card = entry.card;
-  const running = op.status === "running";
+  let view = cards.get(op.id);
+  if (!view) {
+    view = { card: newCard(entry), renderedSeq: 0, renderedLogs: 0 };
+    cards.set(op.id, view);
+  }
+  const card = view.card;
+  const running = op.status === STATUS.RUNNING;
+  const queued = op.status === STATUS.QUEUED;
   card.dataset.status = op.status;
   card.dataset.percent = String(op.percent ?? 0);
   card.dataset.kind = op.kind || "pull";
@@ -188,7 +130,7 @@ function renderCard(entry) {
   const bar = $(".bar", card);
   bar.setAttribute("aria-valuenow", percent.toFixed(1));
   bar.setAttribute("aria-label", (op.kind || "pull") + " of " + op.model);
-  bar.classList.toggle("animated", running || op.status === "queued");
+  bar.classList.toggle("animated", running || queued);
   $(".bar-fill", card).style.width = percent + "%";
   setText($(".op-percent", card), formatPercent(percent));
   const total = op.total_bytes;
@@ -201,7 +143,7 @@ function renderCard(entry) {
   );
   setText($(".op-eta", card), running && op.eta_seconds && !stalled ? "ETA " + humanDuration(op.eta_seconds) : "");
   setText($(".op-phase", card), op.phase || "");
-  if (op.status !== "queued") {
+  if (!queued) {
     setText($(".op-queue", card), "");
     delete card.dataset.queuePlace;
   }
@@ -212,7 +154,7 @@ function renderCard(entry) {
   else delete card.dataset.result;
   // The message repeats what the numbers, the stall or the result already say.
   const repeats = result || stalled || (op.error && op.message === op.error) ||
-    (op.status === "queued" && op.message === "queued"); // the queue place says it
+    (queued && op.message === STATUS.QUEUED); // the queue place says it
   const message = repeats ? "" : op.message;
   setText($(".op-message", card), message || "");
   const error = $(".op-error", card);
@@ -221,15 +163,15 @@ function renderCard(entry) {
   $('[data-action="cancel"]', card).hidden = !ACTIVE.has(op.status) || Boolean(op.cancel_requested);
   $('[data-action="retry"]', card).hidden = !RETRYABLE.has(op.status);
   $('[data-action="dismiss"]', card).hidden = !FINAL.has(op.status);
-  renderSpark(entry);
-  renderLog(entry);
+  renderSpark(entry, card);
+  renderLog(entry, view);
 }
 
 /** A small line of the last speeds this page saw, oldest left; hidden once it ends. */
-function renderSpark(entry) {
-  const box = $(".op-spark", entry.card);
+function renderSpark(entry, card) {
+  const box = $(".op-spark", card);
   const speeds = entry.speeds;
-  const visible = entry.op.status === "running" && speeds.length > 1;
+  const visible = entry.op.status === STATUS.RUNNING && speeds.length > 1;
   show(box, visible);
   if (!visible) return;
   const peak = Math.max(...speeds, 1);
@@ -247,25 +189,17 @@ function renderSpark(entry) {
   setText($(".op-spark-peak", box), "peak " + humanBytes(peak) + "/s");
 }
 
-export function addLog(line) {
-  const entry = state.ops.get(line.operation_id);
-  if (!entry) return; // its card arrives with the next progress event, then its log on demand
-  entry.logs.set(line.seq, line);
-  if (entry.logs.size > LOG_KEEP) entry.logs.delete(entry.logs.keys().next().value);
-  schedule(line.operation_id);
-}
-
-function renderLog(entry) {
-  const card = entry.card;
+function renderLog(entry, rendered) {
+  const card = rendered.card;
   const view = $(".log-view", card);
-  const lines = [...entry.logs.values()].sort((a, b) => a.seq - b.seq);
+  const lines = logLines(entry);
   setText($(".op-log-count", card), lines.length ? "(" + lines.length + ")" : "");
   const last = lines.length ? lines[lines.length - 1].seq : 0;
-  if (entry.renderedSeq === last && entry.renderedLogs === lines.length) return;
+  if (rendered.renderedSeq === last && rendered.renderedLogs === lines.length) return;
   const atBottom = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
   // Append in place when only newer lines came; rebuild when a fetched log filled a gap.
-  const previous = entry.renderedSeq || 0;
-  const onlyNewer = entry.renderedLogs > 0 && lines.length - entry.renderedLogs ===
+  const previous = rendered.renderedSeq || 0;
+  const onlyNewer = rendered.renderedLogs > 0 && lines.length - rendered.renderedLogs ===
     lines.filter((l) => l.seq > previous).length;
   if (onlyNewer) {
     for (const line of lines) if (line.seq > previous) view.append(logLine(line));
@@ -273,32 +207,14 @@ function renderLog(entry) {
   } else {
     view.replaceChildren(...lines.map(logLine));
   }
-  entry.renderedSeq = last;
-  entry.renderedLogs = lines.length;
+  rendered.renderedSeq = last;
+  rendered.renderedLogs = lines.length;
   if (atBottom) view.scrollTop = view.scrollHeight;
 }
 
 function logLine(line) {
   const time = line.time ? new Date(line.time).toLocaleTimeString() : "";
   return el("div", { className: "log-line" }, el("time", { text: time }), " ", el("span", { text: line.text }));
-}
-
-async function fetchLog(entry) {
-  try {
-    const data = await api(opUrl(PROGRESS.operation, entry.op.id) + "?log=" + LOG_KEEP);
-    entry.logFetched = true;
-    for (const line of data.log || []) entry.logs.set(line.seq, line);
-    upsertOp(data);
-  } catch (err) {
-    setText($(".op-log-note", entry.card), "log unavailable: " + err.message);
-  }
-}
-
-function logText(entry) {
-  return [...entry.logs.values()]
-    .sort((a, b) => a.seq - b.seq)
-    .map((l) => (l.time || "") + "  " + l.text)
-    .join("\n") + "\n";
 }
 
 async function copyText(text) {
@@ -334,26 +250,42 @@ function download(filename, text) {
 }
 
 export function initOps() {
+  on("op-changed", schedule);
+  on("op-removed", (id) => {
+    const view = cards.get(id);
+    cards.delete(id);
+    if (view) view.card.remove();
+    renderQueue();
+    renderSummary();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden && frame && !frameIsTimer) {
+      cancelAnimationFrame(frame);
+      frame = setTimeout(flush, 0);
+      frameIsTimer = true;
+    }
+  });
+  renderSummary();
   $("#op-list").addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
     const card = button.closest("[data-op-id]");
-    const entry = state.ops.get(card.dataset.opId);
+    const entry = getEntry(card.dataset.opId);
     if (!entry) return;
     const op = entry.op;
     const note = $(".op-log-note", card);
     const action = button.dataset.action;
     if (action === "copy-log") {
-      if (!entry.logFetched) await fetchLog(entry);
+      if (!entry.logFetched) await readLog(entry, card);
       setText(note, (await copyText(logText(entry))) ? "copied" : "copy failed");
     } else if (action === "download-log") {
-      if (!entry.logFetched) await fetchLog(entry);
+      if (!entry.logFetched) await readLog(entry, card);
       const safe = String(op.model).replace(/[^A-Za-z0-9._-]+/g, "_");
       download("ollama-deck-" + safe + "-" + op.id.slice(0, 8) + ".log", logText(entry));
     } else if (action === "cancel") {
       button.disabled = true;
       try {
-        upsertOp(await api(opUrl(PROGRESS.cancel, op.id), { method: "POST" }));
+        await cancelOp(op);
       } catch (err) {
         setText($(".op-error", card), err.message);
         show($(".op-error", card), true);
@@ -362,43 +294,10 @@ export function initOps() {
       }
     } else if (action === "retry") {
       button.disabled = true;
-      if (op.kind === "load") {
-        try {
-          upsertOp(await api(modelUrl(API.load, op.model), { method: "POST", json: {} }));
-        } catch (err) {
-          flash(err.message);
-        }
-      } else if (op.kind === "update") {
-        await updateModels([op.model]);
-      } else {
-        await startPull(op.model, { check: false }); // asked before the first try
-      }
+      await retryOp(op);
       button.disabled = false;
     } else if (action === "dismiss") {
-      try {
-        await api(opUrl(PROGRESS.operation, op.id), { method: "DELETE" });
-      } catch (err) {
-        if (err.status !== 404) {
-          flash(err.message);
-          return;
-        }
-      }
-      state.ops.delete(op.id);
-      card.remove();
-      renderQueue();
-      updateOpsSummary();
+      await dismissOp(op);
     }
   });
-}
-
-export async function loadOperations(polling) {
-  const data = await api(PROGRESS.list + "?limit=50");
-  let finishedUnseen = false;
-  for (const op of data.operations || []) {
-    // Between two polls an operation may start and end unseen: the model list changed.
-    if (polling && !state.ops.has(op.id) && FINAL.has(op.status)) finishedUnseen = true;
-    upsertOp(op);
-  }
-  if (finishedUnseen) refreshModels();
-  return data;
 }

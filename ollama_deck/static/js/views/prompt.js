@@ -1,15 +1,16 @@
-// The Prompt tab: a test prompt whose reply streams in as SSE over a POST.
+// The Prompt tab: a test prompt whose reply streams in as SSE over a POST. Its model
+// choice follows the installed list and the active model.
 
-import { API } from "./config.js";
-import { withHost } from "./hosts.js";
-import { askForToken } from "./http.js";
-import { state } from "./state.js";
-import { $, el, sameModel, setText, show } from "./util.js";
+import { API } from "../core/config.js";
+import { on } from "../core/events.js";
+import { state } from "../core/state.js";
+import { $, el, sameModel, setText, show } from "../core/util.js";
+import { askForToken, withHost } from "../http/http.js";
 
 let chatRunning = null;
 let promptPicked = false; // once the user picks a model, refreshes keep their choice
 
-export function fillPromptModels(preferActive) {
+function fillPromptModels(preferActive) {
   const select = $("#prompt-model");
   const current = select.value;
   const names = state.models.map((m) => m.name);
@@ -26,6 +27,8 @@ export function fillPromptModels(preferActive) {
 }
 
 export function initPrompt() {
+  on("models-changed", () => fillPromptModels());
+  on("active-changed", ({ preferActive }) => fillPromptModels(preferActive));
   $("#prompt-model").addEventListener("change", () => {
     promptPicked = true;
   });

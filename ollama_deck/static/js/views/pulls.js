@@ -1,40 +1,9 @@
-// Starting pulls: the pull box, the warning before a model that will not fit, and the
-// one-time question whether to notify when a pull ends while the tab is hidden.
+// The pull box: the form, the warning before a model that will not fit, and the notice
+// line under it where actions tell of an error (a notice event; null hides it).
 
-import { API } from "./config.js";
-import { api } from "./http.js";
-import { askToNotify } from "./notify.js";
-import { upsertOp } from "./ops.js";
-import { $, el, humanBytes, setText, show } from "./util.js";
-
-/** Pull ``name``; with ``check``, first warn (and let the user cancel) if it will not fit. */
-export async function startPull(name, { check = true } = {}) {
-  const box = $("#pull-error");
-  show(box, false);
-  askToNotify(); // here, on a click: browsers ignore (or punish) a request on page load
-  if (check && !(await confirmFit(name))) return null;
-  try {
-    const op = await api(API.pull, { method: "POST", json: { model: name } });
-    upsertOp(op);
-    return op;
-  } catch (err) {
-    setText(box, err.message);
-    show(box, true);
-    return null;
-  }
-}
-
-/** True to go on: no warning is due, the estimate is unavailable, or the user confirmed. */
-async function confirmFit(name) {
-  let estimate;
-  try {
-    estimate = await api(API.estimate + "?" + new URLSearchParams({ model: name }));
-  } catch (err) {
-    return true; // a bad name or a server hiccup: the pull itself reports what is wrong
-  }
-  if (!estimate || !estimate.warn) return true;
-  return askPullAnyway(estimate);
-}
+import { on } from "../core/events.js";
+import { $, el, humanBytes, setText, show } from "../core/util.js";
+import { setPullConfirm, startPull } from "../actions/operations.js";
 
 function askPullAnyway(estimate) {
   const dialog = $("#pull-warning");
@@ -65,7 +34,15 @@ function askPullAnyway(estimate) {
   });
 }
 
+function notice(message) {
+  const box = $("#pull-error");
+  if (message) setText(box, message);
+  show(box, Boolean(message));
+}
+
 export function initPulls() {
+  setPullConfirm(askPullAnyway);
+  on("notice", notice);
   $("#pull-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const input = $("#pull-input");

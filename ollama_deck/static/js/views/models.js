@@ -1,38 +1,17 @@
 // The Installed tab: the table with its row actions (folded into a menu where they do not
 // fit), Update and Update all, the disk bar, the active model, delete, load and unload.
 
-import { ACTIVE, API, modelUrl } from "./config.js";
-import { openDetails } from "./details.js";
-import { api } from "./http.js";
-import { askToNotify } from "./notify.js";
-import { upsertOp } from "./ops.js";
-import { fillPromptModels } from "./prompt.js";
-import { state } from "./state.js";
-import { refreshStatus, updateBanner } from "./status.js";
-import { $, $$, el, humanBytes, relativeTime, sameModel, setText, show } from "./util.js";
+import { ACTIVE } from "../core/config.js";
+import { emit, on } from "../core/events.js";
+import { state } from "../core/state.js";
+import { $, $$, el, humanBytes, relativeTime, sameModel, setText, show } from "../core/util.js";
+import { deleteModel, loadModel, unloadModel, updateModels } from "../actions/operations.js";
+import { setActive } from "../actions/server.js";
 
-let modelsPending = null;
-
-export function refreshModels() {
-  // Several `done` events in a row ask for one refresh, not one each.
-  if (modelsPending) return modelsPending;
-  modelsPending = (async () => {
-    try {
-      const data = await api(API.models);
-      state.models = data.models || [];
-      state.stale = Boolean(data.stale);
-      if (data.host) setText($("#ollama-host"), data.host);
-      renderModels(data);
-      updateBanner();
-    } catch (err) {
-      const note = $("#installed-note");
-      setText(note, "Could not list models: " + err.message);
-      show(note, true);
-    } finally {
-      modelsPending = null;
-    }
-  })();
-  return modelsPending;
+function listFailed(message) {
+  const note = $("#installed-note");
+  setText(note, "Could not list models: " + message);
+  show(note, true);
 }
 
 function renderModels(data) {
@@ -66,7 +45,6 @@ function renderModels(data) {
   }
   markActive();
   markLoaded();
-  fillPromptModels();
 }
 
 function modelSignature(model) {
@@ -187,7 +165,7 @@ function renderDiskBar(models, total) {
 
 // ---------------------------------------------------------------- active, loaded
 
-export function markActive() {
+function markActive() {
   setText($("#active-model"), state.active || "none");
   $("#active-model").classList.toggle("muted", !state.active);
   for (const row of $$("#installed-list tr[data-model]")) {
@@ -200,49 +178,12 @@ export function markActive() {
   }
 }
 
-export function markLoaded() {
+function markLoaded() {
   for (const row of $$("#installed-list tr[data-model]")) {
     const loaded = [...state.loaded].some((n) => sameModel(n, row.dataset.model));
     $(".badge-loaded", row).hidden = !loaded;
     $('[data-action="load"]', row).hidden = loaded;
     $('[data-action="unload"]', row).hidden = !loaded;
-  }
-}
-
-export async function refreshActive() {
-  try {
-    const data = await api(API.active);
-    state.active = data.model || null;
-    markActive();
-    fillPromptModels();
-  } catch (err) {
-    /* the active model is a nicety; the rest of the page still works */
-  }
-}
-
-async function setActive(name) {
-  try {
-    const data = await api(API.active, { method: "PUT", json: { model: name } });
-    state.active = data.model || null;
-    markActive();
-    fillPromptModels(true);
-  } catch (err) {
-    flash("Could not set the active model: " + err.message);
-  }
-}
-
-// ---------------------------------------------------------------- updates
-
-/** Queue updates of ``names`` (all installed models when null); the cards show the result. */
-export async function updateModels(names) {
-  askToNotify(); // an update is a pull too, and this runs on a click
-  try {
-    const data = await api(API.update, { method: "POST", json: names ? { models: names } : {} });
-    for (const op of data.operations || []) upsertOp(op);
-    return data;
-  } catch (err) {
-    flash("Could not update: " + err.message);
-    return null;
   }
 }
 
@@ -267,6 +208,10 @@ function toggleMenu(toggle) {
 // ---------------------------------------------------------------- wiring
 
 export function initModels() {
+  on("models-changed", renderModels);
+  on("models-failed", listFailed);
+  on("active-changed", markActive);
+  on("loaded-changed", markLoaded);
   const list = $("#installed-list");
   list.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
@@ -280,16 +225,11 @@ export function initModels() {
     }
     if (button.closest(".more-list")) closeMenus();
     if (act === "delete") confirmDelete(name, [button, $(".more-toggle", row)]);
-    else if (act === "details") openDetails(name);
+    else if (act === "details") emit("open-details", name);
     else if (act === "activate") setActive(name);
-    else if (act === "load") loadModel(name, button);
-    else if (act === "unload") unloadModel(name, button);
-    else if (act === "update") {
-      button.disabled = true;
-      updateModels([name]).finally(() => {
-        button.disabled = false;
-      });
-    }
+    else if (act === "load") whileDisabled(button, loadModel(name));
+    else if (act === "unload") whileDisabled(button, unloadModel(name));
+    else if (act === "update") whileDisabled(button, updateModels([name]));
   });
   list.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
@@ -316,6 +256,14 @@ export function initModels() {
   });
 }
 
+/** ``button`` stays disabled until ``work`` settles. */
+function whileDisabled(button, work) {
+  button.disabled = true;
+  work.finally(() => {
+    button.disabled = false;
+  });
+}
+
 /** Ask, then delete; on cancel focus goes back to the first of ``returnTo`` still shown. */
 function confirmDelete(name, returnTo) {
   const dialog = $("#confirm-dialog");
@@ -328,48 +276,11 @@ function confirmDelete(name, returnTo) {
       if (target) target.focus();
       return;
     }
-    try {
-      await api(modelUrl(API.model, name), { method: "DELETE" });
+    if (await deleteModel(name)) {
       const row = document.querySelector('#installed-list tr[data-model="' + CSS.escape(name) + '"]');
       if (row) row.remove();
-      if (sameModel(name, state.active)) state.active = null;
-    } catch (err) {
-      flash("Could not delete " + name + ": " + err.message);
     }
-    refreshModels();
-    refreshActive();
   };
   dialog.showModal();
   $("#confirm-cancel").focus();
-}
-
-async function loadModel(name, button) {
-  button.disabled = true;
-  try {
-    const op = await api(modelUrl(API.load, name), { method: "POST", json: {} });
-    upsertOp(op);
-  } catch (err) {
-    flash("Could not load " + name + ": " + err.message);
-  } finally {
-    button.disabled = false;
-  }
-}
-
-async function unloadModel(name, button) {
-  button.disabled = true;
-  try {
-    await api(modelUrl(API.unload, name), { method: "POST", json: {} });
-  } catch (err) {
-    flash("Could not unload " + name + ": " + err.message);
-  } finally {
-    button.disabled = false;
-    refreshStatus();
-  }
-}
-
-/** A short notice in the pull box area, for errors of row actions. */
-export function flash(message) {
-  const box = $("#pull-error");
-  setText(box, message);
-  show(box, true);
 }

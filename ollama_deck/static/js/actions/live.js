@@ -1,9 +1,9 @@
 // Live updates: one EventSource for every operation, polling while it is unavailable.
 
-import { ACTIVE, PROGRESS } from "./config.js";
-import { addLog, loadOperations, onFinished, upsertOp } from "./ops.js";
-import { state } from "./state.js";
-import { $, setText } from "./util.js";
+import { ACTIVE, PROGRESS } from "../core/config.js";
+import { emit } from "../core/events.js";
+import { addLog, finishedUnseen, getEntry, upsertOp } from "../operations/operations.js";
+import { loadOperations } from "./operations.js";
 
 const POLL_EVERY_MS = 2000;
 const SSE_RETRY_MS = 10000;
@@ -11,12 +11,9 @@ const SSE_RETRY_MS = 10000;
 let source = null;
 let pollTimer = 0;
 let sseRetryTimer = 0;
+let lastSeq = 0; // the newest event seen: a new stream resumes after it
 
-function setLive(mode) {
-  const badge = $("#live-state");
-  badge.dataset.state = mode;
-  setText(badge, mode);
-}
+const setLive = (mode) => emit("live-mode", mode);
 
 export function connect() {
   clearTimeout(sseRetryTimer);
@@ -25,7 +22,7 @@ export function connect() {
     return;
   }
   // A fresh EventSource has no Last-Event-ID; the query parameter resumes after a fallback.
-  const url = state.lastSeq ? PROGRESS.stream + "?last_event_id=" + state.lastSeq : PROGRESS.stream;
+  const url = lastSeq ? PROGRESS.stream + "?last_event_id=" + lastSeq : PROGRESS.stream;
   source = new EventSource(url);
   source.addEventListener("open", () => {
     setLive("live");
@@ -51,17 +48,17 @@ export function connect() {
 
 function noteSeq(event) {
   const seq = parseInt(event.lastEventId, 10);
-  if (seq > state.lastSeq) state.lastSeq = seq;
+  if (seq > lastSeq) lastSeq = seq;
 }
 
 function onOpEvent(event) {
   noteSeq(event);
   const op = JSON.parse(event.data);
-  const known = state.ops.get(op.id);
+  const known = getEntry(op.id);
   const wasActive = known ? ACTIVE.has(known.op.status) : true;
   upsertOp(op);
   // A done event for a card we never saw active still means the model list changed.
-  if (event.type === "done" && (!known || !wasActive)) onFinished(op);
+  if (event.type === "done" && (!known || !wasActive)) finishedUnseen(op);
 }
 
 function startPolling() {

@@ -1,0 +1,13 @@
+// What the page knows of the server, shared by the actions (which change it) and the
+// views (which read it and hear of changes through core/events.js). Operations live in
+// operations/operations.js; each view keeps its own DOM bookkeeping.
+
+export const state = {
+  host: null, // the Ollama host the page manages (null: the deck's default)
+  models: [],
+  active: null,
+  loaded: new Set(),
+  reachable: null,
+  downReason: null,
+  stale: false,
+};
