@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from sqlalchemy import create_engine
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from ollama_deck import create_app
 from ollama_deck import OllamaDeck
-from ollama_deck.testing import FakeOllama
+from ollama_deck import schema
 
+from .harness import HttpClient
+
+# fake_ollama: a real HTTP server on an ephemeral 127.0.0.1 port, as embedders get it.
+pytest_plugins = ["ollama_deck.testing.pytest_plugin"]
 PG_VARIABLE = "OLLAMA_DECK_TEST_DATABASE_URL"
-
-
-@pytest.fixture
-def fake_ollama() -> Iterator[FakeOllama]:
-    """A fake Ollama: a real HTTP server on an ephemeral 127.0.0.1 port."""
-    fake = FakeOllama().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -85,13 +82,32 @@ def test_settings(ollama_url: str, database_url: str, **overrides: Any) -> dict[
 test_settings.__test__ = False  # a helper, not a test
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """An empty deck database at the schema's head, made once for the session."""
+    path = tmp_path_factory.mktemp("migrated") / "deck.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    return path
+
+
 @pytest.fixture
-def make_app(fake_ollama, sqlite_url):
-    """Build apps against the fake Ollama; each is shut down after the test."""
+def make_app(fake_ollama, sqlite_url, migrated_sqlite, tmp_path):
+    """Build apps against the fake Ollama; each is shut down after the test.
+
+    The test's SQLite file starts as a copy of ``migrated_sqlite`` unless something made it
+    already: migrating at the first request would cost each test about 50 ms. The migrations
+    themselves are tested in test_schema.py.
+    """
     apps = []
 
     def build(**overrides: Any):
         database = overrides.pop("database_url", sqlite_url)
+        if database == sqlite_url and not (tmp_path / "deck.db").exists():
+            shutil.copyfile(migrated_sqlite, tmp_path / "deck.db")
         app = create_app(test_settings(fake_ollama.url, database, **overrides))
         apps.append(app)
         return app
@@ -111,32 +127,22 @@ def client(app):
     return app.test_client()
 
 
-class LiveServer:
-    """A Flask app served over a real socket in a thread (werkzeug, threaded)."""
+class LiveServer(HttpClient):
+    """A Flask app served over a real socket in a thread (werkzeug, threaded), and a client."""
 
     def __init__(self, app) -> None:
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(f"http://127.0.0.1:{self.server.server_port}")
+        # shutdown() waits for the loop to notice, up to one poll interval (0.5 s by default).
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
-        self.session = requests.Session()
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.get(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.post(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.delete(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.put(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self.session.close()
+        self.close()
 
 
 @pytest.fixture

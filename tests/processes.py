@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
+from .harness import deck_command
+from .harness import ServerProcess
 from .helpers import free_port
-from .helpers import wait_until
 
 # Quick machinery so faults show within a test's patience (see tests/conftest.py).
 FAST_SETTINGS = {
@@ -73,7 +73,7 @@ class FakeOllamaProcess:
         self.start()
 
 
-class Deck:
+class Deck(ServerProcess):
     """``ollama-deck serve`` in its own process group, talked to over HTTP."""
 
     def __init__(
@@ -83,52 +83,26 @@ class Deck:
         log_path: Path,
         **settings: Any,
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        port = free_port()
         env = dict(os.environ)
         env.update(FAST_SETTINGS)
         env.update({k: str(v) for k, v in settings.items()})
-        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        command = [
-            sys.executable,
-            "-c",
-            "import sys; from ollama_deck.cli import main; sys.exit(main())",
+        command = deck_command(
             "serve",
             "--port",
-            str(self.port),
+            str(port),
             "--ollama",
             ollama_url,
             "--database-url",
             database_url,
-        ]
-        self.process = subprocess.Popen(
-            command, env=env, stdout=self.log, stderr=self.log, start_new_session=True
         )
-        self.session = requests.Session()
-        self.statuses: list[int] = []  # every HTTP status this test saw from the deck
+        super().__init__(command, port=port, env=env, log=log_path, timeout=30)
+        self.start()
 
     def wait_ready(self, timeout: float = 30.0) -> Deck:
-        def ready() -> bool:
-            assert self.process.poll() is None, f"the deck exited: {self.process.returncode}"
-            try:
-                return self.session.get(self.url + "/api/status", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(ready, timeout=timeout, interval=0.1)
+        self.ready_timeout = timeout
+        super().wait_ready()
         return self
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 30)
-        response = self.session.request(method, self.url + path, **kwargs)
-        self.statuses.append(response.status_code)
-        return response
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("POST", path, **kwargs)
 
     def op(self, op_id: str, **params: Any) -> dict[str, Any]:
         response = self.get(f"/progress/{op_id}", params=params)
@@ -137,11 +111,13 @@ class Deck:
 
     def pids(self) -> list[int]:
         """The arbiter and its worker(s)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children")
         try:
-            return [self.process.pid] + [int(p) for p in children.read_text().split()]
+            return [pid] + [int(p) for p in children.read_text().split()]
         except OSError:
-            return [self.process.pid]
+            return [pid]
 
     def signal_all(self, sig: int) -> None:
         for pid in self.pids():
@@ -153,15 +129,13 @@ class Deck:
     def kill(self) -> None:
         """SIGKILL the arbiter and its worker: no clean shutdown of any kind."""
         self.signal_all(signal.SIGKILL)
-        _stop_group(self.process, signal.SIGKILL)
-        self.process.wait(10)
+        super().kill()
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            _stop_group(self.process, signal.SIGCONT)
+    def stop(self, timeout: float = 15.0) -> None:
+        """Killed, not stopped cleanly: a fault test may have left it stopped or wedged."""
+        if self.process is not None and self.process.poll() is None:
             self.kill()
-        self.session.close()
-        self.log.close()
+        super().stop(timeout)
 
 
 @pytest.fixture

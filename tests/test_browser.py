@@ -68,6 +68,9 @@ def page(driver, make_app, serve):
     """Open the page of a fresh app (against this test's fake Ollama); returns the server."""
 
     def open_page(path: str = "/", **config):
+        # A pull held for a test waits for the test's release however slowly the browser
+        # gets there: with the quick 5 s of the other tests it would fail mid-test.
+        config.setdefault("OLLAMA_DECK_PULL_STALL_TIMEOUT", 120.0)
         live = serve(make_app(**config))
         driver.get(live.url + path)
         wait(driver, lambda d: d.execute_script("return document.body.dataset.ready"))

@@ -163,7 +163,8 @@ def test_page_asks_for_the_token_then_works_live(fake_ollama, make_app, serve, d
     fake_ollama.allow_pull(
         "held:1b", PullScript(layers=[2_000_000, 1_429], step=100_000, hold_after=5)
     )
-    recorder = Recorder(make_app(OLLAMA_DECK_TOKEN=TOKEN))
+    # The held pull waits for the release however slowly the browser gets there.
+    recorder = Recorder(make_app(OLLAMA_DECK_TOKEN=TOKEN, OLLAMA_DECK_PULL_STALL_TIMEOUT=120.0))
     live = serve(recorder)
     try:
         driver.get(live.url + "/")

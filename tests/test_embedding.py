@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import requests
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import create_engine
@@ -20,10 +19,9 @@ from ollama_deck import OllamaDeck
 from ollama_deck.testing import PullScript
 
 from .conftest import test_settings
+from .harness import gunicorn_command
+from .harness import ServerProcess
 from .helpers import free_port
-from .helpers import gunicorn_command
-from .helpers import stop_process
-from .helpers import wait_for_http
 from .helpers import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -275,35 +273,21 @@ def test_host_app_with_flask_migrate_under_gunicorn(fake_ollama, tmp_path):
     flask_cli(env, "db", "upgrade", "-d", migrations)
 
     port = free_port()
-    server = subprocess.Popen(
-        gunicorn_command("tests.hostapp:create_host_app()", port),
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(base + "/", server)
-        assert requests.get(base + "/", timeout=5).text == "host home page"
-        assert requests.get(base + "/static/host.css", timeout=5).status_code == 200
-        page = requests.get(base + "/models/", timeout=5)
+    command = gunicorn_command("tests.hostapp:create_host_app()", port)
+    with ServerProcess(
+        command, port=port, cwd=REPO, env=env, ready_path="/", ready_status=None
+    ) as host:
+        assert host.get("/").text == "host home page"
+        assert host.get("/static/host.css").status_code == 200
+        page = host.get("/models/")
         assert page.status_code == 200
         for asset in re.findall(r'(?:src|href)="(/[^"]+)"', page.text):
-            assert requests.get(base + asset, timeout=5).status_code == 200, asset
+            assert host.get(asset).status_code == 200, asset
         fake_ollama.allow_pull("llama3.2:1b", SMALL)
-        op = requests.post(
-            base + "/models/api/models/pull", json={"model": "llama3.2:1b"}, timeout=5
-        ).json()
+        op = host.post("/models/api/models/pull", json={"model": "llama3.2:1b"}).json()
         wait_until(
-            lambda: (
-                requests.get(base + op["urls"]["progress"], timeout=5).json()["status"]
-                == "succeeded"
-            ),
-            timeout=30,
+            lambda: host.get(op["urls"]["progress"]).json()["status"] == "succeeded", timeout=30
         )
-    finally:
-        stop_process(server)
 
     assert DECK_TABLES | {"note", "alembic_version"} <= tables_in(path)
     assert journal_mode(path) == "delete"

@@ -26,7 +26,7 @@ from .processes import needs_root_and_chattr
 from .processes import processes  # noqa: F401 - a fixture
 from .sse import SSEClient
 
-pytestmark = pytest.mark.gunicorn
+pytestmark = [pytest.mark.gunicorn, pytest.mark.fault]
 
 FINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 LAYERS = [400_000, 1_429, 7_711]

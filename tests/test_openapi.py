@@ -18,6 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 EXAMPLES = 30  # per operation and mode: ~1,000 requests in all
 
 
+@pytest.mark.fuzz
 def test_every_answer_matches_the_document(fake_ollama, make_app, serve):
     fake_ollama.add_model("llama3.2:1b")
     fake_ollama.allow_pull("llama3.2:1b")

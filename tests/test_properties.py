@@ -24,6 +24,7 @@ from ollama_deck.services.names import parse_model_name
 JSON_HEADERS = {"Content-Type": "application/json"}
 CHANGES_IN_OLLAMA = {("POST", "/api/pull"), ("DELETE", "/api/delete"), ("POST", "/api/generate")}
 CHANGES_IN_OLLAMA |= {("POST", "/api/chat")}
+pytestmark = pytest.mark.fuzz
 
 SETTINGS = settings(
     max_examples=60,

@@ -19,6 +19,7 @@ from ollama_deck.state import setup_of
 from ollama_deck.testing import PullScript
 
 from .conftest import test_settings
+from .harness import HttpClient
 from .helpers import wait_until
 
 FINAL = {"succeeded", "failed", "cancelled", "interrupted"}
@@ -280,6 +281,7 @@ server.serve_forever()
 """
 
 
+@pytest.mark.fault
 def test_new_instance_resumes_a_pull_whose_process_died(fake_ollama, sqlite_url, make_app, serve):
     fake_ollama.allow_pull("llama3.2:1b", PullScript(layers=LAYERS, step=10_000, hold_after=8))
     env = dict(os.environ)
@@ -292,16 +294,7 @@ def test_new_instance_resumes_a_pull_whose_process_died(fake_ollama, sqlite_url,
     )
     try:
         port = int(child.stdout.readline())
-        from .conftest import LiveServer
-
-        class Remote(LiveServer):
-            def __init__(self) -> None:  # talks to the child process, serves nothing
-                import requests
-
-                self.url = f"http://127.0.0.1:{port}"
-                self.session = requests.Session()
-
-        remote = Remote()
+        remote = HttpClient(f"http://127.0.0.1:{port}")
         op = start_pull(remote, "llama3.2:1b")
         held = wait_until(lambda: (s := get_op(remote, op["id"]))["percent"] > 0 and s)
     finally:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,32 +24,35 @@ from ollama_deck.testing import PullScript
 
 from .conftest import PG_VARIABLE
 from .conftest import postgres_schema
+from .harness import deck_command
+from .harness import ServerProcess
 from .helpers import free_port
-from .helpers import stop_process
-from .helpers import wait_for_http
 from .helpers import wait_until
 from .sse import SSEClient
 
 REDIS_VARIABLE = "OLLAMA_DECK_TEST_REDIS_URL"
 WORKERS = 4
 LIMIT = 2
-pytestmark = pytest.mark.gunicorn
+pytestmark = [pytest.mark.gunicorn, pytest.mark.scaleout]
 
 
-class Deck:
+class Deck(ServerProcess):
     """A running ``ollama-deck serve --workers 4`` and what the tests need of it."""
 
-    def __init__(self, process: subprocess.Popen, base: str, database_url: str) -> None:
-        self.process = process
-        self.base = base
+    def __init__(self, command: list[str], port: int, env: dict, database_url: str) -> None:
+        # Each request on its own connection, as a new client's would be: any worker answers.
+        super().__init__(
+            command,
+            port=port,
+            env=env,
+            ready_path="/healthz",
+            ready_status=None,
+            ready_timeout=60,
+            keep_alive=False,
+        )
+        self.base = self.url
         self.database_url = database_url
         self.engine = create_engine(database_url)
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(self.base + path, timeout=10, **kwargs)
-
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return requests.post(self.base + path, timeout=10, **kwargs)
 
     def status_of(self, op_id: str) -> str:
         return self.get(f"/progress/{op_id}").json()["status"]
@@ -124,30 +125,15 @@ def serve_deck(
     else:
         env.pop("OLLAMA_DECK_REDIS_URL", None)
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ollama_deck.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(WORKERS),
-            "--database-url",
-            database_url,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    command = deck_command(
+        "serve", "--port", str(port), "--workers", str(WORKERS), "--database-url", database_url
     )
-    deck = Deck(process, f"http://127.0.0.1:{port}", database_url)
+    deck = Deck(command, port, env, database_url)
     try:
-        wait_for_http(deck.base + "/healthz", process, timeout=60)
-        assert deck.get("/api/status").json()["bus"]["name"] == bus
-        yield deck
+        with deck:
+            assert deck.get("/api/status").json()["bus"]["name"] == bus
+            yield deck
     finally:
-        stop_process(process)
         deck.engine.dispose()
 
 

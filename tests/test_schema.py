@@ -90,6 +90,7 @@ print(schema.upgrade(engine))
 """
 
 
+@pytest.mark.scaleout
 def test_processes_upgrading_at_once_never_race(database_url):
     """Four processes upgrade one empty database at the same moment: all succeed, once."""
     runs = [

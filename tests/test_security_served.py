@@ -6,16 +6,14 @@ import http.client
 import json
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import requests
 
 from ollama_deck.testing import FakeOllama
 
+from .harness import deck_command
+from .harness import ServerProcess
 from .helpers import free_port
 from .helpers import wait_until
 from .test_security import exchange
@@ -27,24 +25,17 @@ WRONG = "wrong-77b2e0-never-in-the-log"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
-class Served:
-    def __init__(self, url: str, log: Path, fake: FakeOllama) -> None:
-        self.url = url
-        self.log = log
-        self.fake = fake
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(self.url + path, timeout=10, **kwargs)
-
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return requests.post(self.url + path, timeout=10, **kwargs)
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOllama]:
+    with FakeOllama() as fake:
+        fake.add_model("llama3.2:1b")
+        yield fake
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[Served]:
+def served(fake, tmp_path_factory) -> Iterator[ServerProcess]:
+    """``ollama-deck serve`` with a token; its output (the access log too) in ``served.log``."""
     tmp = tmp_path_factory.mktemp("served")
-    fake = FakeOllama().start()
-    fake.add_model("llama3.2:1b")
     env = dict(os.environ)
     env.update(
         OLLAMA_DECK_TOKEN=TOKEN,
@@ -53,43 +44,22 @@ def served(tmp_path_factory) -> Iterator[Served]:
         OLLAMA_DECK_STALE_SECONDS="1",
     )
     port = free_port()
-    log = tmp / "serve.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ollama_deck.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--ollama",
-                fake.url,
-                "--database-url",
-                f"sqlite:///{tmp / 'deck.db'}",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    served = Served(f"http://127.0.0.1:{port}", log, fake)
-
-    def answers() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return served.get("/api/status", headers=BEARER).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_until(answers, timeout=30, interval=0.1)
-        yield served
-    finally:
-        process.terminate()
-        process.wait(15)
-        fake.stop()
+    command = deck_command(
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ollama",
+        fake.url,
+        "--database-url",
+        f"sqlite:///{tmp / 'deck.db'}",
+    )
+    server = ServerProcess(
+        command, port=port, env=env, log=tmp / "serve.log", ready_headers=BEARER, keep_alive=False
+    )
+    with server:
+        yield server
 
 
 def test_half_sent_body_is_cut_off_while_others_are_served(served):
@@ -164,7 +134,7 @@ def test_refused_request_with_a_body_ends_its_connection(served):
         sock.close()
 
 
-def test_deep_json_and_rebinding_host_under_gunicorn(served):
+def test_deep_json_and_rebinding_host_under_gunicorn(served, fake):
     deep = b"[" * 30_000 + b"]" * 30_000
     response = served.post(
         "/api/models/pull", data=deep, headers={**BEARER, "Content-Type": "application/json"}
@@ -173,7 +143,7 @@ def test_deep_json_and_rebinding_host_under_gunicorn(served):
     assert response.json()["error"]["code"] == "invalid_json"
     rebound = served.get("/api/models", headers={**BEARER, "Host": "attacker.example"})
     assert rebound.status_code == 421
-    assert served.fake.installed() == ["llama3.2:1b"]
+    assert fake.installed() == ["llama3.2:1b"]
 
 
 def test_tokens_are_checked_and_never_logged(served):

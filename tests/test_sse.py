@@ -3,75 +3,64 @@
 from __future__ import annotations
 
 import os
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
+from ollama_deck.testing import FakeOllama
 from ollama_deck.testing import PullScript
 
 from .conftest import test_settings
+from .harness import gunicorn_command
+from .harness import ServerProcess
 from .helpers import free_port
-from .helpers import gunicorn_command
 from .helpers import wait_until
 from .sse import SSEClient
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [200_000, 1_429, 485]
+SETTINGS = {"OLLAMA_DECK_SSE_HEARTBEAT_SECONDS": 0.3}
 
 
-class Remote:
-    """The app running in another process, reached over HTTP."""
+@pytest.fixture(scope="module")
+def gunicorn_deck(tmp_path_factory) -> Iterator[tuple[ServerProcess, FakeOllama]]:
+    """One `gunicorn -k gevent -w 1` and its fake Ollama for the module's gunicorn cases.
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.session = requests.Session()
-
-    def get(self, path: str, **kwargs):
-        return self.session.get(self.url + path, timeout=10, **kwargs)
-
-    def post(self, path: str, **kwargs):
-        return self.session.post(self.url + path, timeout=10, **kwargs)
+    Shared, as starting gunicorn costs seconds: each test pulls models of its own names.
+    """
+    tmp = tmp_path_factory.mktemp("sse")
+    with FakeOllama() as fake:
+        env = dict(os.environ)
+        settings = test_settings(fake.url, f"sqlite:///{tmp / 'deck.db'}", **SETTINGS)
+        for key, value in settings.items():
+            if key.startswith("OLLAMA_DECK_"):
+                env[key] = str(value)
+        env["OLLAMA_HOST"] = fake.url
+        port = free_port()
+        command = gunicorn_command("wsgi:app", port)
+        log = tmp / "gunicorn.log"
+        with ServerProcess(command, port=port, env=env, cwd=ROOT, log=log) as server:
+            yield server, fake
 
 
 @pytest.fixture(params=["werkzeug", pytest.param("gunicorn", marks=pytest.mark.gunicorn)])
-def server(request, fake_ollama, make_app, serve, sqlite_url, tmp_path):
-    """The app served by werkzeug in this process, or by `gunicorn -k gevent -w 1`."""
-    settings = {"OLLAMA_DECK_SSE_HEARTBEAT_SECONDS": 0.3}
-    if request.param == "werkzeug":
-        yield serve(make_app(**settings))
-        return
-    env = dict(os.environ)
-    for key, value in test_settings(fake_ollama.url, sqlite_url, **settings).items():
-        if key.startswith("OLLAMA_DECK_"):
-            env[key] = str(value)
-    env["OLLAMA_HOST"] = fake_ollama.url
-    port = free_port()
-    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        gunicorn_command("wsgi:app", port),
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    remote = Remote(f"http://127.0.0.1:{port}")
+def served(request) -> tuple:
+    """(server, fake Ollama): werkzeug in this process, fresh per test, or the module's gunicorn."""
+    if request.param == "gunicorn":
+        return request.getfixturevalue("gunicorn_deck")
+    make_app, serve = request.getfixturevalue("make_app"), request.getfixturevalue("serve")
+    return serve(make_app(**SETTINGS)), request.getfixturevalue("fake_ollama")
 
-    def answers() -> bool:
-        assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-        try:
-            return remote.get("/api/status").status_code == 200
-        except requests.ConnectionError:
-            return False
 
-    try:
-        wait_until(answers, timeout=20, interval=0.1)
-        yield remote
-    finally:
-        process.terminate()
-        process.wait(15)
-        log.close()
+@pytest.fixture
+def server(served):
+    return served[0]
+
+
+@pytest.fixture
+def fake(served):
+    return served[1]
 
 
 def start_pull(server, model: str) -> dict:
@@ -80,8 +69,8 @@ def start_pull(server, model: str) -> dict:
     return response.json()
 
 
-def test_stream_of_one_pull_ends_with_done(fake_ollama, server):
-    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, interval=0.005))
+def test_stream_of_one_pull_ends_with_done(fake, server):
+    fake.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, interval=0.005))
     op = start_pull(server, "m:1")
     stream = SSEClient(server.url + op["urls"]["stream"])
     assert stream.response.headers["Content-Type"].startswith("text/event-stream")
@@ -103,17 +92,17 @@ def test_stream_of_one_pull_ends_with_done(fake_ollama, server):
     assert "verifying sha256 digest" in texts and texts[-1] == "pulled"
 
 
-def test_stream_of_a_finished_operation_sends_its_state_and_ends(fake_ollama, server):
-    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=50_000))
-    op = start_pull(server, "m:1")
+def test_stream_of_a_finished_operation_sends_its_state_and_ends(fake, server):
+    fake.allow_pull("finished:1", PullScript(layers=LAYERS, step=50_000))
+    op = start_pull(server, "finished:1")
     wait_until(lambda: server.get(op["urls"]["progress"]).json()["status"] == "succeeded")
     events = SSEClient(server.url + op["urls"]["stream"]).read_to_end()
     assert [e.event for e in events] == ["done"]
 
 
-def test_last_event_id_replays_exactly_what_was_missed(fake_ollama, server):
-    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=6))
-    op = start_pull(server, "m:1")
+def test_last_event_id_replays_exactly_what_was_missed(fake, server):
+    fake.allow_pull("replayed:1", PullScript(layers=LAYERS, step=10_000, hold_after=6))
+    op = start_pull(server, "replayed:1")
     url = server.url + op["urls"]["stream"]
     witness = SSEClient(url)  # stays connected the whole time
     first = SSEClient(url)
@@ -121,7 +110,7 @@ def test_last_event_id_replays_exactly_what_was_missed(fake_ollama, server):
     first.close()
     last_id = before[-1].id
 
-    fake_ollama.release("m:1")
+    fake.release("replayed:1")
     seen_by_witness = witness.read_to_end()
     resumed = SSEClient(url, last_event_id=last_id).read_to_end()
 
@@ -140,16 +129,16 @@ def test_last_event_id_replays_exactly_what_was_missed(fake_ollama, server):
     assert not old_ids & set(ids)
 
 
-def test_all_operations_stream_shows_two_concurrent_pulls(fake_ollama, server):
+def test_all_operations_stream_shows_two_concurrent_pulls(fake, server):
     for name in ("a:1", "b:1"):
-        fake_ollama.allow_pull(name, PullScript(layers=LAYERS, step=10_000, hold_after=3))
+        fake.allow_pull(name, PullScript(layers=LAYERS, step=10_000, hold_after=3))
     stream = SSEClient(server.url + "/progress/stream")
     a = start_pull(server, "a:1")
     b = start_pull(server, "b:1")
     wait_until(lambda: server.get(a["urls"]["progress"]).json()["percent"] > 0)
     wait_until(lambda: server.get(b["urls"]["progress"]).json()["percent"] > 0)
-    fake_ollama.release("a:1")
-    fake_ollama.release("b:1")
+    fake.release("a:1")
+    fake.release("b:1")
     done = set()
 
     def both_done(event) -> bool:
@@ -167,19 +156,19 @@ def test_all_operations_stream_shows_two_concurrent_pulls(fake_ollama, server):
         assert mine[-1].data["status"] == "succeeded"
 
 
-def test_all_operations_stream_resumes_across_operations(fake_ollama, server):
-    for name in ("a:1", "b:1"):
-        fake_ollama.allow_pull(name, PullScript(layers=LAYERS, step=50_000))
-    a = start_pull(server, "a:1")
+def test_all_operations_stream_resumes_across_operations(fake, server):
+    for name in ("first:1", "second:1"):
+        fake.allow_pull(name, PullScript(layers=LAYERS, step=50_000))
+    a = start_pull(server, "first:1")
     wait_until(lambda: server.get(a["urls"]["progress"]).json()["status"] == "succeeded")
     mark = server.get(a["urls"]["progress"]).json()["seq"]
-    b = start_pull(server, "b:1")
+    b = start_pull(server, "second:1")
     wait_until(lambda: server.get(b["urls"]["progress"]).json()["status"] == "succeeded")
     stream = SSEClient(server.url + "/progress/stream", last_event_id=mark)
     events = stream.read_until(lambda e: e.event == "done")
     stream.close()
     assert {e.data.get("id") or e.data.get("operation_id") for e in events} == {b["id"]}
-    assert events[0].data["text"] == "pull of b:1 queued"
+    assert events[0].data["text"] == "pull of second:1 queued"
 
 
 def test_idle_stream_gets_heartbeat_comments(server):

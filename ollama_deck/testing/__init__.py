@@ -2,27 +2,52 @@
 
 It speaks Ollama's wire format (see docs/api.md in ollama/ollama) for ``/``, version, tags,
 show, ps, delete, chat, generate and pull, so code under test talks to it over a real socket
-exactly as it would talk to Ollama. Pulls are scripted per model with :class:`PullScript`:
-layer sizes, pace, an error line, a dropped connection or a stall that lasts until
-:meth:`FakeOllama.release`. Partial downloads survive a broken pull, as in Ollama, so a second
-pull of the same model resumes where the first one stopped.
+exactly as it would talk to Ollama. Partial downloads survive a broken pull, as in Ollama, so
+a second pull of the same model resumes where the first one stopped.
 
-Embedders can use it in their own tests::
+The public interface (everything else here may change):
+
+:class:`FakeOllama`
+    ``FakeOllama(port=0, *, token_interval=0.005)``; ``start()`` returns it, ``url`` is its
+    address, ``stop()`` cuts every connection (a later ``start()`` serves on the same port,
+    as an Ollama that restarts); it is also a context manager.
+
+    Scripting: ``add_model(name, *, size=..., family=..., ...)``, ``remove_model(name)``,
+    ``allow_pull(name, script=None, **details)`` (a pull of ``name`` follows ``script`` and
+    installs the model), ``publish_update(name, script=None)`` (the next pull of an installed
+    model changes its digest), ``release(name)`` (a pull held by ``hold_after`` goes on),
+    ``bench_pull(name, lines)``, ``chat_reply`` (the text chat and generate stream),
+    ``default_pull`` (a script for names never allowed).
+
+    Inspection: ``installed()``, ``digest(name)``, ``loaded()``, ``pull_count(name)``,
+    ``active_pulls`` and ``max_active_pulls``, ``requests`` (method, path, body of each).
+
+:class:`PullScript`
+    How one pull behaves: ``layers`` (blob sizes), ``step`` bytes a progress line,
+    ``interval`` seconds between lines, and after so many lines an ``error_after`` line
+    (text ``error``), a dropped connection (``drop_after``) or a stall until released
+    (``hold_after``).
+
+``UNKNOWN_MANIFEST``
+    Ollama's error text for a pull of a name it does not know.
+
+In your own tests::
 
     from ollama_deck.testing import FakeOllama, PullScript
 
-    fake = FakeOllama().start()
-    fake.allow_pull("llama3.2:1b", PullScript(layers=[2_000_000, 1_429]))
-    ...  # point OLLAMA_DECK_OLLAMA_HOST at fake.url
-    fake.stop()
+    with FakeOllama() as fake:
+        fake.allow_pull("llama3.2:1b", PullScript(layers=[2_000_000, 1_429]))
+        ...  # point OLLAMA_DECK_OLLAMA_HOST at fake.url
 
-Run ``python -m ollama_deck.testing --demo`` for a fake with a few models that pulls any
-name at a watchable pace; it prints its URL on the first line.
+or, with pytest, ``pytest_plugins = ["ollama_deck.testing.pytest_plugin"]`` in your
+``conftest.py`` gives a ``fake_ollama`` fixture: a started fake, stopped after the test.
+
+``python -m ollama_deck.testing --demo`` runs a fake with a few models that pulls any name at
+a watchable pace; it prints its URL on the first line (``--help`` for the rest).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import socket
@@ -37,7 +62,9 @@ from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from .services.vram import parse_parameter_size
+from ..services.vram import parse_parameter_size
+
+__all__ = ["FakeOllama", "PullScript", "UNKNOWN_MANIFEST"]
 
 UNKNOWN_MANIFEST = "pull model manifest: file does not exist"
 DEFAULT_REPLY = "Hello! I am a fake Ollama model, and this reply is streamed one word at a time."
@@ -389,6 +416,9 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeOllama
     protocol_version = "HTTP/1.1"
     server_version = "FakeOllama"
+    # Headers and body go out in separate writes: with Nagle's algorithm the body waits for
+    # the client's delayed ACK (about 40 ms on Linux) on every request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet in tests
         pass
@@ -803,45 +833,3 @@ def demo(fake: FakeOllama) -> None:
     fake.default_pull = PullScript(
         layers=[1_900_000_000, 12_403, 1_429, 96, 485], step=8_000_000, interval=0.12
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run a fake Ollama on 127.0.0.1.")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--demo", action="store_true", help="some models; any name pulls")
-    parser.add_argument(
-        "--bench-lines", type=int, default=0, help="make bench:latest a pull of N lines"
-    )
-    # A scriptable pull for tests that run the fake in its own process (to stop or kill it).
-    parser.add_argument(
-        "--allow", action="append", default=[], metavar="NAME", help="NAME can be pulled"
-    )
-    parser.add_argument("--model", action="append", default=[], metavar="NAME", help="installed")
-    parser.add_argument(
-        "--layers", default="2000000,1429", help="pull layer sizes in bytes, comma-separated"
-    )
-    parser.add_argument("--step", type=int, default=100_000, help="bytes per progress line")
-    parser.add_argument("--interval", type=float, default=0.0, help="seconds between lines")
-    args = parser.parse_args(argv)
-    fake = FakeOllama(args.port)
-    if args.demo:
-        demo(fake)
-    if args.bench_lines:
-        fake.bench_pull("bench:latest", args.bench_lines)
-    for name in args.model:
-        fake.add_model(name)
-    layers = [int(size) for size in args.layers.split(",") if size.strip()]
-    for name in args.allow:
-        fake.allow_pull(name, PullScript(layers=layers, step=args.step, interval=args.interval))
-    fake.start()
-    print(fake.url, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
-
-
-if __name__ == "__main__":
-    main()
