@@ -273,6 +273,18 @@ class DeckSettings:
     # A client that has not sent its whole body after this many seconds is cut off (408).
     body_timeout: float = setting(10.0, "OLLAMA_DECK_BODY_TIMEOUT", _positive)
 
+    def __post_init__(self) -> None:
+        # A rule across two settings, so it is checked here rather than by one parser.
+        if self.event_bus == "redis" and not self.redis_url:
+            raise SettingError("OLLAMA_DECK_EVENT_BUS=redis needs OLLAMA_DECK_REDIS_URL")
+
+    @property
+    def bus(self) -> str:
+        """The event bus in use: ``auto`` is redis when a Redis URL is set, else poll."""
+        if self.event_bus == "auto":
+            return "redis" if self.redis_url else "poll"
+        return self.event_bus
+
     @classmethod
     def from_config(
         cls, config: Mapping[str, Any], environ: Mapping[str, str] | None = None

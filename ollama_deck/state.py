@@ -83,7 +83,7 @@ class DeckState:
         names = {url: name for name, url in settings.hosts.items()}  # what operations show
         feed = ChangeFeed(engine, names)
         url = engine.url.render_as_string(hide_password=True)
-        bus = make_bus(settings.as_config(), hub, feed, url)
+        bus = make_bus(settings, hub, feed, url)
         store = OperationStore(engine, bus, log_lines=settings.log_lines, host_names=names)
 
         def make_client(url: str) -> OllamaClient:

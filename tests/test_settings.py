@@ -64,6 +64,16 @@ def test_a_bad_value_in_the_environment_is_refused_at_start(
         OllamaDeck(Flask("host"))
 
 
+def test_the_redis_bus_without_a_redis_url_is_refused_at_start():
+    with pytest.raises(
+        SettingError, match="OLLAMA_DECK_EVENT_BUS=redis needs OLLAMA_DECK_REDIS_URL"
+    ):
+        DeckSettings.from_config({"OLLAMA_DECK_EVENT_BUS": "redis"})
+    chosen = DeckSettings.from_config({"OLLAMA_DECK_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert chosen.bus == "redis"  # auto picks Redis once a URL is set ...
+    assert DeckSettings.from_config({}).bus == "poll"  # ... and polling without one
+
+
 def test_the_message_names_the_config_key_when_the_app_config_is_wrong():
     with pytest.raises(SettingError) as refused:
         DeckSettings.from_config({"OLLAMA_DECK_ON_RESTART": "resum"})

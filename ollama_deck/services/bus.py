@@ -31,11 +31,11 @@ import time
 from typing import Any
 from typing import Protocol
 
+from ..config import DeckSettings
 from .events import DeckEvent
 from .events import EventHub
 
 log = logging.getLogger(__name__)
-BUSES = ("auto", "local", "poll", "redis")
 # Read from the database at most this many sequence numbers at a time.
 FILL_PAGE = 500
 
@@ -326,19 +326,12 @@ def channel_for(database_url: str) -> str:
 
 
 def make_bus(
-    config: dict[str, Any], hub: EventHub, feed: ChangeReader, database_url: str
+    settings: DeckSettings, hub: EventHub, feed: ChangeReader, database_url: str
 ) -> LocalBus | PollBus | RedisBus:
-    """The bus the settings ask for; ``auto`` is Redis when a URL is set, else polling."""
-    choice = str(config.get("OLLAMA_DECK_EVENT_BUS") or "auto")
-    if choice not in BUSES:
-        raise ValueError(f"OLLAMA_DECK_EVENT_BUS={choice!r}: use one of {', '.join(BUSES)}")
-    redis_url = config.get("OLLAMA_DECK_REDIS_URL")
-    if choice == "auto":
-        choice = "redis" if redis_url else "poll"
-    if choice == "redis":
-        if not redis_url:
-            raise ValueError("OLLAMA_DECK_EVENT_BUS=redis needs OLLAMA_DECK_REDIS_URL")
-        return RedisBus(hub, feed, redis_url, channel_for(database_url))
-    if choice == "poll":
-        return PollBus(hub, feed, interval=float(config.get("OLLAMA_DECK_POLL_SECONDS") or 0.5))
+    """The bus the settings ask for (checked when the deck started)."""
+    if settings.bus == "redis":
+        assert settings.redis_url is not None  # DeckSettings refuses redis without a URL
+        return RedisBus(hub, feed, settings.redis_url, channel_for(database_url))
+    if settings.bus == "poll":
+        return PollBus(hub, feed, interval=settings.poll_seconds)
     return LocalBus(hub)
