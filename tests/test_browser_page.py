@@ -513,6 +513,24 @@ def tab_to(driver, matches, limit: int = 80):  # noqa: F811
     raise AssertionError("not reachable with the Tab key")
 
 
+def test_a_refresh_of_the_list_keeps_keyboard_focus_where_it_was(fake_ollama, page, driver):  # noqa: F811
+    fake_ollama.add_model("keep:1b")
+    fake_ollama.add_model("still:1b")
+    fake_ollama.publish_update("keep:1b")
+    live = page()
+    wait(driver, lambda d: row(d, "keep:1b") and row(d, "still:1b"))
+    before = row(driver, "keep:1b")
+    toggle = css(driver, '[aria-label="More actions for still:1b"]')
+    driver.execute_script("arguments[0].focus()", toggle)
+    assert focused(driver) == toggle
+    # Another client updates keep:1b: when it ends the page refreshes the list and builds
+    # keep:1b's row anew, which moves every row; the keyboard user's place must stay.
+    answer = live.post("/api/models/update", json={"models": ["keep:1b"]})
+    assert answer.status_code == 202
+    wait(driver, lambda d: row(d, "keep:1b") not in (None, before))
+    assert focused(driver) == toggle
+
+
 def test_everything_works_from_the_keyboard(fake_ollama, page, driver):  # noqa: F811
     fake_ollama.add_model("keep:1b")
     fake_ollama.add_model("gone:1b")
@@ -557,6 +575,9 @@ def test_everything_works_from_the_keyboard(fake_ollama, page, driver):  # noqa:
     wait(driver, lambda d: dialog.get_attribute("open") is not None)
     focused(driver).send_keys(Keys.ESCAPE)  # changed my mind: focus goes back to the row
     wait(driver, lambda d: dialog.get_attribute("open") is None)
+    # The row's toggle as it is now: the list may have been refreshed meanwhile (the update
+    # that just ended refreshes it), and focus must land on the new row all the same.
+    toggle = css(driver, '[aria-label="More actions for gone:1b"]')
     assert focused(driver) == toggle
     toggle.send_keys(Keys.ENTER)
     tab_to(driver, lambda e: e.get_attribute("data-action") == "delete", limit=4).send_keys(

@@ -28,7 +28,9 @@ function renderModels(data) {
     return row;
   });
   if (rows.length !== list.children.length || rows.some((r, i) => list.children[i] !== r)) {
-    list.replaceChildren(...rows);
+    const focus = focusInside(list);
+    list.replaceChildren(...rows); // moving a row out and back in drops keyboard focus
+    restoreFocus(list, focus);
   }
   show($("#installed-empty"), rows.length === 0);
   $("#update-all").disabled = rows.length === 0;
@@ -45,6 +47,26 @@ function renderModels(data) {
   }
   markActive();
   markLoaded();
+}
+
+/** Where keyboard focus is in ``list``: the element, its row's model and how to find it. */
+function focusInside(list) {
+  const element = document.activeElement;
+  const row = element && list.contains(element) ? element.closest("tr[data-model]") : null;
+  if (!row) return null;
+  const key = element.dataset.action ? '[data-action="' + element.dataset.action + '"]' : null;
+  return { element, model: row.dataset.model, key };
+}
+
+/** Focus what had it before the rows were replaced, or the same control in its new row. */
+function restoreFocus(list, focus) {
+  if (!focus || document.activeElement === focus.element) return;
+  let target = focus.element.isConnected ? focus.element : null;
+  if (!target && focus.key) {
+    const row = [...list.children].find((r) => r.dataset.model === focus.model);
+    target = row ? $(focus.key, row) : null;
+  }
+  if (target) target.focus({ preventScroll: true });
 }
 
 function modelSignature(model) {
@@ -224,7 +246,7 @@ export function initModels() {
       return;
     }
     if (button.closest(".more-list")) closeMenus();
-    if (act === "delete") confirmDelete(name, [button, $(".more-toggle", row)]);
+    if (act === "delete") confirmDelete(name);
     else if (act === "details") emit("open-details", name);
     else if (act === "activate") setActive(name);
     else if (act === "load") whileDisabled(button, loadModel(name));
@@ -264,20 +286,28 @@ function whileDisabled(button, work) {
   });
 }
 
-/** Ask, then delete; on cancel focus goes back to the first of ``returnTo`` still shown. */
-function confirmDelete(name, returnTo) {
+/** The installed list's row of ``name``, as it is now (a refresh rebuilds the rows). */
+function rowOf(name) {
+  return document.querySelector('#installed-list tr[data-model="' + CSS.escape(name) + '"]');
+}
+
+/** Ask, then delete; on cancel focus goes back to the model's row. */
+function confirmDelete(name) {
   const dialog = $("#confirm-dialog");
   setText($("#confirm-text"), "Delete " + name + " from Ollama? Its files are removed from disk.");
   dialog.returnValue = "";
   dialog.onclose = async () => {
     if (dialog.returnValue !== "confirm") {
       // The Delete button itself where actions are inline, else its folded list's toggle.
-      const target = returnTo.find((b) => b && b.isConnected && b.getClientRects().length);
+      // Looked up now: the list may have been refreshed while the dialog was open.
+      const row = rowOf(name);
+      const choices = row ? [$('button[data-action="delete"]', row), $(".more-toggle", row)] : [];
+      const target = choices.find((b) => b && b.getClientRects().length);
       if (target) target.focus();
       return;
     }
     if (await deleteModel(name)) {
-      const row = document.querySelector('#installed-list tr[data-model="' + CSS.escape(name) + '"]');
+      const row = rowOf(name);
       if (row) row.remove();
     }
   };
