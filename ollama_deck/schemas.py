@@ -273,6 +273,11 @@ class StreamHeaders(QueryModel):
 class ErrorBody(BaseModel):
     code: str
     message: str
+    login_url: str | None = Field(
+        None,
+        description="login_required: where to log in (the host app's login page, when its "
+        "guard names one)",
+    )
 
 
 class Error(BaseModel):
