@@ -53,7 +53,7 @@ def log_in():
     return redirect(wanted if wanted.startswith("/") and not wanted.startswith("//") else "/")
 
 
-@bp.post("/logout")
+@bp.route("/logout", methods=["GET", "POST"])  # a link, as in microblog, or a form
 def log_out():
     logout_user()
     return redirect(url_for("auth.login_page"))

@@ -5,7 +5,7 @@ import { API } from "../core/config.js";
 import { on } from "../core/events.js";
 import { state } from "../core/state.js";
 import { $, el, sameModel, setText, show } from "../core/util.js";
-import { askForToken, withHost } from "../http/http.js";
+import { endSession, readJson, sessionRefusal, withHost } from "../http/http.js";
 
 let chatRunning = null;
 let promptPicked = false; // once the user picks a model, refreshes keep their choice
@@ -71,15 +71,14 @@ async function sendPrompt() {
       body: JSON.stringify({ model: model, prompt: prompt }),
       signal: chatRunning.signal,
     });
-    if (response.status === 401) askForToken();
-    if (!response.ok) {
+    const streamed = (response.headers.get("Content-Type") || "").startsWith("text/event-stream");
+    if (!response.ok || !streamed) {
+      const data = await readJson(response);
+      const refusal = sessionRefusal(response, data);
+      if (refusal) endSession(refusal);
       let message = response.status + " " + response.statusText;
-      try {
-        const data = await response.json();
-        if (data && data.error) message = data.error.message || String(data.error);
-      } catch (err) {
-        /* not JSON: keep the status line */
-      }
+      if (data && data.error) message = data.error.message || String(data.error);
+      else if (response.ok) message = "the server's answer was not an event stream";
       throw new Error(message);
     }
     await readEvents(response.body, (name, data) => {
