@@ -348,6 +348,11 @@ class Operation(OperationState):
 class InstalledModel(BaseModel):
     name: str
     size: int | None = None
+    capabilities: list[str] | None = Field(
+        None,
+        description="what Ollama says the model can do (completion, embedding, vision, "
+        "...); absent where Ollama does not list it",
+    )
     operation: Operation | None = Field(None, description="its active pull, if any")
 
 

@@ -44,6 +44,7 @@ export function refreshModels() {
       const data = await api(API.models);
       state.models = data.models || [];
       state.stale = Boolean(data.stale);
+      state.cachedAt = data.cached_at || null;
       noteHost(data);
       emit("models-changed", data);
     } catch (err) {

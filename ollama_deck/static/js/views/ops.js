@@ -142,7 +142,9 @@ function renderCard(entry) {
     stalled ? "stalled for " + stalled[1] + " s" : running && op.speed ? humanBytes(op.speed) + "/s" : "",
   );
   setText($(".op-eta", card), running && op.eta_seconds && !stalled ? "ETA " + humanDuration(op.eta_seconds) : "");
-  setText($(".op-phase", card), op.phase || "");
+  // The phase an operation reached says nothing once it ended ("downloading" on a
+  // cancelled card read as if it still were); the status and message say how it ended.
+  setText($(".op-phase", card), ACTIVE.has(op.status) ? op.phase || "" : "");
   if (!queued) {
     setText($(".op-queue", card), "");
     delete card.dataset.queuePlace;
