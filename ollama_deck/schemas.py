@@ -331,6 +331,9 @@ class OperationState(BaseModel):
     result: UpdateResult | None = Field(
         description="an update's outcome: updated (old and new digest) or current"
     )
+    log_count: Annotated[int, Field(ge=0)] | None = Field(
+        description="how many log lines it keeps (at most OLLAMA_DECK_LOG_LINES, the newest)"
+    )
     created_at: str | None
     updated_at: str | None
     started_at: str | None

@@ -103,3 +103,28 @@ def test_ollama_down_from_the_start_says_one_true_thing(fake_ollama, page, drive
     assert wait(driver, lambda d: row(d, "llama3.2:1b"))
     wait(driver, lambda d: not note.is_displayed())
     assert css(driver, "#stat-count").text == "1"
+
+
+def test_log_count_is_the_servers_not_what_the_page_saw(fake_ollama, make_app, serve, driver):  # noqa: F811
+    fake_ollama.allow_pull("llama3.2:1b", PullScript(layers=[40_000, 100], step=5_000))
+    live = serve(make_app())
+    op = live.post("/api/models/pull", json={"model": "llama3.2:1b"}).json()
+    done = wait(
+        driver,
+        lambda d: (s := live.get(op["urls"]["progress"]).json())["status"] == "succeeded" and s,
+    )
+    assert done["log_count"] > 5
+    try:
+        driver.get(live.url + "/")  # opened after the pull: it saw none of the lines
+        wait(driver, lambda d: d.execute_script("return document.body.dataset.ready"))
+        card = card_of(driver, "llama3.2:1b")
+        count = card.find_element(By.CSS_SELECTOR, ".op-log-count")
+        wait(driver, lambda d: count.get_attribute("textContent") == f"({done['log_count']})")
+        card.find_element(By.CSS_SELECTOR, ".op-log summary").click()
+        wait(
+            driver,
+            lambda d: len(card.find_elements(By.CSS_SELECTOR, ".log-line")) == done["log_count"],
+        )
+        assert count.get_attribute("textContent") == f"({done['log_count']})"
+    finally:
+        driver.get("about:blank")

@@ -48,13 +48,14 @@ from ..serializers import log_event
 from ..serializers import operation_event
 from .events import DeckEvent
 from .progress import Snapshot
+from .rows import OPERATION_ROW
 
 OP = table_of(Operation)
 LOG = table_of(OperationLog)
 RUNNING = OP.alias("running")
 # Built once: the hot reads of polling skip SQLAlchemy's statement construction.
 SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
-ONE_OP = select(OP).where(OP.c.id == bindparam("op_id"))
+ONE_OP = select(*OPERATION_ROW).where(OP.c.id == bindparam("op_id"))
 NEWEST_LOGS = (
     select(LOG)
     .where(LOG.c.operation_id == bindparam("op_id"))
@@ -121,7 +122,7 @@ class OperationStore:
 
     def get(self, op_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(OP).where(OP.c.id == op_id)).mappings().first()
+            row = conn.execute(select(*OPERATION_ROW).where(OP.c.id == op_id)).mappings().first()
         return dict(row) if row else None
 
     def version(self, op_id: str) -> int | None:
@@ -175,14 +176,14 @@ class OperationStore:
         self, *, statuses: Iterable[str] | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Operations, newest first."""
-        query = select(OP).order_by(OP.c.created_at.desc()).limit(limit)
+        query = select(*OPERATION_ROW).order_by(OP.c.created_at.desc()).limit(limit)
         if statuses:
             query = query.where(OP.c.status.in_(list(statuses)))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def active_for(self, host: str, model_key: str) -> dict[str, Any] | None:
-        query = select(OP).where(
+        query = select(*OPERATION_ROW).where(
             OP.c.host == host, OP.c.model_key == model_key, OP.c.status.in_(ACTIVE_STATUSES)
         )
         with self.engine.connect() as conn:
@@ -246,7 +247,9 @@ class OperationStore:
             log = {"seq": first, "operation_id": op_id, "created_at": now}
             log["text"] = f"{kind} of {model} queued"
             conn.execute(insert(LOG).values(**log))
-            row = dict(conn.execute(select(OP).where(OP.c.id == op_id)).mappings().one())
+            row = dict(
+                conn.execute(select(*OPERATION_ROW).where(OP.c.id == op_id)).mappings().one()
+            )
             conn.commit()
             self.bus.publish([log_event(log), operation_event(row, self.host_names)])
         return row
@@ -300,7 +303,7 @@ class OperationStore:
             first = self._take_seq(conn, len(logs) + 1)
             values = dict(fields, updated_at=now, seq=first + len(logs))
             statement = update(OP).where(OP.c.id == op_id, *where).values(**values)
-            row = conn.execute(statement.returning(*OP.c)).mappings().first()
+            row = conn.execute(statement.returning(*OPERATION_ROW)).mappings().first()
             if row is None:
                 conn.rollback()
                 return None
@@ -312,6 +315,8 @@ class OperationStore:
                 conn.execute(insert(LOG), rows)
                 self._trim_logs(conn, op_id)
             changed = dict(row)
+            # Counted before these lines went in; the trim keeps the newest log_lines.
+            changed["log_count"] = min(changed["log_count"] + len(rows), self.log_lines)
             conn.commit()
             events = [log_event(r) for r in rows] + [operation_event(changed, self.host_names)]
             self.bus.publish(events)
@@ -461,7 +466,7 @@ class OperationStore:
                     updated_at=now,
                     seq=seq,
                 )
-                .returning(*OP.c)
+                .returning(*OPERATION_ROW)
             )
             row = dict(conn.execute(statement).mappings().one())
             conn.commit()

@@ -195,7 +195,9 @@ function renderLog(entry, rendered) {
   const card = rendered.card;
   const view = $(".log-view", card);
   const lines = logLines(entry);
-  setText($(".op-log-count", card), lines.length ? "(" + lines.length + ")" : "");
+  // The server's count: the page may have seen only the lines since it loaded.
+  const count = typeof entry.op.log_count === "number" ? entry.op.log_count : lines.length;
+  setText($(".op-log-count", card), count ? "(" + count + ")" : "");
   const last = lines.length ? lines[lines.length - 1].seq : 0;
   if (rendered.renderedSeq === last && rendered.renderedLogs === lines.length) return;
   const atBottom = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
