@@ -456,6 +456,10 @@ class Deleted(BaseModel):
     deleted: str
 
 
+class ForgottenOperations(BaseModel):
+    deleted: list[str] = Field(description="the ids of the operations forgotten")
+
+
 class Unloaded(BaseModel):
     unloaded: str
 

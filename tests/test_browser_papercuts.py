@@ -15,6 +15,7 @@ from selenium.webdriver.support.ui import Select
 from ollama_deck.testing import PullScript
 
 from .test_browser import card_of
+from .test_browser import cards
 from .test_browser import css
 from .test_browser import driver  # noqa: F401 - the module's Chromium
 from .test_browser import page  # noqa: F401
@@ -127,4 +128,52 @@ def test_log_count_is_the_servers_not_what_the_page_saw(fake_ollama, make_app, s
         )
         assert count.get_attribute("textContent") == f"({done['log_count']})"
     finally:
+        driver.get("about:blank")
+
+
+def test_on_a_phone_finished_operations_fold_away_and_clear(
+    fake_ollama,
+    make_app,
+    serve,
+    driver,  # noqa: F811
+):
+    names = [f"tiny{i}:1b" for i in range(10)]
+    for name in names:
+        fake_ollama.allow_pull(name, PullScript(layers=[10_000], step=5_000))
+    fake_ollama.allow_pull("held:1b", PullScript(layers=[900_000], step=10_000, hold_after=2))
+    live = serve(make_app(OLLAMA_DECK_PULL_STALL_TIMEOUT=120.0))
+    ops = [live.post("/api/models/pull", json={"model": name}).json() for name in names]
+    for op in ops:
+        wait(
+            driver,
+            lambda d, op=op: live.get(op["urls"]["progress"]).json()["status"] == "succeeded",
+        )
+    held = live.post("/api/models/pull", json={"model": "held:1b"}).json()
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+    )
+    try:
+        driver.get(live.url + "/")
+        wait(driver, lambda d: d.execute_script("return document.body.dataset.ready"))
+        wait(driver, lambda d: len(cards(d)) == 11)
+        fold = css(driver, "#ops-finished")
+        assert fold.get_attribute("open") is None
+        assert css(driver, "#ops-finished summary").text == "Finished (10)"
+        assert card_of(driver, "held:1b").is_displayed()  # what still runs stays in view
+        # The tabs start on the first screen, not after ten old cards.
+        top = driver.execute_script(
+            "return document.querySelector('.tabs').getBoundingClientRect().top"
+        )
+        assert top < driver.execute_script("return window.innerHeight")
+
+        css(driver, "#ops-finished summary").click()
+        css(driver, "#clear-finished").click()
+        wait(driver, lambda d: len(cards(d)) == 1)
+        assert not fold.is_displayed()
+        listed = live.get("/progress").json()["operations"]
+        assert [op["id"] for op in listed] == [held["id"]]  # the active one stays
+    finally:
+        fake_ollama.release("held:1b")
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         driver.get("about:blank")

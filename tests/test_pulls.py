@@ -418,3 +418,21 @@ def test_delete_an_operation_only_when_finished(fake_ollama, drained):
     assert deck.op(op["id"])["status"] == "succeeded"
     assert deck.client.delete(f"/progress/{op['id']}").status_code == 200
     assert deck.client.get(f"/progress/{op['id']}").status_code == 404
+
+
+def test_clear_finished_forgets_every_finished_operation_and_no_active_one(
+    fake_ollama, drained, database_url
+):
+    deck = drained(database_url=database_url)
+    for name in ("a:1", "b:1", "c:1"):
+        fake_ollama.allow_pull(name, PullScript(layers=[10_000], step=5_000))
+    done = [deck.pull(name)["id"] for name in ("a:1", "b:1")]
+    deck.drain()
+    waiting = deck.pull("c:1")["id"]  # queued: no runner thread
+    answer = deck.client.delete("/progress")
+    assert answer.status_code == 200
+    assert sorted(answer.json["deleted"]) == sorted(done)
+    assert [op["id"] for op in deck.client.get("/progress").json["operations"]] == [waiting]
+    for op_id in done:
+        assert deck.client.get(f"/progress/{op_id}").status_code == 404
+    assert deck.client.delete("/progress").json == {"deleted": []}

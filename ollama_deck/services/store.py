@@ -65,6 +65,14 @@ NEWEST_LOGS = (
 PURGE_BATCH = 500  # ids per DELETE ... IN (...): well under SQLite's variable limit
 
 
+def _delete_finished(conn: Connection, ids: list[str]) -> None:
+    """Delete the operations ``ids`` that are finished, and their logs, in batches."""
+    for start in range(0, len(ids), PURGE_BATCH):
+        batch = ids[start : start + PURGE_BATCH]
+        conn.execute(delete(LOG).where(LOG.c.operation_id.in_(batch)))
+        conn.execute(delete(OP).where(OP.c.id.in_(batch), OP.c.status.in_(FINAL_STATUSES)))
+
+
 # Inside OperationStore ``list`` names its method, so its annotations use these.
 Rows = list[dict[str, Any]]
 Ids = list[str]
@@ -517,11 +525,17 @@ class OperationStore:
                 )
                 ids += [r.id for r in conn.execute(surplus)]
             ids = list(dict.fromkeys(ids))
-            for start in range(0, len(ids), PURGE_BATCH):
-                batch = ids[start : start + PURGE_BATCH]
-                conn.execute(delete(LOG).where(LOG.c.operation_id.in_(batch)))
-                conn.execute(delete(OP).where(OP.c.id.in_(batch), final))
+            _delete_finished(conn, ids)
         return len(ids)
+
+    def forget_finished(self) -> Ids:
+        """Delete every finished operation with its log (what "Clear finished" asks);
+        the ids deleted. Active ones stay, whatever happens meanwhile."""
+        with self.engine.begin() as conn:
+            query = select(OP.c.id).where(OP.c.status.in_(FINAL_STATUSES))
+            ids = [r.id for r in conn.execute(query)]
+            _delete_finished(conn, ids)
+        return ids
 
     def delete_finished(self, op_id: str) -> bool:
         """Delete one finished operation and its logs; False if it is still active."""

@@ -130,6 +130,16 @@ export async function dismissOp(op) {
   removeOp(op.id);
 }
 
+/** Forget every finished operation, on the server and here. */
+export async function clearFinished() {
+  try {
+    const data = await api(PROGRESS.clear, { method: "DELETE" });
+    for (const id of data.deleted || []) removeOp(id);
+  } catch (err) {
+    tell("Could not clear finished operations: ", err);
+  }
+}
+
 /** Fetch the log the page has not seen (up to LOG_KEEP lines); throws with the API's message. */
 export async function fetchLog(op) {
   const data = await api(opUrl(PROGRESS.operation, op.id) + "?log=" + LOG_KEEP);
