@@ -148,12 +148,14 @@ class DeckSetup:
         db: Any = None,
         bind_key: str | None = None,
         guard: Callable[..., Any] | None = None,
+        guard_healthz: bool = False,
     ) -> None:
         self.url_prefix = url_prefix
         self.settings = settings or DeckSettings()  # read once, in init_app
         self.db = db  # a Flask-SQLAlchemy instance, or None for a database of the deck's own
         self.bind_key = bind_key
         self.guard = guard  # a view decorator of the host's (e.g. login_required)
+        self.guard_healthz = guard_healthz  # False: /healthz answers probes without it
         self.owns_db = False  # True when create_app made ``db`` for the deck alone
         self._state: DeckState | None = None
         self._lock = threading.Lock()
