@@ -94,8 +94,10 @@ database_url_option = click.option(
 def cli(ctx: click.Context) -> None:
     """Ollama Deck: pull Ollama models as durable background operations and watch them live.
 
-    Settings come from the environment (OLLAMA_HOST, OLLAMA_DECK_*); the options below
-    take precedence.
+    serve and db run the deck; its settings come from the environment (OLLAMA_HOST,
+    OLLAMA_DECK_*), and command options take precedence. pull, attach, ps, logs, cancel,
+    ls, rm and update talk to a running deck at --url (default $OLLAMA_DECK_URL, else
+    http://127.0.0.1:8000) with the token in $OLLAMA_DECK_TOKEN.
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())

@@ -99,8 +99,12 @@ class Running:
         )
         self.out: list[str] = []
         self.err: list[str] = []
-        for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err)):
-            threading.Thread(target=self._read, args=(stream, lines), daemon=True).start()
+        self.readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err))
+        ]
+        for reader in self.readers:
+            reader.start()
 
     @staticmethod
     def _read(stream, lines: list[str]) -> None:
@@ -108,8 +112,10 @@ class Running:
             lines.append(line.rstrip("\n"))
 
     def wait(self, timeout: float = 60) -> int:
+        """Its exit status, once all it wrote has been read."""
         code = self.process.wait(timeout)
-        wait_until(lambda: self.process.stdout.closed or True)
+        for reader in self.readers:
+            reader.join(timeout)
         return code
 
     def kill(self) -> None:
@@ -198,9 +204,9 @@ def test_ctrl_c_detaches_and_attach_follows_the_pull_to_its_end(deck, fake, runn
     assert pull.err == [
         "Detached: 1 pull goes on in the deck.",
         f"  {op['id']}  held:1",
-        f"Attach again: ollama-deck attach {op['id']}",
+        f"Attach again: ollama-deck attach {op['id'][:8]}",
     ]
-    attach = Running(deck, "attach", op["id"][:8])  # the short id, as ps shows it
+    attach = Running(deck, "attach", op["id"][:8])  # as printed, and as ps shows it
     running.append(attach)
     wait_until(lambda: any("downloading" in line for line in attach.out), timeout=30)
     fake.release("held:1")
@@ -226,7 +232,7 @@ def test_detach_ps_cancel(deck, fake):
     assert started.returncode == 0, started.stderr
     (op,) = operations(deck, "bg:1")
     assert started.stdout == f"{op['id']}  bg:1\n"
-    assert started.stderr == f"Follow: ollama-deck attach {op['id']}\n"
+    assert started.stderr == f"Follow: ollama-deck attach {op['id'][:8]}\n"
 
     listed = run(deck, "ps", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -354,3 +360,29 @@ def test_the_terminal_display_redraws_one_line_per_model(deck, fake):
     lines = [ANSI.sub("", line) for line in re.split(r"[\r\n]", screen)]
     assert max(len(line) for line in lines) < 70, "a line wrapped"
     assert "\x1b[32m" in screen  # success in green
+
+
+def test_update_says_what_changed(deck, fake):
+    fake.add_model("fresh:1")
+    fake.add_model("stale:1")
+    fake.publish_update("stale:1")
+    result = run(deck, "update", "fresh:1", "stale:1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_of(result.stdout, "fresh:1")[-1] == "fresh:1  succeeded  already current"
+    assert re.fullmatch(
+        r"stale:1  succeeded  updated [0-9a-f]{12} -> [0-9a-f]{12}",
+        lines_of(result.stdout, "stale:1")[-1],
+    )
+
+
+def test_logs_follow_prints_new_lines_to_the_end(deck, fake, running):
+    fake.allow_pull("logged:1", PullScript(layers=[1_000_000], step=50_000, hold_after=3))
+    assert run(deck, "pull", "--detach", "logged:1").returncode == 0
+    follow = Running(deck, "logs", "-f", "logged:1")
+    running.append(follow)
+    wait_until(lambda: any("pull of logged:1 queued" in line for line in follow.out), timeout=30)
+    fake.release("logged:1")
+    assert follow.wait() == 0, follow.err
+    texts = [line.split("  ", 1)[1] for line in follow.out]
+    assert texts[-2:] == ["success", "pulled"]
+    assert len(texts) == len(set(texts)), "a line came twice"

@@ -179,12 +179,13 @@ def exit_with(code: int) -> NoReturn:
 
 
 def attach_command(client: DeckClient, ids: Sequence[str]) -> str:
-    """The command that follows ``ids`` again (with ``--url`` when it was given)."""
+    """The command that follows ``ids`` again (with ``--url`` when it was given). Ids are
+    shortened as ``ps`` shows them: attach takes a prefix, and says so if one is ambiguous."""
     parts = ["ollama-deck", "attach"]
     source = click.get_current_context().get_parameter_source("url")
     if source is click.core.ParameterSource.COMMANDLINE:
         parts += ["--url", client.url]
-    return shlex.join(parts + list(ids))
+    return shlex.join(parts + [text.short_id(op_id) for op_id in ids])
 
 
 def print_started(client: DeckClient, started: list[Operation], as_json: bool) -> None:
