@@ -230,7 +230,7 @@ class DeckClient:
         try:
             TypeAdapter(S.ModelName).validate_python(model)
         except ValidationError as exc:
-            raise DeckAPIError(f"{model!r}: {exc.errors()[0]['msg']}", code="bad_request") from None
+            raise _refusal(S.PullRequest, exc) from None  # the deck's words for a bad name
         path = f"/api/models/{quote(model, safe='/:')}"
         return self._call("DELETE", path, S.Deleted, params=_host_query(host)).deleted
 
@@ -472,14 +472,21 @@ def _request(model: type[S.RequestModel], fields: dict[str, Any]) -> dict[str, A
     try:
         body = model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        # The code and message the deck answers (contracts.body_error), for the usual cases.
-        error = exc.errors(include_url=False)[0]
-        if error["type"] == "invalid_model_name":
-            raise DeckAPIError(error["msg"], code="invalid_model_name") from None
-        field = str(error["loc"][0]) if error["loc"] else ""
-        code, message = model.field_errors.get(field, ("bad_request", f"{field}: {error['msg']}"))
-        raise DeckAPIError(message, code=code) from None
+        raise _refusal(model, exc) from None
     return body.model_dump(mode="json", exclude_none=True)
+
+
+def _refusal(model: type[S.RequestModel], exc: ValidationError) -> DeckAPIError:
+    """The code and message the deck answers for a bad value (contracts.body_error), for
+    the usual cases: a bad model name, a field with its own words, anything else."""
+    error = exc.errors(include_url=False)[0]
+    if error["type"] == "invalid_model_name":
+        return DeckAPIError(error["msg"], code="invalid_model_name")
+    if not error["loc"]:  # a model name checked alone (delete)
+        return DeckAPIError(f"model name: {error['msg']}", code="bad_request")
+    field = str(error["loc"][0])
+    code, message = model.field_errors.get(field, ("bad_request", f"{field}: {error['msg']}"))
+    return DeckAPIError(message, code=code)
 
 
 def _segment(text: str) -> str:

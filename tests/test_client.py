@@ -118,6 +118,10 @@ def test_a_bad_name_is_refused_before_anything_is_asked():
     assert "bad name" in caught.value.message
     assert caught.value.status is None
     assert len(responses.calls) == 0  # not even the good one started
+    with pytest.raises(DeckAPIError) as deleting:
+        DeckClient(URL).delete("../etc")
+    assert deleting.value.code == "invalid_model_name"
+    assert len(responses.calls) == 0
 
 
 @responses.activate

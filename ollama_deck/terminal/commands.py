@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import shlex
+import sys
 import uuid
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from ..services.names import parse_model_name
 from . import text
 from .display import Display
 from .display import display_for
+from .display import PlainDisplay
 from .follow import follow
 
 EXIT_FAILED = 1
@@ -140,10 +142,12 @@ def run_operations(
 ) -> NoReturn:
     """Start operations (``start`` appends each to the list and returns how many were
     refused), then follow them to their end, or return at once with ``detach``."""
-    display = display_for(as_json and not detach)
+    # Detached, stdout holds only the ids (or one JSON document): refusals go to stderr.
+    display = PlainDisplay(sys.stderr, sys.stderr) if detach else display_for(as_json)
     started: list[Operation] = []
     try:
         refused = start(display, started)
+        started[:] = {op.id: op for op in started}.values()  # a model named twice: one
         if detach:
             print_started(client, started, as_json)
             exit_with(EXIT_FAILED if refused else 0)

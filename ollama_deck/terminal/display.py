@@ -215,6 +215,8 @@ class JsonDisplay(Display):
         super().refused(model, error)
         refusal = {"code": error.code, "message": error.message, "status": error.status}
         self._write({"event": "error", "id": None, "data": {"model": model, "error": refusal}})
+        self.err.write(f"ollama-deck: {model} refused: {error.message}\n")
+        self.err.flush()
 
     def event(self, event: Event) -> None:
         super().event(event)
