@@ -176,6 +176,14 @@ def _memory(value: Any) -> int | None:
     return size
 
 
+def _registries(value: Any) -> tuple[str, ...]:
+    # Imported here: services/ is the logic layer, config must load without it.
+    from .services.names import normalize_registry
+
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(normalize_registry(str(item)) for item in items if str(item).strip())
+
+
 def setting(default: Any, env: str, parse: Parse) -> Any:
     """A field of :class:`DeckSettings`: its default, its environment variable, its parser
     (which takes text from the environment or a value from the app's config)."""
@@ -268,6 +276,9 @@ class DeckSettings:
     # When set, every endpoint but the page shell, its static files and the health check
     # needs "Authorization: Bearer <token>" (or the session cookie the page trades it for).
     token: str | None = setting(None, "OLLAMA_DECK_TOKEN", _text)
+    # Registries Ollama may pull from besides its own and Hugging Face's: host or
+    # host:port, comma-separated. Names that name any other host answer 400.
+    allowed_registries: tuple[str, ...] = setting((), "OLLAMA_DECK_ALLOWED_REGISTRIES", _registries)
     # Bodies larger than this answer 413 before anything is read.
     max_body_bytes: int = setting(64 * 1024, "OLLAMA_DECK_MAX_BODY_BYTES", _count)
     # A client that has not sent its whole body after this many seconds is cut off (408).
