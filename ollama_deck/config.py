@@ -276,6 +276,11 @@ class DeckSettings:
     # When set, every endpoint but the page shell, its static files and the health check
     # needs "Authorization: Bearer <token>" (or the session cookie the page trades it for).
     token: str | None = setting(None, "OLLAMA_DECK_TOKEN", _text)
+    # A session (the page's cookie) ends this many seconds after it was opened, whatever
+    # happens, and earlier after this many seconds without a request (an open event stream
+    # counts as use).
+    session_max_age: float = setting(12 * 3600.0, "OLLAMA_DECK_SESSION_MAX_AGE", _positive)
+    session_idle_timeout: float = setting(3600.0, "OLLAMA_DECK_SESSION_IDLE_TIMEOUT", _positive)
     # Registries Ollama may pull from besides its own and Hugging Face's: host or
     # host:port, comma-separated. Names that name any other host answer 400.
     allowed_registries: tuple[str, ...] = setting((), "OLLAMA_DECK_ALLOWED_REGISTRIES", _registries)
