@@ -284,6 +284,10 @@ class DeckSettings:
     # Registries Ollama may pull from besides its own and Hugging Face's: host or
     # host:port, comma-separated. Names that name any other host answer 400.
     allowed_registries: tuple[str, ...] = setting((), "OLLAMA_DECK_ALLOWED_REGISTRIES", _registries)
+    # /healthz trusts the outcome of the deck's own writes; when none is newer than this
+    # many seconds, it writes one small row itself (at most once per this many seconds in
+    # each process), so a full disk or a read-only database shows as failing.
+    health_write_seconds: float = setting(60.0, "OLLAMA_DECK_HEALTH_WRITE_SECONDS", _positive)
     # Bodies larger than this answer 413 before anything is read.
     max_body_bytes: int = setting(64 * 1024, "OLLAMA_DECK_MAX_BODY_BYTES", _count)
     # A client that has not sent its whole body after this many seconds is cut off (408).

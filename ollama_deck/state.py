@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from .config import DeckSettings
 from .db import make_engine
 from .dbhealth import harden_engine
+from .dbhealth import watch_writes
 from .schema import ensure_current
 from .services.bus import make_bus
 from .services.events import EventHub
@@ -82,6 +83,7 @@ class DeckState:
             # Fault handling changes how connections open: only on a database the deck owns;
             # a host's engine is the host's to configure (e.g. SQLALCHEMY_ENGINE_OPTIONS).
             harden_engine(engine, offload=settings.sqlite_offload)
+        watch_writes(engine)  # what /healthz says of writing: from the first write on
         ensure_current(engine, auto_upgrade=settings.auto_upgrade)
         hub = EventHub(heartbeat_seconds=settings.sse_heartbeat_seconds)
         names = {url: name for name, url in settings.hosts.items()}  # what operations show
