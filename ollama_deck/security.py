@@ -502,7 +502,7 @@ def issue_session(response: Response) -> None:
     response.set_cookie(
         session_cookie_name(),
         session_id,
-        max_age=int(settings.session_max_age),
+        max_age=max(1, int(settings.session_max_age)),
         path=setup_of(current_app).url_prefix or "/",
         httponly=True,
         samesite="Strict",
