@@ -39,7 +39,9 @@ class OllamaDeck:
     live in its database (or in the ``bind_key`` bind). Without it the deck keeps a
     database of its own (``OLLAMA_DECK_DATABASE_URL``) and never touches the host's.
     ``guard``: a view decorator of the host's (e.g. Flask-Login's ``login_required``) that
-    every deck route must pass.
+    every deck route but ``/healthz`` must pass; where it would redirect a script,
+    ``fetch()`` or ``EventSource`` to a login page, they get a JSON 401 naming the login
+    URL. ``guard_healthz=True`` guards ``/healthz`` too (probes then need the login).
     """
 
     def __init__(
@@ -50,11 +52,13 @@ class OllamaDeck:
         db: Any = None,
         bind_key: str | None = None,
         guard: Callable[..., Any] | None = None,
+        guard_healthz: bool = False,
     ) -> None:
         self.url_prefix = url_prefix
         self.db = db
         self.bind_key = bind_key
         self.guard = guard
+        self.guard_healthz = guard_healthz
         if app is not None:
             self.init_app(app)
 
@@ -87,7 +91,12 @@ class OllamaDeck:
         if self.db is not None:
             _register_tables(self.db, self.bind_key)
         app.extensions[EXTENSION_KEY] = DeckSetup(
-            prefix, settings=settings, db=self.db, bind_key=self.bind_key, guard=self.guard
+            prefix,
+            settings=settings,
+            db=self.db,
+            bind_key=self.bind_key,
+            guard=self.guard,
+            guard_healthz=self.guard_healthz,
         )
         _register_blueprints(app, prefix)
         from .commands import deck_cli

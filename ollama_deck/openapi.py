@@ -28,8 +28,9 @@ from .schemas import ModelName
 BLUEPRINTS = ("ollama_deck_api", "ollama_deck_progress", "ollama_deck")
 ERROR_TEXT = {
     400: "bad input",
-    401: "a token is needed (OLLAMA_DECK_TOKEN is set) or it was wrong",
-    403: "a change requested by a page on another origin",
+    401: "a token is needed (OLLAMA_DECK_TOKEN is set) or it was wrong; embedded behind "
+    "the host app's guard, login_required (with login_url) when not logged in",
+    403: "a change requested by a page on another origin, or the host app's guard refuses",
     404: "unknown",
     405: "method not allowed",
     408: "the body did not arrive in time",

@@ -273,6 +273,11 @@ class StreamHeaders(QueryModel):
 class ErrorBody(BaseModel):
     code: str
     message: str
+    login_url: str | None = Field(
+        None,
+        description="login_required: where to log in (the host app's login page, when its "
+        "guard names one)",
+    )
 
 
 class Error(BaseModel):
@@ -326,6 +331,9 @@ class OperationState(BaseModel):
     result: UpdateResult | None = Field(
         description="an update's outcome: updated (old and new digest) or current"
     )
+    log_count: Annotated[int, Field(ge=0)] | None = Field(
+        description="how many log lines it keeps (at most OLLAMA_DECK_LOG_LINES, the newest)"
+    )
     created_at: str | None
     updated_at: str | None
     started_at: str | None
@@ -343,6 +351,11 @@ class Operation(OperationState):
 class InstalledModel(BaseModel):
     name: str
     size: int | None = None
+    capabilities: list[str] | None = Field(
+        None,
+        description="what Ollama says the model can do (completion, embedding, vision, "
+        "...); absent where Ollama does not list it",
+    )
     operation: Operation | None = Field(None, description="its active pull, if any")
 
 
@@ -441,6 +454,10 @@ class Session(BaseModel):
 
 class Deleted(BaseModel):
     deleted: str
+
+
+class ForgottenOperations(BaseModel):
+    deleted: list[str] = Field(description="the ids of the operations forgotten")
 
 
 class Unloaded(BaseModel):

@@ -25,10 +25,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint
 from flask import current_app
+from flask import jsonify
 from flask import request
 from flask import Response
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .dbhealth import DATABASE_ERRORS
@@ -136,13 +138,9 @@ def _refusal() -> ResponseReturnValue | None:
             "requests that change something must come from this service's own page "
             "(or from a client that sends no Origin, such as curl)",
         )
-    guard = getattr(current_app.extensions.get("ollama_deck"), "guard", None)
-    if guard is not None:
-        # A view decorator such as Flask-Login's login_required: run it around a no-op
-        # view; whatever it answers instead (a redirect, a 401) is the response.
-        result = guard(lambda: None)()
-        if result is not None:
-            return result
+    guarded = _guard_refusal()
+    if guarded is not None:
+        return guarded
     token = settings.token
     if token and request.endpoint not in TOKEN_EXEMPT:
         verdict = access(token)
@@ -151,6 +149,93 @@ def _refusal() -> ResponseReturnValue | None:
     if _has_body():
         return _read_body(limit, settings.body_timeout)
     return None
+
+
+# ---------------------------------------------------------------- a host's guard
+
+# The deck's answers that are JSON or an event stream: a client of these reads JSON.
+JSON_BLUEPRINTS = frozenset({"ollama_deck_api", "ollama_deck_progress"})
+HEALTH_ENDPOINT = "ollama_deck.healthz"
+# Sec-Fetch-Dest of fetch(), XMLHttpRequest and EventSource: a script reads the answer.
+SCRIPT_DEST = "empty"
+MACHINE_TYPES = ("application/json", "text/event-stream")
+
+
+def _guard_refusal() -> Response | None:
+    """Run the host's guard (``OllamaDeck(guard=...)``); its answer, or None to go on.
+
+    A guard such as Flask-Login's ``login_required`` answers a logged-out request with a
+    redirect to the host's HTML login page: right for a browser showing a page, useless
+    to a script, ``fetch()`` or ``EventSource``, which would read the login page as the
+    answer. Those get a JSON 401 instead, naming the login URL. ``/healthz`` is not
+    guarded unless the host asked (``guard_healthz=True``): probes carry no login.
+    """
+    setup = current_app.extensions.get("ollama_deck")
+    guard = getattr(setup, "guard", None)
+    if guard is None:
+        return None
+    if request.endpoint == HEALTH_ENDPOINT and not getattr(setup, "guard_healthz", False):
+        return None
+    try:
+        # A view decorator: run it around a no-op view; an answer instead is a refusal.
+        result = guard(_let_through)()
+    except HTTPException as exc:  # e.g. login_required with no login view: abort(401)
+        if exc.code in (401, 403) and reads_json():
+            return login_refusal(exc.code, None)
+        raise
+    if result is None:
+        return None
+    response = current_app.make_response(result)
+    if response.status_code in REDIRECTS and response.location and reads_json():
+        return login_refusal(401, response.location)
+    return response
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _let_through() -> None:
+    return None
+
+
+def reads_json() -> bool:
+    """Whether this request comes from a client that reads JSON or an event stream, rather
+    than a browser that shows what it gets (which follows a redirect to a login page).
+
+    Browsers say what a request is for (``Sec-Fetch-Dest``): ``empty`` is fetch, XHR or
+    EventSource. Other clients are judged by ``Accept``, and when it prefers neither HTML
+    nor JSON (curl's ``*/*``, or none) by the endpoint: the API, the progress routes and
+    the health check answer JSON, the page and its files do not.
+    """
+    dest = request.headers.get("Sec-Fetch-Dest")
+    if dest is not None:
+        return dest == SCRIPT_DEST
+    if request.headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
+        return True
+    accept = request.accept_mimetypes
+    html = accept.quality("text/html")
+    machine = max(accept.quality(kind) for kind in MACHINE_TYPES)
+    if machine != html:
+        return machine > html
+    return request.blueprint in JSON_BLUEPRINTS or request.endpoint == HEALTH_ENDPOINT
+
+
+def login_refusal(status: int, login_url: str | None) -> Response:
+    """The JSON answer of a guard's refusal: 401 ``login_required`` (with ``login_url``
+    when the guard named its login page) or 403 ``forbidden``."""
+    if status == 403:
+        code, message = "forbidden", "the app this deck is part of refuses this request"
+    else:
+        code = "login_required"
+        message = "log in to the app this deck is part of" + (
+            f" at {login_url}" if login_url else ""
+        )
+    error: dict[str, str] = {"code": code, "message": message}
+    if login_url:
+        error["login_url"] = login_url
+    response = jsonify({"error": error})
+    response.status_code = status
+    return response
 
 
 def _stop_reading(environ: Mapping[str, Any]) -> None:
@@ -458,14 +543,23 @@ def _unauthorized(verdict: Access) -> ResponseReturnValue:
 def may_see_details() -> bool:
     """Whether this request may see what /healthz knows (URLs, database errors): anyone
     who could use the API. An open deck's API shows as much; with a token, only those
-    who bring it (or a live session)."""
+    who bring it (or a live session); behind a host's guard, those it lets in."""
     token = current_settings().token
-    if not token:
-        return True  # no token, and the host's guard (if any) let the request in
+    if token:
+        try:
+            return access(token).granted
+        except DATABASE_ERRORS:
+            return False  # the session cannot be checked now: no details
+    setup = current_app.extensions.get("ollama_deck")
+    guard = getattr(setup, "guard", None)
+    if guard is None or getattr(setup, "guard_healthz", False):
+        return True  # an open deck, or the guard let this request in already
+    # /healthz answered without the guard (probes carry no login): ask it now, only to
+    # choose what to show.
     try:
-        return access(token).granted
-    except DATABASE_ERRORS:
-        return False  # the session cannot be checked now: no details
+        return guard(_let_through)() is None
+    except HTTPException:
+        return False
 
 
 def session_cookie_name() -> str:

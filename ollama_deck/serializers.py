@@ -57,6 +57,7 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
         "attempts": row["attempts"],
         "seq": row["seq"],
         "result": update_result(row),  # an update's outcome: updated or current
+        "log_count": row.get("log_count"),  # lines its log keeps (services/rows.py)
     }
     for field in TIME_FIELDS:
         data[field] = iso_time(row[field])

@@ -162,12 +162,14 @@ class DeckSetup:
         db: Any = None,
         bind_key: str | None = None,
         guard: Callable[..., Any] | None = None,
+        guard_healthz: bool = False,
     ) -> None:
         self.url_prefix = url_prefix
         self.settings = settings or DeckSettings()  # read once, in init_app
         self.db = db  # a Flask-SQLAlchemy instance, or None for a database of the deck's own
         self.bind_key = bind_key
         self.guard = guard  # a view decorator of the host's (e.g. login_required)
+        self.guard_healthz = guard_healthz  # False: /healthz answers probes without it
         # Wrong tokens per client address, in this process (see services/guesses.py for
         # why not in the database); needs no connection, so it is made here.
         self.guesses = GuessThrottle()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from flask_login import login_required
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 
@@ -23,6 +24,7 @@ from .conftest import PG_VARIABLE
 from .conftest import postgres_schema
 from .conftest import test_settings
 from .helpers import wait_until
+from .hostapp import auth
 from .processes import immutable
 from .processes import needs_root_and_chattr
 
@@ -67,6 +69,23 @@ def test_without_a_credential_only_ok_or_failing_per_part(fake_ollama, make_app,
 def test_an_open_deck_shows_its_details_as_its_api_does(fake_ollama, live):
     body = live.get("/healthz").json()
     assert body["ollama"]["url"] == fake_ollama.url  # /api/status shows it to anyone too
+
+
+def test_behind_a_host_login_details_are_for_those_logged_in(fake_ollama, sqlite_url, serve):
+    app = Flask("host")
+    app.config.update(test_settings(fake_ollama.url, sqlite_url))
+    auth.init_login(app)
+    OllamaDeck(app, url_prefix="/models", guard=login_required)
+    try:
+        server = serve(app)
+        probe = server.get("/models/healthz", allow_redirects=False)  # answers without login
+        assert probe.status_code == 200
+        assert_summary_only(probe.json(), ok=True)
+        form = {"username": auth.USER, "password": auth.PASSWORD}
+        assert server.post("/login", data=form, allow_redirects=False).status_code == 302
+        assert server.get("/models/healthz").json()["ollama"]["url"] == fake_ollama.url
+    finally:
+        OllamaDeck.shutdown(app)
 
 
 # ---------------------------------------------------------------- writes that fail

@@ -157,22 +157,41 @@ def catalog():
     """The curated catalog: ``?category=code&q=coder``, with installed flags and VRAM fit."""
     query = parse_query(S.CatalogQuery)
     state = deck()
+    models = host_of().models
+    listed = models.installed()
+    installed = _installed_by_key(listed["models"])
+    asked_in_vain = False
+
+    def installed_vram(key: str) -> dict[str, Any] | None:
+        # The details' figure for an installed model. With Ollama down (a stale list, or
+        # it stopped answering during this listing) only a figure known already, else
+        # the catalog's own: one slow Ollama must not hold the listing once per model.
+        nonlocal asked_in_vain
+        model = installed[key]
+        if not model.get("digest"):
+            return None
+        ask = not (listed["stale"] or asked_in_vain)
+        found = models.estimates.get(model["name"], str(model["digest"]), ask=ask)
+        asked_in_vain = asked_in_vain or (ask and found is None)
+        return found
+
     listing = catalog_listing(
         category=query.category,
         query=query.q,
-        installed=_installed_keys(host_of().models.installed()["models"]),
+        installed=set(installed),
         gpus=state.gpus.get(),
+        installed_vram=installed_vram,
     )
     return jsonify(dict(listing, categories=list(CATEGORIES)))
 
 
-def _installed_keys(models: list[dict[str, Any]]) -> set[str]:
+def _installed_by_key(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     # A model whose name the deck cannot parse is simply not in the catalog; it must not
     # turn the whole listing into an error.
-    keys = set()
+    keys = {}
     for model in models:
         try:
-            keys.add(parse_model_name(model["name"]).key)
+            keys[parse_model_name(model["name"]).key] = model
         except InvalidModelName:
             continue
     return keys

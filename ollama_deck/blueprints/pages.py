@@ -55,6 +55,7 @@ def page_config() -> dict[str, Any]:
         },
         "progress": {
             "list": url_for("ollama_deck_progress.list_operations"),
+            "clear": url_for("ollama_deck_progress.forget_finished"),
             "stream": url_for("ollama_deck_progress.stream_all"),
             "operation": url_for("ollama_deck_progress.get_operation", op_id=ID_SLOT),
             "cancel": url_for("ollama_deck_progress.cancel_operation", op_id=ID_SLOT),

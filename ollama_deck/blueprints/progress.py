@@ -64,6 +64,13 @@ def list_operations():
     return jsonify({"operations": [operation_payload(r) for r in rows]})
 
 
+@bp.delete("", strict_slashes=False)
+@contract(responses={200: S.ForgottenOperations})
+def forget_finished():
+    """Forget every finished operation and its log ("Clear finished"); active ones stay."""
+    return jsonify({"deleted": deck().store.forget_finished()})
+
+
 @bp.get("/<op_id>")
 @contract(query=S.OperationQuery, responses={200: S.Operation}, errors=(400, 404))
 def get_operation(op_id: str):

@@ -48,13 +48,14 @@ from ..serializers import log_event
 from ..serializers import operation_event
 from .events import DeckEvent
 from .progress import Snapshot
+from .rows import OPERATION_ROW
 
 OP = table_of(Operation)
 LOG = table_of(OperationLog)
 RUNNING = OP.alias("running")
 # Built once: the hot reads of polling skip SQLAlchemy's statement construction.
 SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
-ONE_OP = select(OP).where(OP.c.id == bindparam("op_id"))
+ONE_OP = select(*OPERATION_ROW).where(OP.c.id == bindparam("op_id"))
 NEWEST_LOGS = (
     select(LOG)
     .where(LOG.c.operation_id == bindparam("op_id"))
@@ -62,6 +63,14 @@ NEWEST_LOGS = (
     .limit(bindparam("limit"))
 )
 PURGE_BATCH = 500  # ids per DELETE ... IN (...): well under SQLite's variable limit
+
+
+def _delete_finished(conn: Connection, ids: list[str]) -> None:
+    """Delete the operations ``ids`` that are finished, and their logs, in batches."""
+    for start in range(0, len(ids), PURGE_BATCH):
+        batch = ids[start : start + PURGE_BATCH]
+        conn.execute(delete(LOG).where(LOG.c.operation_id.in_(batch)))
+        conn.execute(delete(OP).where(OP.c.id.in_(batch), OP.c.status.in_(FINAL_STATUSES)))
 
 
 # Inside OperationStore ``list`` names its method, so its annotations use these.
@@ -121,7 +130,7 @@ class OperationStore:
 
     def get(self, op_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(OP).where(OP.c.id == op_id)).mappings().first()
+            row = conn.execute(select(*OPERATION_ROW).where(OP.c.id == op_id)).mappings().first()
         return dict(row) if row else None
 
     def version(self, op_id: str) -> int | None:
@@ -175,14 +184,14 @@ class OperationStore:
         self, *, statuses: Iterable[str] | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Operations, newest first."""
-        query = select(OP).order_by(OP.c.created_at.desc()).limit(limit)
+        query = select(*OPERATION_ROW).order_by(OP.c.created_at.desc()).limit(limit)
         if statuses:
             query = query.where(OP.c.status.in_(list(statuses)))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def active_for(self, host: str, model_key: str) -> dict[str, Any] | None:
-        query = select(OP).where(
+        query = select(*OPERATION_ROW).where(
             OP.c.host == host, OP.c.model_key == model_key, OP.c.status.in_(ACTIVE_STATUSES)
         )
         with self.engine.connect() as conn:
@@ -246,7 +255,9 @@ class OperationStore:
             log = {"seq": first, "operation_id": op_id, "created_at": now}
             log["text"] = f"{kind} of {model} queued"
             conn.execute(insert(LOG).values(**log))
-            row = dict(conn.execute(select(OP).where(OP.c.id == op_id)).mappings().one())
+            row = dict(
+                conn.execute(select(*OPERATION_ROW).where(OP.c.id == op_id)).mappings().one()
+            )
             conn.commit()
             self.bus.publish([log_event(log), operation_event(row, self.host_names)])
         return row
@@ -300,7 +311,7 @@ class OperationStore:
             first = self._take_seq(conn, len(logs) + 1)
             values = dict(fields, updated_at=now, seq=first + len(logs))
             statement = update(OP).where(OP.c.id == op_id, *where).values(**values)
-            row = conn.execute(statement.returning(*OP.c)).mappings().first()
+            row = conn.execute(statement.returning(*OPERATION_ROW)).mappings().first()
             if row is None:
                 conn.rollback()
                 return None
@@ -312,6 +323,8 @@ class OperationStore:
                 conn.execute(insert(LOG), rows)
                 self._trim_logs(conn, op_id)
             changed = dict(row)
+            # Counted before these lines went in; the trim keeps the newest log_lines.
+            changed["log_count"] = min(changed["log_count"] + len(rows), self.log_lines)
             conn.commit()
             events = [log_event(r) for r in rows] + [operation_event(changed, self.host_names)]
             self.bus.publish(events)
@@ -461,7 +474,7 @@ class OperationStore:
                     updated_at=now,
                     seq=seq,
                 )
-                .returning(*OP.c)
+                .returning(*OPERATION_ROW)
             )
             row = dict(conn.execute(statement).mappings().one())
             conn.commit()
@@ -512,11 +525,17 @@ class OperationStore:
                 )
                 ids += [r.id for r in conn.execute(surplus)]
             ids = list(dict.fromkeys(ids))
-            for start in range(0, len(ids), PURGE_BATCH):
-                batch = ids[start : start + PURGE_BATCH]
-                conn.execute(delete(LOG).where(LOG.c.operation_id.in_(batch)))
-                conn.execute(delete(OP).where(OP.c.id.in_(batch), final))
+            _delete_finished(conn, ids)
         return len(ids)
+
+    def forget_finished(self) -> Ids:
+        """Delete every finished operation with its log (what "Clear finished" asks);
+        the ids deleted. Active ones stay, whatever happens meanwhile."""
+        with self.engine.begin() as conn:
+            query = select(OP.c.id).where(OP.c.status.in_(FINAL_STATUSES))
+            ids = [r.id for r in conn.execute(query)]
+            _delete_finished(conn, ids)
+        return ids
 
     def delete_finished(self, op_id: str) -> bool:
         """Delete one finished operation and its logs; False if it is still active."""

@@ -125,6 +125,8 @@ class _Model:
             "size": self.size,
             "digest": self.digest,
             "details": self.details(),
+            # Newer Ollama lists what each model can do (OLLAMA.md, /api/tags).
+            "capabilities": list(self.capabilities),
         }
 
 

@@ -9,9 +9,10 @@ import {
   $, el, formatPercent, humanBytes, humanDuration, ordinal, setText, show, svg,
 } from "../core/util.js";
 import { getEntry, logLines, logText, queue, summary } from "../operations/operations.js";
-import { cancelOp, dismissOp, fetchLog, retryOp } from "../actions/operations.js";
+import { cancelOp, clearFinished, dismissOp, fetchLog, retryOp } from "../actions/operations.js";
 
 const TITLE = document.title;
+const WIDE = "(min-width: 981px)"; // app.css puts the side panel beside the tabs from here
 const STALLED = /^stalled: no data from Ollama for (\d+) s/;
 
 const cards = new Map(); // id -> {card, renderedSeq, renderedLogs}
@@ -44,6 +45,9 @@ function renderSummary() {
   const { count, active, running, percent } = summary();
   setText($("#stat-pulls"), String(active));
   show($("#ops-empty"), count === 0);
+  const finished = $("#op-done-list").childElementCount;
+  setText($("#finished-count"), "(" + finished + ")");
+  show($("#ops-finished"), finished > 0);
   // The tab title tells a user in another tab how far the pulls are.
   let title = TITLE;
   if (running) title = Math.floor(percent) + "% · " + TITLE;
@@ -73,7 +77,6 @@ function newCard(entry) {
   details.addEventListener("toggle", () => {
     if (details.open && !getEntry(id).logFetched) readLog(getEntry(id), card);
   });
-  insertCard(card, entry.op);
   return card;
 }
 
@@ -86,9 +89,18 @@ async function readLog(entry, card) {
   }
 }
 
-/** Newest operation first, as GET /progress lists them. */
-function insertCard(card, op) {
-  const list = $("#op-list");
+/**
+ * Active operations in the list, finished ones folded away below it (on a phone the fold
+ * starts closed, so the tabs are not pushed down by old cards); newest first in each, as
+ * GET /progress lists them. A card that ends moves to the fold: the same element, so what
+ * refers to it stays valid.
+ */
+function placeCard(card, op) {
+  const list = FINAL.has(op.status) ? $("#op-done-list") : $("#op-list");
+  if (card.parentElement !== list) insertCard(card, op, list);
+}
+
+function insertCard(card, op, list) {
   const created = Date.parse(op.created_at) || Date.now();
   for (const other of list.children) {
     const otherEntry = getEntry(other.dataset.opId);
@@ -117,6 +129,7 @@ function renderCard(entry) {
     cards.set(op.id, view);
   }
   const card = view.card;
+  placeCard(card, op);
   const running = op.status === STATUS.RUNNING;
   const queued = op.status === STATUS.QUEUED;
   card.dataset.status = op.status;
@@ -142,7 +155,9 @@ function renderCard(entry) {
     stalled ? "stalled for " + stalled[1] + " s" : running && op.speed ? humanBytes(op.speed) + "/s" : "",
   );
   setText($(".op-eta", card), running && op.eta_seconds && !stalled ? "ETA " + humanDuration(op.eta_seconds) : "");
-  setText($(".op-phase", card), op.phase || "");
+  // The phase an operation reached says nothing once it ended ("downloading" on a
+  // cancelled card read as if it still were); the status and message say how it ended.
+  setText($(".op-phase", card), ACTIVE.has(op.status) ? op.phase || "" : "");
   if (!queued) {
     setText($(".op-queue", card), "");
     delete card.dataset.queuePlace;
@@ -193,7 +208,9 @@ function renderLog(entry, rendered) {
   const card = rendered.card;
   const view = $(".log-view", card);
   const lines = logLines(entry);
-  setText($(".op-log-count", card), lines.length ? "(" + lines.length + ")" : "");
+  // The server's count: the page may have seen only the lines since it loaded.
+  const count = typeof entry.op.log_count === "number" ? entry.op.log_count : lines.length;
+  setText($(".op-log-count", card), count ? "(" + count + ")" : "");
   const last = lines.length ? lines[lines.length - 1].seq : 0;
   if (rendered.renderedSeq === last && rendered.renderedLogs === lines.length) return;
   const atBottom = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
@@ -266,7 +283,15 @@ export function initOps() {
     }
   });
   renderSummary();
-  $("#op-list").addEventListener("click", async (event) => {
+  // Wide screens show the pull panel beside the tabs: there the fold starts open.
+  $("#ops-finished").open = window.matchMedia(WIDE).matches;
+  $("#clear-finished").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    await clearFinished();
+    button.disabled = false;
+  });
+  $(".ops-panel").addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
     const card = button.closest("[data-op-id]");
