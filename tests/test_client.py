@@ -12,6 +12,7 @@ import pytest
 import requests
 import responses
 
+from ollama_deck import client as client_module
 from ollama_deck.client import DeckAPIError
 from ollama_deck.client import DeckClient
 from ollama_deck.client import DeckUnreachable
@@ -70,6 +71,8 @@ def frame(seq: int, kind: str, data: dict) -> str:
 def _no_environment(monkeypatch):
     monkeypatch.delenv("OLLAMA_DECK_URL", raising=False)
     monkeypatch.delenv("OLLAMA_DECK_TOKEN", raising=False)
+    # Reconnections back off from 0.2 s; canned answers need no pause between attempts.
+    monkeypatch.setattr(client_module, "FIRST_RETRY_SECONDS", 0.01)
 
 
 # ---------------------------------------------------------------------- settings
@@ -308,7 +311,7 @@ def test_watch_gives_up_after_its_patience():
     stream = f"{URL}/progress/{OP_ID}/stream"
     responses.get(stream, body=requests.ConnectionError(ConnectionRefusedError(111, "refused")))
     with pytest.raises(DeckUnreachable) as caught:
-        list(DeckClient(URL).watch(OP_ID, patience=0.3))
+        list(DeckClient(URL).watch(OP_ID, patience=0.1))
     assert "connection refused" in caught.value.message
     assert len(responses.calls) >= 2  # it did try again
 

@@ -72,7 +72,7 @@ def test_wait_times_out_and_the_operation_goes_on(deck, fake_ollama):
     fake_ollama.allow_pull("slow:1", PullScript(hold_after=2))
     op = deck.pull("slow:1")
     with pytest.raises(WaitTimeout):
-        deck.wait(op.id, timeout=0.5)
+        deck.wait(op.id, timeout=0.2)
     assert deck.get(op.id).status == "running"
     fake_ollama.release("slow:1")
     assert deck.wait(op.id, timeout=30).status == "succeeded"
