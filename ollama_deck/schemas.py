@@ -23,10 +23,10 @@ from pydantic import model_validator
 from pydantic import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from .http import whole_number
 from .lifecycle import Kind
 from .lifecycle import Phase
 from .lifecycle import Status
+from .numbers import whole_number
 from .services.catalog import CATEGORIES
 from .services.names import InvalidModelName
 from .services.names import name_pattern
