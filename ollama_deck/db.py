@@ -72,6 +72,9 @@ class Operation(Base):
     runner_id: Mapped[str | None] = mapped_column(String(120))
     # Grows with every change of any operation: the SSE event id.
     seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    # A group's children as they were when the group was last written: ids and outcomes,
+    # as JSON (services/groups.py), so every read of a group renders it without a join.
+    children: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         # At most one active operation per (host, model), held by the database itself so
@@ -85,6 +88,17 @@ class Operation(Base):
             postgresql_where=status.in_(ACTIVE_STATUSES),
         ),
     )
+
+
+class GroupMember(Base):
+    """A child of a group operation. A child may belong to several groups: a group that
+    found the operation it needed already active joined it."""
+
+    __tablename__ = "ollama_deck_group_member"
+
+    group_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    operation_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer)  # the children's order in the group
 
 
 class OperationLog(Base):
@@ -144,6 +158,29 @@ class DeckSession(Base):
     # The last use, refreshed at most every so many seconds (see services/sessions.py).
     seen_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)  # absolute: created_at + the max age
+
+
+class DesiredModels(Base):
+    """A stored desired model set (``PUT /api/desired-models``): which models each host
+    should have. One row, named ``default``; the document is the set's JSON."""
+
+    __tablename__ = "ollama_deck_desired_models"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Lease(Base):
+    """A named lease: while ``expires_at`` is in the future only ``holder`` does the work it
+    names (the reconciler), whichever worker or machine it runs in."""
+
+    __tablename__ = "ollama_deck_lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    acquired_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
 
 
 def table_of(model: type[Base]) -> Table:

@@ -17,6 +17,7 @@ from .lifecycle import ACTIVE
 from .lifecycle import FINAL
 from .services.events import DeckEvent
 from .services.events import make_event
+from .services.groups import stored_children
 from .services.updates import update_result
 
 TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
@@ -36,7 +37,7 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
     Rows hold the Ollama host's URL (its identity); ``names`` maps URLs to the names that
     configuration gives them, which is what users see (``host``; the URL is ``host_url``).
     """
-    url = row["host"]
+    url = row["host"]  # a group's is its hosts' names, comma-separated
     data = {
         "id": row["id"],
         "kind": row["kind"],
@@ -58,6 +59,7 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
         "seq": row["seq"],
         "result": update_result(row),  # an update's outcome: updated or current
         "log_count": row.get("log_count"),  # lines its log keeps (services/rows.py)
+        "children": stored_children(row),  # a group's: ids and outcomes; else None
     }
     for field in TIME_FIELDS:
         data[field] = iso_time(row[field])

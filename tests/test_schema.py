@@ -186,6 +186,33 @@ def test_the_sessions_migration_goes_down_and_up_again(sqlite_url):
         command.downgrade(config, "0001")
     assert schema.current_revision(engine) == "0001"
     assert "ollama_deck_session" not in inspect(engine).get_table_names()
-    assert schema.upgrade(engine) == schema.head_revision() == "0002"
+    assert schema.upgrade(engine) == schema.head_revision() == "0003"
     assert "ollama_deck_session" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_the_fleets_migration_goes_down_and_keeps_the_one_active_rule(sqlite_url):
+    """0003 adds a column to the operations table; going down drops it without copying
+    the table, which on SQLite would lose the partial index's WHERE (one active operation
+    per model, not one operation per model ever)."""
+    from alembic import command
+    from alembic.config import Config
+
+    engine = create_engine(sqlite_url)
+    schema.upgrade(engine)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", "ollama_deck:migrations")
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    names = inspect(engine).get_table_names()
+    assert "ollama_deck_group_member" not in names and "ollama_deck_lease" not in names
+    columns = [c["name"] for c in inspect(engine).get_columns("ollama_deck_operation")]
+    assert "children" not in columns
+    with engine.connect() as conn:
+        index = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE name = 'ollama_deck_one_active_per_model'")
+        ).scalar()
+    assert "WHERE status IN" in index
+    assert schema.upgrade(engine) == "0003"
     engine.dispose()

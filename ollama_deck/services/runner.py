@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ from .jobs import JobSettings
 from .names import check_registry
 from .names import parse_model_name
 from .ollama import OllamaClient
+from .store import ChildSpec
+from .store import GroupCreated
 from .store import OperationStore
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,9 @@ class Runner:
         self._stopping = threading.Event()
         self._started = False  # no pull thread before start(): see dispatch()
         self._maintenance: threading.Thread | None = None
+        # More work for the maintenance thread, each called once a heartbeat (the
+        # reconciler): a chore decides itself, through the database, whether it is due.
+        self.chores: list[Callable[[], object]] = []
 
     # -- public ---------------------------------------------------------------------
 
@@ -180,11 +186,50 @@ class Runner:
                 log.warning("dispatch after submit failed: %s", first_line(exc))
         return row, created
 
+    def submit_group(
+        self,
+        title: str,
+        children: Sequence[tuple[Kind, str, str]],
+        *,
+        skip_busy: bool = False,
+    ) -> GroupCreated:
+        """One action across hosts: a group of ``children`` (kind, model, host URL), each
+        new or joined to the operation already active for its model there.
+
+        Every name is checked (and, for what fetches, its registry) before anything is
+        recorded; then the group and its children are created at once, or not at all
+        (QueueFull, or Conflict for a child that cannot join what is active: with
+        ``skip_busy`` such a child is left out instead).
+        """
+        specs = []
+        for kind, model, host in children:
+            name = parse_model_name(model)
+            if kind != Kind.DELETE:
+                check_registry(name, self.settings.allowed_registries)
+            specs.append(ChildSpec(kind, name.display, name.key, host))
+        made = self.store.create_group(
+            title=title,
+            children=specs,
+            max_queued=self.settings.max_queued,
+            skip_busy=skip_busy,
+        )
+        if made.group is not None and any(created for _, created in made.children):
+            try:  # recorded: as in submit, a database fault here must not undo the answer
+                self.dispatch()
+                made.group = self.store.get(made.group["id"]) or made.group
+            except DATABASE_ERRORS as exc:
+                log.warning("dispatch after a group failed: %s", first_line(exc))
+        return made
+
     def cancel(self, op_id: str) -> dict[str, Any]:
         """Cancel a queued or running operation; returns its row as it is now.
 
-        An operation that no live runner holds is ended here and now.
+        An operation that no live runner holds is ended here and now. A group is
+        cancelled by cancelling its active children: it ends once they have.
         """
+        group = self._cancel_group(op_id)
+        if group is not None:
+            return group
         row = self.store.cancel_queued(op_id)
         if row is not None:
             return row
@@ -214,14 +259,40 @@ class Runner:
         self._flag_cancel(op_id)
         return row
 
+    def _cancel_group(self, op_id: str) -> dict[str, Any] | None:
+        """Cancel the children of group ``op_id``; its row as it is then (None when
+        ``op_id`` is no group)."""
+        children = self.store.children(op_id)
+        if not children:
+            return None
+        for child in children:
+            if is_final(child["status"]):
+                continue
+            try:
+                self.cancel(child["id"])
+            except (Conflict, NotFound):
+                continue  # it ended (or was forgotten) meanwhile
+        row = self.store.get(op_id)
+        if row is None:
+            raise NotFound(f"no operation {op_id}")
+        return row
+
     def wait_finished(self, op_id: str, timeout: float) -> bool:
-        """Wait for this process's thread of ``op_id`` to end; True if it did or none runs here."""
+        """Wait for this process's thread of ``op_id`` (of each child, for a group) to end;
+        True if it did or none runs here."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             thread = self._threads.get(op_id)
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        ids = [] if thread is not None else [c["id"] for c in self.store.children(op_id)]
+        with self._lock:
+            threads = [thread] + [self._threads.get(i) for i in ids]
+        for thread in threads:
+            if thread is None:
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                return False
+        return True
 
     def dispatch(self) -> None:
         """Start queued operations while fewer than the limit run.
@@ -402,6 +473,20 @@ class Runner:
                     log.warning("ollama-deck maintenance: %s; retrying", first_line(exc))
                 else:
                     log.exception("ollama-deck maintenance failed; retrying")
+            self._run_chores()
+
+    def _run_chores(self) -> None:
+        """Each chore once; one that fails is logged and tried again next heartbeat."""
+        for chore in self.chores:
+            try:
+                chore()
+            except Exception as exc:  # noqa: BLE001 - a chore must not stop the heartbeat
+                if isinstance(exc, DATABASE_ERRORS):
+                    log.warning(
+                        "ollama-deck %s: %s", getattr(chore, "__name__", chore), first_line(exc)
+                    )
+                else:
+                    log.exception("ollama-deck %s failed", getattr(chore, "__name__", chore))
 
     def _show_stalls(self) -> None:
         """Let each live job show whether its pull got no bytes lately."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from .events import coalesce
 from .events import comment_frame
@@ -12,6 +13,7 @@ from .events import DeckEvent
 from .events import EventHub
 from .events import retry_frame
 from .feed import ChangeFeed
+from .feed import Which
 
 # Sequence numbers (so at most this many events) read from the database at a time.
 REPLAY_PAGE = 100
@@ -26,6 +28,9 @@ def follow(
     max_replay: int = 1000,
 ) -> Iterator[bytes]:
     """SSE frames: first what the client lacks, then every change as it happens.
+
+    The stream of a group carries its children's events too (each child's bar can be
+    shown), and ends with the group's own final event.
 
     Without ``last_event_id`` the client gets the current state (of the operation, or of
     every active one); with it, everything after that id, from the database, read page by
@@ -42,17 +47,31 @@ def follow(
     # The hub position is taken before the database read, so nothing committed after the
     # read can be missed; what both hold is skipped by sequence number.
     position = hub.position()
+    watched = Watched(op_id, frozenset(feed.family(op_id))) if op_id is not None else None
+    ids = watched.ids if watched is not None else None
     if last_event_id is None:
-        events, covered = feed.current_events(op_id)
+        events, covered = feed.current_events(ids)
         pages: Iterator[list[DeckEvent]] = iter([events] if events else [])
     else:
         covered = max(feed.committed_seq(), last_event_id)
-        pages = replay_pages(feed, last_event_id, covered, op_id, max_replay)
-    return _counted(hub, _frames(feed, hub, op_id, position, pages, covered, max_replay))
+        pages = replay_pages(feed, last_event_id, covered, ids, max_replay)
+    return _counted(hub, _frames(feed, hub, watched, position, pages, covered, max_replay))
+
+
+@dataclass(frozen=True)
+class Watched:
+    """The operation a stream follows, and every id whose events it carries (a group's
+    children too); it ends with the operation's own final event."""
+
+    op_id: str
+    ids: frozenset[str]
+
+    def ends_with(self, event: DeckEvent) -> bool:
+        return event.final and event.operation_id == self.op_id
 
 
 def replay_pages(
-    feed: ChangeFeed, after: int, upto: int, op_id: str | None, max_replay: int
+    feed: ChangeFeed, after: int, upto: int, op_id: Which, max_replay: int
 ) -> Iterator[list[DeckEvent]]:
     """What changed in ``(after, upto]``, a page at a time (see ``follow``)."""
     with feed.frames:
@@ -60,7 +79,7 @@ def replay_pages(
 
 
 def _pages(
-    feed: ChangeFeed, after: int, upto: int, op_id: str | None, max_replay: int
+    feed: ChangeFeed, after: int, upto: int, op_id: Which, max_replay: int
 ) -> Iterator[list[DeckEvent]]:
     start = after
     if upto - after > max_replay:
@@ -90,7 +109,7 @@ def _counted(hub: EventHub, frames: Iterator[bytes]) -> Iterator[bytes]:
 def _frames(
     feed: ChangeFeed,
     hub: EventHub,
-    op_id: str | None,
+    watched: Watched | None,
     position: int,
     pages: Iterator[list[DeckEvent]],
     covered: int,
@@ -99,9 +118,10 @@ def _frames(
     # Which worker serves this stream: with several, a reader can tell them apart.
     yield retry_frame() + comment_frame(f"worker {os.getpid()}")
     sent = covered
+    ids = watched.ids if watched is not None else None
     for page in pages:
         yield b"".join(e.frame for e in page)
-        if op_id is not None and page[-1].final:
+        if watched is not None and any(watched.ends_with(e) for e in page):
             return
         time.sleep(0)  # under gevent: let other requests run between pages
     while True:
@@ -114,8 +134,8 @@ def _frames(
         if lost:  # fell behind the ring: the database has the rest
             position = hub.position()
             upto = max(feed.committed_seq(), sent)
-            for page in replay_pages(feed, sent, upto, op_id, max_replay):
-                chunk, sent, finished = _select(page, sent, op_id)
+            for page in replay_pages(feed, sent, upto, ids, max_replay):
+                chunk, sent, finished = _select(page, sent, watched)
                 if chunk:
                     yield chunk
                 if finished:
@@ -123,22 +143,22 @@ def _frames(
                 time.sleep(0)
             sent = max(sent, upto)
             continue
-        chunk, sent, finished = _select(coalesce(events), sent, op_id)
+        chunk, sent, finished = _select(coalesce(events), sent, watched)
         if chunk:
             yield chunk
         if finished:
             return
 
 
-def _select(events: list[DeckEvent], sent: int, op_id: str | None) -> tuple[bytes, int, bool]:
-    """The frames of events not sent yet (and of the operation, if one); the new ``sent``
-    and whether the operation's final event was among them."""
+def _select(events: list[DeckEvent], sent: int, watched: Watched | None) -> tuple[bytes, int, bool]:
+    """The frames of events not sent yet (and of the watched operation, if one); the new
+    ``sent`` and whether the operation's final event was among them."""
     chunk = []
     for event in events:
-        if event.seq <= sent or (op_id is not None and event.operation_id != op_id):
+        if event.seq <= sent or (watched is not None and event.operation_id not in watched.ids):
             continue
         chunk.append(event.frame)
         sent = event.seq
-        if op_id is not None and event.final:
+        if watched is not None and watched.ends_with(event):
             return b"".join(chunk), sent, True
     return b"".join(chunk), sent, False
