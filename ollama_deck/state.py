@@ -28,16 +28,20 @@ from .dbhealth import harden_engine
 from .dbhealth import watch_writes
 from .schema import ensure_current
 from .services.bus import make_bus
+from .services.desired import DesiredStore
 from .services.events import EventHub
 from .services.feed import ChangeFeed
+from .services.fleet import Fleet
 from .services.gpu import detect_gpus
 from .services.guesses import GuessThrottle
 from .services.hosts import host_entries
 from .services.hosts import Hosts
 from .services.knowledge import GpuCache
+from .services.leases import LeaseStore
 from .services.models import ModelService
 from .services.ollama import OllamaClient
 from .services.polling import PollAnswers
+from .services.reconcile import Reconciler
 from .services.runner import Runner
 from .services.runner import RunnerSettings
 from .services.sessions import SessionPolicy
@@ -67,6 +71,9 @@ class DeckState:
     polls: PollAnswers
     hosts: Hosts
     sessions: SessionStore  # the page's sessions, kept in the database
+    fleet: Fleet  # actions across hosts; desired model sets planned and applied
+    desired: DesiredStore  # the stored desired model set
+    reconciler: Reconciler | None  # with OLLAMA_DECK_RECONCILE_SECONDS: applies it itself
     owns_engine: bool = True
 
     @classmethod
@@ -116,6 +123,18 @@ class DeckState:
             RunnerSettings.from_settings(default.url, settings),
             clients={host.url: host.client for host in hosts},
         )
+        fleet = Fleet(hosts, store, runner)
+        desired = DesiredStore(engine)
+        reconciler = None
+        if settings.reconcile_seconds:
+            reconciler = Reconciler(
+                fleet,
+                desired,
+                LeaseStore(engine),
+                every=settings.reconcile_seconds,
+                holder=runner.runner_id,
+            )
+            runner.chores.append(reconciler.tick)  # once a heartbeat, where the runner runs
         return cls(
             settings,
             url_prefix,
@@ -138,6 +157,9 @@ class DeckState:
                     recheck_seconds=settings.sse_heartbeat_seconds,
                 ),
             ),
+            fleet,
+            desired,
+            reconciler,
             owns_engine,
         )
 
