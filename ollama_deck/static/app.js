@@ -16,11 +16,13 @@ import { loadOperations } from "./js/actions/operations.js";
 import { STATUS_EVERY_MS, refreshActive, refreshModels, refreshStatus } from "./js/actions/server.js";
 import { initCatalog } from "./js/views/catalog.js";
 import { initDetails } from "./js/views/details.js";
+import { initFleet } from "./js/views/fleet.js";
 import { initHosts } from "./js/views/hosts.js";
 import { initModels } from "./js/views/models.js";
 import { initOps } from "./js/views/ops.js";
 import { initPrompt } from "./js/views/prompt.js";
 import { initPulls } from "./js/views/pulls.js";
+import { initScopes } from "./js/views/scopes.js";
 import { initSession } from "./js/views/session.js";
 import { initStatus } from "./js/views/status.js";
 import { initTabs, selectTab, tabFromHash } from "./js/views/tabs.js";
@@ -31,6 +33,7 @@ async function start() {
   initSession();
   initStatus();
   initHosts();
+  initScopes();
   initTabs();
   initModels();
   initDetails();
@@ -38,6 +41,7 @@ async function start() {
   initOps();
   initCatalog();
   initPrompt();
+  initFleet();
   // Another host: its models and status (the catalog reloads itself); operations show
   // every host's.
   on("host-selected", () => {

@@ -11,4 +11,6 @@ export const state = {
   downReason: null,
   stale: false,
   cachedAt: null, // when the last list seen was seen, while Ollama is down (null: never)
+  // The stored desired model set and its plan: {set, updatedAt, plan, error} (null: unread).
+  drift: null,
 };
