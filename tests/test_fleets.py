@@ -35,8 +35,11 @@ def second_ollama():
 
 
 @pytest.fixture
-def fleet_app(make_app, fake_ollama, second_ollama):
-    return make_app(OLLAMA_DECK_OLLAMA_HOSTS={"gpu1": fake_ollama.url, "gpu2": second_ollama.url})
+def fleet_app(database_url, make_app, fake_ollama, second_ollama):
+    """A deck over both hosts, on SQLite (and on PostgreSQL where the tests have it; its
+    schema is asked for first, so it is dropped only after the deck stopped)."""
+    hosts = {"gpu1": fake_ollama.url, "gpu2": second_ollama.url}
+    return make_app(OLLAMA_DECK_OLLAMA_HOSTS=hosts, database_url=database_url)
 
 
 @pytest.fixture
@@ -498,9 +501,30 @@ def test_two_reconcilers_apply_a_stored_set_once(make_app, fake_ollama, second_o
     assert decks[0].reconciler.tick() is None  # no set stored yet: nothing, and no lease
     apps[0].test_client().put("/api/desired-models", json={"hosts": {"gpu1": {"models": ["m:1"]}}})
     first = decks[0].reconciler.tick()
-    assert first is not None and decks[1].reconciler.tick() is None
+    assert first is not None
     decks[0].runner.drain()  # the pull runs (and fails) here
     assert decks[0].store.get(first)["status"] == "failed"
+    # The host still lacks the model; the other worker's first look would apply the set
+    # again, but the lease is held for the interval.
     assert decks[1].reconciler.tick() is None and decks[0].reconciler.tick() is None
     assert fake_ollama.pull_count("m:1") == 1
     assert [g["id"] for g in group_rows(apps[1].test_client())] == [first]
+
+
+def test_the_database_keeps_deletes_and_fetches_of_a_model_apart(make_app, fake_ollama):
+    """Between a plan and its apply a pull may start: the delete is then left out (skipped),
+    or refused; and while a delete waits, a pull of the model is refused."""
+    from ollama_deck.errors import Conflict
+    from ollama_deck.lifecycle import Kind
+
+    deck = deck_of(make_app(OLLAMA_DECK_START_RUNNER=False))
+    url = deck.runner.settings.host
+    deck.runner.submit(Kind.PULL, "x:1")
+    made = deck.runner.submit_group("prune", [(Kind.DELETE, "x:1", url)], skip_busy=True)
+    assert made.group is None and [spec.model for spec, _ in made.skipped] == ["x:1"]
+    with pytest.raises(Conflict):
+        deck.runner.submit_group("prune", [(Kind.DELETE, "x:1", url)])
+    made = deck.runner.submit_group("prune", [(Kind.DELETE, "y:1", url)])
+    assert made.group is not None and made.group["status"] == "queued"
+    with pytest.raises(Conflict):
+        deck.runner.submit(Kind.PULL, "y:1")
