@@ -528,3 +528,20 @@ def test_the_database_keeps_deletes_and_fetches_of_a_model_apart(make_app, fake_
     assert made.group is not None and made.group["status"] == "queued"
     with pytest.raises(Conflict):
         deck.runner.submit(Kind.PULL, "y:1")
+
+
+def test_clear_finished_keeps_the_children_of_a_running_group(fleet, fake_ollama, second_ollama):
+    fake_ollama.allow_pull("m:1", PullScript(layers=[10_000], step=1_000, error_after=1))
+    second_ollama.allow_pull("m:1", HELD)
+    group = fleet.post("/api/models/pull", json={"model": "m:1", "hosts": "*"}).json
+    failed = group["children"][0]["id"]
+    wait_until(lambda: fleet.get(f"/progress/{failed}").json["status"] == "failed")
+    assert failed not in fleet.delete("/progress").json["deleted"]
+    assert fleet.delete(f"/progress/{failed}").status_code == 409
+    wait_until(lambda: second_ollama.active_pulls == 1)
+    second_ollama.release("m:1")
+    done = finished(fleet, group["id"])
+    assert done["status"] == "failed"  # the failure still counts
+    forgotten = fleet.delete(f"/progress/{group['id']}")
+    assert forgotten.status_code == 200
+    assert all(fleet.get(f"/progress/{c['id']}").status_code == 404 for c in done["children"])

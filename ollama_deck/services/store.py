@@ -71,6 +71,14 @@ GROUPED = "in_group"
 NOT_RUN = OP.c.kind != Kind.GROUP
 # ... and kinds that take no slot of the per-host limit: a delete is one quick call.
 SLOTLESS = (Kind.DELETE, Kind.GROUP)
+GROUP = OP.alias("grp")
+# Finished operations that may be forgotten: not the children of a group still running,
+# whose state is added up from theirs (a forgotten failure would turn it into a success).
+FORGETTABLE = OP.c.status.in_(FINAL_STATUSES) & OP.c.id.notin_(
+    select(MEMBER.c.operation_id)
+    .join(GROUP, GROUP.c.id == MEMBER.c.group_id)
+    .where(GROUP.c.status.notin_(FINAL_STATUSES))
+)
 # Built once: the hot reads of polling skip SQLAlchemy's statement construction.
 SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
 ONE_OP = select(*OPERATION_ROW).where(OP.c.id == bindparam("op_id"))
@@ -686,8 +694,8 @@ class OperationStore:
 
     def purge_finished(self, before: float | None, *, keep: int | None = None) -> int:
         """Forget finished operations, with their logs: those that finished before
-        ``before``, and all but the newest ``keep``."""
-        final = OP.c.status.in_(FINAL_STATUSES)
+        ``before``, and all but the newest ``keep`` (the children of a running group stay)."""
+        final = FORGETTABLE
         with self.engine.begin() as conn:
             ids: Ids = []
             if before is not None:
@@ -707,18 +715,20 @@ class OperationStore:
 
     def forget_finished(self) -> Ids:
         """Delete every finished operation with its log (what "Clear finished" asks);
-        the ids deleted. Active ones stay, whatever happens meanwhile."""
+        the ids deleted. Active ones stay, whatever happens meanwhile, and so do the
+        finished children of a group still running."""
         with self.engine.begin() as conn:
-            query = select(OP.c.id).where(OP.c.status.in_(FINAL_STATUSES))
+            query = select(OP.c.id).where(FORGETTABLE)
             ids = [r.id for r in conn.execute(query)]
             _delete_finished(conn, ids)
         return ids
 
     def delete_finished(self, op_id: str) -> Ids | None:
         """Delete one finished operation and its logs; for a group, its finished children
-        too (they were its parts). The ids deleted; None if it is still active."""
+        too (they were its parts). The ids deleted; None if it is still active (or is a
+        child of a group that is)."""
         with self.engine.begin() as conn:
-            finished = select(OP.c.id).where(OP.c.status.in_(FINAL_STATUSES))
+            finished = select(OP.c.id).where(FORGETTABLE)
             if conn.execute(finished.where(OP.c.id == op_id)).first() is None:
                 return None
             children = select(MEMBER.c.operation_id).where(MEMBER.c.group_id == op_id)
