@@ -8,6 +8,7 @@ let Ollama's own extra fields through.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from typing import Any
 from typing import ClassVar
@@ -50,11 +51,18 @@ def _model_name(value: str) -> str:
     return value
 
 
+# openapi.py narrows the pattern per app to the registries the deck pulls from.
+MODEL_MARKER = "x-deck-model-name"
 ModelName = Annotated[
     str,
     AfterValidator(_model_name),
     WithJsonSchema(
-        {"type": "string", "pattern": name_pattern(), "examples": ["llama3.2:1b", "qwen2.5:7b"]}
+        {
+            "type": "string",
+            "pattern": name_pattern(),
+            "examples": ["llama3.2:1b", "qwen2.5:7b"],
+            MODEL_MARKER: True,
+        }
     ),
 ]
 # Hosts come from configuration, so openapi.py swaps this marker for a per-app component
@@ -89,12 +97,17 @@ def _one_scope(host: Any, hosts: Any) -> None:
         raise PydanticCustomError("duplicate_field", BOTH_SCOPES)
 
 
+def _scope_schema(schema: dict[str, Any]) -> None:
+    schema["not"] = {"required": ["host", "hosts"]}  # one or the other (or neither)
+
+
 def _pull_schema(schema: dict[str, Any]) -> None:
     # ``name`` is read as ``model`` (Ollama's own old alias): document it as such.
     properties = schema["properties"]
     properties["name"] = dict(properties["model"], description="an alias of model")
     schema.pop("required", None)
     schema["oneOf"] = [{"required": ["model"]}, {"required": ["name"]}]
+    _scope_schema(schema)
 
 
 class PullRequest(RequestModel):
@@ -121,6 +134,8 @@ class PullRequest(RequestModel):
 
 class UpdateRequest(RequestModel):
     """No body, ``{}``, or ``{"models": [...]}``: update every installed model or those."""
+
+    model_config = ConfigDict(json_schema_extra=_scope_schema)
 
     field_errors = {
         "models": (
@@ -291,6 +306,16 @@ class HostQuery(QueryModel):
 
 
 HOST_LIST = r"^(\*|[a-z0-9][a-z0-9_.-]{0,39}(,[a-z0-9][a-z0-9_.-]{0,39}){0,99})$"
+# openapi.py narrows the pattern per app to its host names.
+HOST_LIST_MARKER = "x-deck-host-list"
+
+
+def host_list_pattern(names: list[str] | None = None) -> str:
+    """``*``, or host names separated by commas: any, or ``names`` alone."""
+    if names is None:
+        return HOST_LIST
+    one = "(" + "|".join(re.escape(name) for name in names) + ")"
+    return rf"^(\*|{one}(,{one}){{0,99}})$"
 
 
 class ScopeQuery(HostQuery):
@@ -300,7 +325,14 @@ class ScopeQuery(HostQuery):
         "hosts": ("unknown_host", "hosts must be host names separated by commas, or * for all")
     }
 
-    hosts: Annotated[str, Field(pattern=HOST_LIST)] | None = Field(
+    hosts: (
+        Annotated[
+            str,
+            Field(pattern=HOST_LIST),
+            WithJsonSchema({"type": "string", "pattern": HOST_LIST, HOST_LIST_MARKER: True}),
+        ]
+        | None
+    ) = Field(
         None, description="comma-separated host names, or * for every host: the answer is a group"
     )
 

@@ -397,5 +397,6 @@ def openapi():
             log_lines=state.store.log_lines,
             hosts=[host.name for host in state.hosts],
             session_cookie=session_cookie_name(),
+            registries=state.settings.allowed_registries,
         )
     )
