@@ -488,7 +488,7 @@ class OperationState(BaseModel):
     kind: Kind
     model: str
     host: str = Field(description="the Ollama host's configured name")
-    host_url: str = Field(description="the Ollama host's URL")
+    host_url: str = Field(description="the Ollama host's URL (empty for a group)")
     status: Status
     active: bool
     phase: Phase | None

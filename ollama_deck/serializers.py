@@ -15,6 +15,7 @@ from flask import url_for
 
 from .lifecycle import ACTIVE
 from .lifecycle import FINAL
+from .lifecycle import Kind
 from .services.events import DeckEvent
 from .services.events import make_event
 from .services.groups import stored_children
@@ -43,7 +44,7 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
         "kind": row["kind"],
         "model": row["model"],
         "host": names.get(url, url) if names else url,
-        "host_url": url,
+        "host_url": "" if row["kind"] == Kind.GROUP else url,  # a group has no one URL
         "status": row["status"],
         "active": row["status"] in ACTIVE,
         "phase": row["phase"],

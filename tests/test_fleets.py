@@ -71,6 +71,7 @@ def test_a_group_pull_on_both_hosts(fleet, fake_ollama, second_ollama):
     assert answer.status_code == 202
     group = answer.json
     assert (group["kind"], group["model"], group["host"]) == ("group", "m:1", "gpu1,gpu2")
+    assert group["host_url"] == ""  # no one URL
     assert [c["host"] for c in group["children"]] == ["gpu1", "gpu2"]
     done = finished(fleet, group["id"])
     assert done["status"] == "succeeded" and done["percent"] == 100.0

@@ -215,8 +215,10 @@ function renderCard(entry) {
   show(error, Boolean(op.error) && !group);
   renderChildren(op, card);
   $('[data-action="cancel"]', card).hidden = !ACTIVE.has(op.status) || Boolean(op.cancel_requested);
-  // A group is started again by what made it (a pull on all hosts, an apply), not here.
-  $('[data-action="retry"]', card).hidden = !RETRYABLE.has(op.status) || group;
+  // A group is started again by what made it (a pull on all hosts, an apply), not here;
+  // a delete is no pull to retry.
+  $('[data-action="retry"]', card).hidden =
+    !RETRYABLE.has(op.status) || group || op.kind === KIND.DELETE;
   $('[data-action="dismiss"]', card).hidden = !FINAL.has(op.status);
   renderSpark(entry, card);
   renderLog(entry, view);
