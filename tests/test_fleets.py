@@ -35,16 +35,23 @@ def second_ollama():
 
 
 @pytest.fixture
-def fleet_app(database_url, make_app, fake_ollama, second_ollama):
-    """A deck over both hosts, on SQLite (and on PostgreSQL where the tests have it; its
-    schema is asked for first, so it is dropped only after the deck stopped)."""
-    hosts = {"gpu1": fake_ollama.url, "gpu2": second_ollama.url}
-    return make_app(OLLAMA_DECK_OLLAMA_HOSTS=hosts, database_url=database_url)
+def fleet_app(make_app, fake_ollama, second_ollama):
+    """A deck over both hosts (SQLite)."""
+    return make_app(OLLAMA_DECK_OLLAMA_HOSTS={"gpu1": fake_ollama.url, "gpu2": second_ollama.url})
 
 
 @pytest.fixture
 def fleet(fleet_app):
     return fleet_app.test_client()
+
+
+@pytest.fixture
+def any_fleet(database_url, make_app, fake_ollama, second_ollama):
+    """The same on SQLite and on PostgreSQL where the tests have it (its schema is asked
+    for first, so it is dropped only after the deck stopped): for the cases where the
+    database decides (groups made with their children, a child's change rewriting them)."""
+    hosts = {"gpu1": fake_ollama.url, "gpu2": second_ollama.url}
+    return make_app(OLLAMA_DECK_OLLAMA_HOSTS=hosts, database_url=database_url).test_client()
 
 
 def finished(client, op_id: str) -> dict:
@@ -64,7 +71,8 @@ def group_rows(client) -> list[dict]:
 # ---------------------------------------------------------------------- one action, hosts
 
 
-def test_a_group_pull_on_both_hosts(fleet, fake_ollama, second_ollama):
+def test_a_group_pull_on_both_hosts(any_fleet, fake_ollama, second_ollama):
+    fleet = any_fleet
     for fake in (fake_ollama, second_ollama):
         fake.allow_pull("m:1", QUICK)
     answer = fleet.post("/api/models/pull", json={"model": "m:1", "hosts": ["gpu1", "gpu2"]})
@@ -84,7 +92,8 @@ def test_a_group_pull_on_both_hosts(fleet, fake_ollama, second_ollama):
     assert "m:1" in fake_ollama.installed() and "m:1" in second_ollama.installed()
 
 
-def test_a_group_whose_children_fail_fails_and_each_says_why(fleet, fake_ollama, second_ollama):
+def test_a_group_whose_children_fail_fails_and_each_says_why(any_fleet, fake_ollama, second_ollama):
+    fleet = any_fleet
     fake_ollama.allow_pull("m:1", PullScript(layers=[40_000], step=10_000, error_after=2))
     second_ollama.allow_pull(
         "m:1", PullScript(layers=[40_000], step=10_000, error_after=1, error="disk full")
@@ -383,7 +392,8 @@ SET = {
 }
 
 
-def test_plan_then_apply_then_nothing_to_do(fleet, fake_ollama, second_ollama):
+def test_plan_then_apply_then_nothing_to_do(any_fleet, fake_ollama, second_ollama):
+    fleet = any_fleet
     for fake in (fake_ollama, second_ollama):
         fake.allow_pull("nomic-embed-text", QUICK)
     fake_ollama.allow_pull("qwen2.5:0.5b", QUICK)
