@@ -159,9 +159,6 @@ class UpdateRequest(RequestModel):
         return self
 
 
-MAX_DECLARED = 500  # models per host in a desired set
-
-
 class ModelSet(RequestModel):
     """The models a host should have, and whether to delete the ones it has besides."""
 
@@ -170,7 +167,8 @@ class ModelSet(RequestModel):
         "prune": ("bad_request", "prune must be true or false"),
     }
 
-    models: Annotated[list[ModelName], Field(max_length=MAX_DECLARED)] = []
+    # As many as fit in a body (OLLAMA_DECK_MAX_BODY_BYTES).
+    models: list[ModelName] = []
     prune: bool = Field(
         False,
         description="delete what is installed there but not declared (never a model an "
