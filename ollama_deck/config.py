@@ -206,16 +206,20 @@ def _windows(value: Any) -> dict[str, Window] | None:
         ) from None
 
 
+RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?(?:/s)?", re.IGNORECASE)
+RATE_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+
+
 def _bytes_per_second(value: Any) -> int:
+    """A rate in bytes per second: ``512000``, ``512KB`` (decimal, as the page shows
+    sizes), ``500KiB``, ``1MB/s``; 0 is off."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    text = str(value).strip()
-    if text.isdigit():
-        return int(text)
-    size = _memory(text) if text else None
-    if size is None:
+    match = RATE.fullmatch(str(value).strip())
+    if match is None:
         raise ValueError("use bytes per second: a whole number, or a size such as 512KB; 0: off")
-    return size
+    unit = (match.group(2) or "").lower().removesuffix("b")
+    return int(float(match.group(1)) * RATE_UNITS[unit])
 
 
 def setting(default: Any, env: str, parse: Parse) -> Any:

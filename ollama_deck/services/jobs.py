@@ -539,7 +539,14 @@ class Job:
         lines = self.take_logs([note])
         try:
             row = self.store.pause_running(
-                self.op_id, self.runner_id, hold, message, lines, starts_at=starts_at, snap=snap
+                self.op_id,
+                self.runner_id,
+                hold,
+                message,
+                lines,
+                at=now,
+                starts_at=starts_at,
+                snap=snap,
             )
         except DATABASE_ERRORS as exc:
             # Left running with no job: recovery pauses it (a user's pause is in the row)

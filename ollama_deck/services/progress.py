@@ -207,7 +207,8 @@ class FlowWatch:
 
     Stalled: the bytes have not grown for ``period`` seconds (Ollama may still be sending
     its progress lines). Crawling: over a whole period they grew by less than
-    ``crawl_bytes`` per second (0: never). Outside the phases that download (``expecting``
+    ``crawl_bytes`` per second (0: never). Healthy: a whole period at or above that, with
+    bytes still coming at its end (what resets the retries of a stall). Outside the phases that download (``expecting``
     false: verifying, writing) nothing is judged and the period starts again.
     """
 
@@ -237,6 +238,8 @@ class FlowWatch:
         rate = max(completed - self.window_bytes, 0) / elapsed
         if self.crawl_bytes and rate < self.crawl_bytes:
             return Verdict(Flow.CRAWLING, elapsed, rate)
+        if now - self.moved_at >= self.period / 2:
+            return None  # enough bytes, but none lately: a stall may be coming
         self.window_start, self.window_bytes = now, completed
         return Verdict(Flow.HEALTHY, elapsed, rate)
 

@@ -302,7 +302,7 @@ class Runner:
 
         Conflict when it ended, or when a user paused it already.
         """
-        row = self.store.hold_waiting(op_id)
+        row = self.store.hold_waiting(op_id, at=self.wall())
         if row is not None:
             return row
         row = self.store.get(op_id)
@@ -322,7 +322,7 @@ class Runner:
         orphan = self._orphan(requested)
         if orphan is not None:  # nobody runs it: nothing to close, pause it here
             note = "paused (no runner held it)"
-            return self.store.pause_orphan(op_id, orphan, note=note) or requested
+            return self.store.pause_orphan(op_id, orphan, at=self.wall(), note=note) or requested
         self._flag_stop(op_id, Status.PAUSED)
         return requested
 
@@ -424,7 +424,7 @@ class Runner:
                 )
             elif fate == Recovery.PAUSE:
                 note = "its runner stopped; paused as requested"
-                done = self.store.pause_orphan(op_id, orphan, note=note)
+                done = self.store.pause_orphan(op_id, orphan, at=self.wall(), note=note)
             elif fate == Recovery.INTERRUPT:
                 done = self.store.end_orphan(
                     op_id,

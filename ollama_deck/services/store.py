@@ -373,13 +373,14 @@ class OperationStore:
         where = [OP.c.status == Status.RUNNING, OP.c.cancel_requested.is_(False)]
         return self._update(op_id, fields, ["cancel requested"], where=where)
 
-    def hold_waiting(self, op_id: str) -> dict[str, Any] | None:
+    def hold_waiting(self, op_id: str, *, at: float) -> dict[str, Any] | None:
         """queued, scheduled or paused by the window -> paused by a user: it waits for a
-        resume (the window opening no longer starts it)."""
+        resume (the window opening no longer starts it). ``at``: the runner's wall time,
+        from which lifecycle.PRUNE_AFTER_SECONDS counts."""
         fields = {
             "status": Status.PAUSED,
             "paused_by": Hold.USER,
-            "paused_at": func.coalesce(OP.c.paused_at, time.time()),
+            "paused_at": func.coalesce(OP.c.paused_at, at),
             "starts_at": None,
             "message": Status.PAUSED,
         }
@@ -407,15 +408,17 @@ class OperationStore:
         message: str,
         logs: Iterable[str] = (),
         *,
+        at: float,
         starts_at: float | None = None,
         snap: Snapshot | None = None,
     ) -> dict[str, Any] | None:
-        """running -> paused (``hold`` says by whom), by the runner that holds it, whose
-        stream is closed; not once a cancel was asked. ``starts_at``: when the window opens."""
+        """running -> paused (``hold`` says by whom) at wall time ``at``, by the runner that
+        holds it, whose stream is closed; not once a cancel was asked. ``starts_at``: when
+        the window opens."""
         fields: dict[str, Any] = {
             "status": Status.PAUSED,
             "paused_by": hold,
-            "paused_at": time.time(),
+            "paused_at": at,
             "starts_at": starts_at,
             "runner_id": None,
             "speed": None,
@@ -432,11 +435,14 @@ class OperationStore:
         where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False)]
         return self._update(op_id, fields, logs, where=where)
 
-    def pause_orphan(self, op_id: str, orphan: Orphan, *, note: str) -> dict[str, Any] | None:
-        """running -> paused for an operation nobody runs whose pause was asked."""
+    def pause_orphan(
+        self, op_id: str, orphan: Orphan, *, at: float, note: str
+    ) -> dict[str, Any] | None:
+        """running -> paused (at wall time ``at``) for an operation nobody runs whose pause
+        was asked."""
         fields = {
             "status": Status.PAUSED,
-            "paused_at": time.time(),
+            "paused_at": at,
             "runner_id": None,
             "speed": None,
             "eta_seconds": None,

@@ -25,11 +25,11 @@ INDEX = "ollama_deck_one_active_per_model"
 ACTIVE_BEFORE = "status IN ('queued', 'running')"
 ACTIVE_AFTER = "status IN ('queued', 'scheduled', 'running', 'paused')"
 # name -> type; every one nullable: existing rows have none of them.
-COLUMNS = {
-    "not_before": sa.Float,
-    "starts_at": sa.Float,
-    "paused_by": lambda: sa.String(16),
-    "paused_at": sa.Float,
+COLUMNS: dict[str, sa.types.TypeEngine] = {
+    "not_before": sa.Float(),
+    "starts_at": sa.Float(),
+    "paused_by": sa.String(16),
+    "paused_at": sa.Float(),
 }
 
 
@@ -47,7 +47,7 @@ def _one_active_per_model(where: str) -> None:
 
 def upgrade() -> None:
     for name, kind in COLUMNS.items():
-        op.add_column(TABLE, sa.Column(name, kind(), nullable=True))
+        op.add_column(TABLE, sa.Column(name, kind, nullable=True))
     _one_active_per_model(ACTIVE_AFTER)
 
 
