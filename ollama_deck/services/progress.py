@@ -208,8 +208,9 @@ class FlowWatch:
     Stalled: the bytes have not grown for ``period`` seconds (Ollama may still be sending
     its progress lines). Crawling: over a whole period they grew by less than
     ``crawl_bytes`` per second (0: never). Healthy: a whole period at or above that, with
-    bytes still coming at its end (what resets the retries of a stall). Outside the phases that download (``expecting``
-    false: verifying, writing) nothing is judged and the period starts again.
+    bytes still coming at its end (what resets the retries of a stall). Outside the phases
+    that download (``expecting`` false: verifying, writing) nothing is judged and the
+    period starts again.
     """
 
     def __init__(self, period: float, crawl_bytes: float, now: float, completed: int) -> None:
