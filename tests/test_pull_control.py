@@ -8,6 +8,7 @@ from a wall clock the test moves by hand (``Runner.wall``), so no test waits for
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from ollama_deck.lifecycle import PRUNE_NOTE
 from ollama_deck.testing import PullScript
 
 from .helpers import wait_until
+from .processes import Deck as DeckProcess
+from .processes import processes  # noqa: F401 - a fixture
 from .test_pulls import Drained
 from .test_pulls import get_op
 from .test_pulls import log_texts
@@ -367,3 +370,47 @@ def test_a_pause_reaches_the_runner_of_another_deck(fake_ollama, make_app, serve
     assert other.post(f"/progress/{op['id']}/resume").json()["status"] == "queued"
     final = wait_final(runs, op["id"])
     assert final["status"] == "succeeded" and final["percent"] >= paused["percent"]
+
+
+@pytest.mark.gunicorn
+def test_a_pause_sent_to_the_worker_that_does_not_run_the_pull(
+    fake_ollama,
+    processes,  # noqa: F811 - the fixture imported above
+    tmp_path,
+):
+    """Two `ollama-deck serve` processes (gunicorn, gevent) on one SQLite file: the pause
+    and the resume go to the worker that does not hold the stream."""
+    database = tmp_path / "deck.db"
+    decks = []
+    for name in ("a", "b"):
+        deck = DeckProcess(
+            fake_ollama.url,
+            f"sqlite:///{database}",
+            tmp_path / f"{name}.log",
+            OLLAMA_DECK_EVENT_BUS="poll",
+        )
+        processes.append(deck)
+        decks.append(deck.wait_ready())
+    fake_ollama.allow_pull("slow:1b", PullScript(layers=LAYERS, step=4_000, interval=0.02))
+    op = start_pull(decks[0], "slow:1b")
+    wait_until(lambda: get_op(decks[0], op["id"])["percent"] > 10, timeout=30)
+    with sqlite3.connect(database) as conn:
+        (runner,) = conn.execute(
+            "SELECT runner_id FROM ollama_deck_operation WHERE id = ?", (op["id"],)
+        ).fetchone()
+    holder = int(runner.split(":")[1])
+    pids = [deck.get("/api/status").json()["pid"] for deck in decks]
+    assert holder in pids
+    other = decks[1 - pids.index(holder)]
+
+    answer = other.post(f"/progress/{op['id']}/pause")
+    assert answer.status_code == 202, answer.text  # the holder closes the stream
+    paused = wait_until(lambda: (s := get_op(other, op["id"]))["status"] == "paused" and s, 30)
+    wait_streams(fake_ollama, "slow:1b", ["closed"])
+    joined = other.post("/api/models/pull", json={"model": "slow:1b"}).json()
+    assert (joined["id"], joined["created"], joined["status"]) == (op["id"], False, "paused")
+    assert other.post(f"/progress/{op['id']}/resume").json()["status"] in ("queued", "running")
+    final = wait_final(other, op["id"], timeout=30)
+    assert final["status"] == "succeeded"
+    assert final["percent"] == 100.0 >= paused["percent"] > 10
+    wait_streams(fake_ollama, "slow:1b", ["closed", "succeeded"])
