@@ -34,8 +34,8 @@ LAYERS = [400_000, 1_429]
 SLOW = PullScript(layers=LAYERS, step=4_000, interval=0.01)
 # Stalls and crawls show within a fraction of a second.
 QUICK_STALLS = {
-    "OLLAMA_DECK_PULL_STALL_RETRY_SECONDS": 0.3,
-    "OLLAMA_DECK_STALL_NOTICE_SECONDS": 0.1,
+    "OLLAMA_DECK_PULL_STALL_RETRY_SECONDS": 0.2,
+    "OLLAMA_DECK_STALL_NOTICE_SECONDS": 0.05,
     "OLLAMA_DECK_PULL_RETRIES": 2,
 }
 
@@ -106,7 +106,7 @@ def test_pause_then_resume_a_slow_pull(fake_ollama, drained, monkeypatch):
     record = Recorder(monkeypatch, deck.deck.store)
     op = deck.pull("slow:1b")
     drain = drain_in_thread(deck)
-    wait_until(lambda: 10 < deck.op(op["id"])["percent"] < 50)
+    wait_until(lambda: deck.op(op["id"])["percent"] > 5)
 
     answer = deck.client.post(f"/progress/{op['id']}/pause")
     assert answer.status_code in (200, 202), answer.text
@@ -115,7 +115,7 @@ def test_pause_then_resume_a_slow_pull(fake_ollama, drained, monkeypatch):
     paused = deck.op(op["id"])
     assert paused["status"] == "paused" and paused["paused_by"] == "user"
     assert paused["active"] is True and paused["paused_at"] is not None
-    assert 10 < paused["percent"] < 100
+    assert 5 < paused["percent"] < 100
     assert paused["completed_bytes"] > 0
     assert "pause requested" in log_texts(paused)
     # Ollama saw its stream closed by the deck, and no other was opened.
@@ -188,7 +188,7 @@ def test_paused_over_an_hour_says_ollama_may_delete_its_partial_download(fake_ol
 
 def test_a_not_before_pull_starts_no_earlier(fake_ollama, live):
     fake_ollama.allow_pull("later:1b", PullScript(layers=[20_000], step=5_000))
-    wanted = time.time() + 1.0
+    wanted = time.time() + 0.5
     iso = datetime.fromtimestamp(wanted, UTC).isoformat()
     answer = live.post("/api/models/pull", json={"model": "later:1b", "not_before": iso})
     assert answer.status_code == 202, answer.text
@@ -228,7 +228,10 @@ def test_not_before_as_a_time_of_day_and_its_refusals(fake_ollama, drained):
 def test_a_window_pauses_a_running_pull_and_resumes_it_when_it_opens(
     fake_ollama, drained, monkeypatch
 ):
-    deck = drained(OLLAMA_DECK_PULL_WINDOWS="default=01:00-06:00", OLLAMA_DECK_TIMEZONE="UTC")
+    # The job looks at the window a few times per stall period: a short one, for a short pull.
+    deck = drained(
+        OLLAMA_DECK_PULL_WINDOWS="default=01:00-06:00", OLLAMA_DECK_TIMEZONE="UTC", **QUICK_STALLS
+    )
     clock = WallClock("2026-12-01T05:50:00")
     deck.runner.wall = clock
     fake_ollama.allow_pull("night:1b", SLOW)
@@ -304,7 +307,7 @@ def test_a_stall_is_retried_then_fails_saying_it_stalled(fake_ollama, drained):
         for n in (1, 2)
     ]
     wait_streams(fake_ollama, "stuck:1b", ["closed"] * 3)
-    # Three periods of 0.3 s; nowhere near the 5 s read timeout of the test settings.
+    # Three periods of 0.2 s; nowhere near the 5 s read timeout of the test settings.
     assert time.monotonic() - started < 5
 
 
@@ -333,7 +336,7 @@ def test_a_crawl_is_retried(fake_ollama, drained, monkeypatch):
         PullScript(
             layers=LAYERS,
             step=5_000,
-            interval=0.01,
+            interval=0.005,
             crawl_after=3,
             crawl_step=10,
             faulty_streams=1,
