@@ -76,7 +76,8 @@ def exec_gunicorn(options: dict[str, Any], config: dict[str, Any]) -> NoReturn:
     user could read a database URL's password."""
     read_end, write_end = os.pipe()
     # A few hundred bytes: far below the pipe's buffer, so this write never blocks.
-    os.write(write_end, json.dumps({"options": options, "config": config}).encode())
+    spec = {"options": options, "config": config, "argv": sys.argv}
+    os.write(write_end, json.dumps(spec).encode())
     os.close(write_end)
     os.set_inheritable(read_end, True)
     sys.stdout.flush()
@@ -95,6 +96,8 @@ def run_from_pipe() -> NoReturn:
     """
     with os.fdopen(int(sys.argv[1]), "rb") as pipe:
         spec = json.load(pipe)
+    # The command line that started serve: what gunicorn re-executes on SIGUSR2.
+    sys.argv = spec["argv"]
     try:
         run_gunicorn(spec["options"], spec["config"])
         status = 0
