@@ -61,9 +61,8 @@ def installed_script() -> str:
     [
         ([], "Usage: ollama-deck [OPTIONS] [COMMAND] [ARGS]..."),
         (["--version"], f"ollama-deck {__version__}\n"),
-        (["serve", "--help"], "Usage: ollama-deck serve [OPTIONS]"),
     ],
-    ids=["bare", "version", "serve-help"],
+    ids=["bare", "version"],
 )
 def test_the_installed_console_script(args, expected):
     """As a user types it: help or the version, exit 0, plain text without RST markup."""
