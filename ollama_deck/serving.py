@@ -38,7 +38,7 @@ from gunicorn.workers.ggevent import GeventWorker
 # app on the same host name (ports do not separate cookies). gunicorn's defaults (100
 # fields of 8 KB) let a client without a token make the worker read and parse ~800 KB per
 # request before the deck can refuse it, at a cost that grows with the square of the
-# size: 16 such clients took /api/status from 5 ms to 3.8 s (bench/header_flood.py).
+# size: 16 such clients took /api/status from 5 ms to 3.9 s (bench/header_flood.py).
 # Beyond these limits gunicorn answers 431 (414 for the request line) before the app sees
 # the request, after reading at most fields x (size + 2) bytes (~160 KB).
 HEADER_LIMITS: dict[str, int] = {
