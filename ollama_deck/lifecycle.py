@@ -132,3 +132,21 @@ def vocabulary() -> dict[str, Any]:
         "final": [s.value for s in FINAL],
         "retryable": [s.value for s in RETRYABLE],
     }
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class WebhookEvent(StrEnum):
+    """What a webhook tells (services/webhooks.py)."""
+
+    STARTED = "operation.started"  # with OLLAMA_DECK_WEBHOOK_ON_START: its first start
+    FINISHED = "operation.finished"  # it reached a final status
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook delivery is: waiting (first try or a retry), done, or given up."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
