@@ -44,6 +44,7 @@ from .services.polling import PollAnswers
 from .services.runner import Runner
 from .services.runner import RunnerSettings
 from .services.sender import WebhookSender
+from .services.sender import worst_case_seconds
 from .services.sessions import SessionPolicy
 from .services.sessions import SessionStore
 from .services.settings import SettingStore
@@ -152,7 +153,7 @@ class DeckState:
                 interval=settings.heartbeat_seconds,
                 keep_seconds=settings.keep_finished_hours * 3600,
                 keep_count=settings.keep_finished_count,
-                lease=max(60.0, 6 * settings.webhook_timeout),
+                lease=worst_case_seconds(settings.webhook_timeout),
                 watcher_stale=watcher_stale(settings),
             ),
         )

@@ -191,3 +191,38 @@ def test_a_delivery_is_written_with_the_end_it_tells_of(fake_ollama, make_app, r
             "SELECT body FROM ollama_deck_webhook_delivery WHERE id = ?", (written["id"],)
         ).scalar()
     assert json.loads(body)["operation"]["status"] == "succeeded"
+
+
+def test_a_delivery_held_by_a_dead_process_is_taken_over_at_once(make_app, receiver):
+    """A lease keeps others off a delivery being sent; a process of this machine that died
+    mid-send (kill -9) holds it no longer, while one of another machine holds it till the
+    lease passes."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from ollama_deck.services.upkeep import holder_gone
+
+    app = hooked_app(make_app, receiver.url, OLLAMA_DECK_START_RUNNER=False)
+    state = setup_of(app).state(app)
+    state.upkeep.close()  # this test claims by hand
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    holders = {
+        "dead": f"{socket.gethostname()}:{dead.pid}:abcd1234",
+        "elsewhere": "another-machine:1:abcd1234",
+    }
+    now = time.time()
+    with state.engine.begin() as conn:
+        for name, holder in holders.items():
+            conn.exec_driver_sql(
+                "INSERT INTO ollama_deck_webhook_delivery (id, event, operation_id, url, body,"
+                " status, attempts, created_at, next_attempt_at, claimed_by, claimed_until)"
+                " VALUES (?, 'operation.finished', 'op', ?, '{}', 'pending', 1, ?, ?, ?, ?)",
+                (name, receiver.url, now, now, holder, now + 3600),
+            )
+    assert holder_gone(holders["dead"]) and not holder_gone(holders["elsewhere"])
+    taken = state.outbox.claim("me:1:x", 5, 60, holder_gone)
+    assert [row["id"] for row in taken] == ["dead"]
+    assert taken[0]["attempts"] == 2 and taken[0]["claimed_by"] == "me:1:x"

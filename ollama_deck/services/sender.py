@@ -28,6 +28,11 @@ MAX_REDIRECTS = 3
 ANSWER_BYTES = 1024
 
 
+def worst_case_seconds(timeout: float) -> float:
+    """The longest one send can take: a connect and an answer for each hop, and a margin."""
+    return (MAX_REDIRECTS + 1) * 2 * timeout + 5
+
+
 @dataclass(frozen=True)
 class Attempt:
     """How one send went: ``error`` None when the receiver took it (2xx); ``final`` when

@@ -24,6 +24,8 @@ from ..dbhealth import DATABASE_ERRORS
 from ..dbhealth import first_line
 from .activity import ActivityLog
 from .metrics import Observations
+from .runner import process_gone
+from .runner import runner_identity
 from .sender import WebhookSender
 from .webhooks import Outbox
 
@@ -37,8 +39,18 @@ class UpkeepSettings:
     keep_seconds: float = 7 * 24 * 3600.0
     keep_count: int = 1000
     max_sending: int = 4
-    lease: float = 60.0  # longer than a send can take (connect + answer, redirects)
+    lease: float = 85.0  # longer than a send can take (sender.worst_case_seconds)
     watcher_stale: float = 30.0  # a process's watcher count older than this is not counted
+
+
+def holder_gone(holder: str) -> bool:
+    """Whether the process that claimed a delivery is a process of this machine that no
+    longer exists (ids are host:pid:random, as the runner's): its lease need not pass."""
+    parts = holder.rsplit(":", 2)
+    hostname, pid = runner_identity()
+    if len(parts) != 3 or parts[0] != hostname or not parts[1].isdigit():
+        return False
+    return int(parts[1]) != pid and process_gone(int(parts[1]))
 
 
 class Upkeep:
@@ -122,7 +134,8 @@ class Upkeep:
             self._sending = {t for t in self._sending if t.is_alive()}
             free = self.settings.max_sending - len(self._sending)
         if free > 0:
-            for row in self.outbox.claim(self.process_id, free, self.settings.lease):
+            claimed = self.outbox.claim(self.process_id, free, self.settings.lease, holder_gone)
+            for row in claimed:
                 thread = threading.Thread(
                     target=self._send, args=(row,), name="ollama-deck-webhook", daemon=True
                 )

@@ -26,6 +26,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,6 @@ from sqlalchemy import delete
 from sqlalchemy import Engine
 from sqlalchemy import func
 from sqlalchemy import insert
-from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
@@ -185,30 +185,39 @@ class Outbox:
 
     # -- sending -----------------------------------------------------------------------
 
-    def claim(self, sender_id: str, limit: int, lease: float) -> list[dict[str, Any]]:
+    def claim(
+        self,
+        sender_id: str,
+        limit: int,
+        lease: float,
+        holder_gone: Callable[[str], bool] = lambda _holder: False,
+    ) -> list[dict[str, Any]]:
         """Take up to ``limit`` due deliveries for ``sender_id`` until ``lease`` seconds from
-        now. Each is one guarded UPDATE: of processes that race for one, one wins."""
+        now. Each is one guarded UPDATE: of processes that race for one, one wins.
+
+        A delivery is free once its lease passed, or at once when ``holder_gone`` says the
+        process that claimed it is gone (a process of this machine that died mid-send)."""
         now = time.time()
-        free = or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now)
-        due = (OUTBOX.c.status == DeliveryStatus.PENDING, OUTBOX.c.next_attempt_at <= now, free)
+        due = (OUTBOX.c.status == DeliveryStatus.PENDING, OUTBOX.c.next_attempt_at <= now)
         with self.engine.connect() as conn:
-            ids = (
-                conn.execute(
-                    select(OUTBOX.c.id)
-                    .where(*due)
-                    .order_by(OUTBOX.c.next_attempt_at)
-                    .limit(limit * 2)  # a few spare: others may take some first
-                )
-                .scalars()
-                .all()
-            )
+            candidates = conn.execute(
+                select(OUTBOX.c.id, OUTBOX.c.claimed_by, OUTBOX.c.claimed_until)
+                .where(*due)
+                .order_by(OUTBOX.c.next_attempt_at)
+                .limit(limit * 4)  # some spare: others may take some first, some are held
+            ).all()
         claimed: list[dict[str, Any]] = []
-        for delivery_id in ids:
+        for candidate in candidates:
+            lapsed = OUTBOX.c.claimed_until.is_(None) | (OUTBOX.c.claimed_until < now)
+            if candidate.claimed_until is not None and candidate.claimed_until >= now:
+                if not (candidate.claimed_by and holder_gone(candidate.claimed_by)):
+                    continue  # another process is sending it
+                lapsed = OUTBOX.c.claimed_by == candidate.claimed_by  # still that holder's
             with self.engine.begin() as conn:
                 row = (
                     conn.execute(
                         update(OUTBOX)
-                        .where(OUTBOX.c.id == delivery_id, *due)
+                        .where(OUTBOX.c.id == candidate.id, *due, lapsed)
                         .values(
                             claimed_by=sender_id,
                             claimed_until=now + lease,
