@@ -98,8 +98,9 @@ def openapi_document(
             "version": _version(),
             "description": (
                 "Manage the models of an Ollama server. Errors are "
-                '{"error": {"code", "message"}}. With OLLAMA_DECK_TOKEN set, send '
-                "'Authorization: Bearer <token>'. Writes from a page on another origin are "
+                '{"error": {"code", "message"}}. With OLLAMA_DECK_TOKEN or OLLAMA_DECK_TOKENS '
+                "set, send 'Authorization: Bearer <token>'; a token whose role is read may "
+                "change nothing (403 read_only_token). Writes from a page on another origin are "
                 "refused; bodies must be application/json and may hold only the keys "
                 "documented."
             ),
