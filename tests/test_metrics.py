@@ -150,3 +150,21 @@ def test_with_tokens_metrics_needs_one_and_a_read_token_will_do(make_app):
     assert (
         sample(scrape(client, {"Authorization": f"Bearer {READ}"}), "ollama_deck_database_up") == 1
     )
+
+
+def test_event_streams_are_summed_over_processes(make_app, serve):
+    from .sse import SSEClient
+
+    # A closed stream is noticed at its next frame: a heartbeat comes every 0.2 s here.
+    first = serve(make_app(OLLAMA_DECK_SSE_HEARTBEAT_SECONDS=0.2))
+    second = make_app().test_client()
+    stream = SSEClient(first.url + "/progress/stream")
+    try:
+
+        def watching() -> float | None:
+            return sample(scrape(second), "ollama_deck_sse_watchers")
+
+        assert wait_until(lambda: watching() == 1)  # open in the first, seen by the second
+    finally:
+        stream.close()
+    assert wait_until(lambda: watching() == 0)

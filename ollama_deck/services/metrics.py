@@ -96,7 +96,8 @@ class Observations:
 
     def flush(self, engine: Engine, process: str, watchers: int, stale: float) -> None:
         """Add what was seen to the tallies in one transaction; write this process's
-        watcher count when it changed or is older than a third of ``stale``.
+        watcher count when it changed, or (while not 0) when the stored one is older than
+        a third of ``stale``.
 
         On a database fault nothing is lost: the observations wait for the next flush.
         """
@@ -105,9 +106,10 @@ class Observations:
             reach, self._reach = self._reach, {}
         now = self.clock()
         written = self._watchers_written
-        due = written is None or written[0] != watchers or now - written[1] > stale / 3
-        if written is None and watchers == 0:
-            due = False  # nothing to say yet
+        if written is None or written[0] != watchers:
+            due = written is not None or watchers > 0  # a change (a first 0 says nothing)
+        else:  # the same: kept fresh while there are any (a stale row is not counted)
+            due = watchers > 0 and now - written[1] > stale / 3
         if not (deltas or reach or due):
             return
         try:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
@@ -128,6 +129,13 @@ def put_newer(conn: Connection, key: Key, value: float, seen_at: float) -> None:
     metric, lab = key
     row = {"metric": metric, "labels": lab, "value": value, "updated_at": seen_at}
     _upsert(conn, [row], additive=False, only_newer=True)
+
+
+def forget_older(conn: Connection, metric: str, before: float) -> int:
+    """Delete the rows of ``metric`` not written since ``before`` (e.g. the watcher counts
+    of processes long gone: one row per process that ever served)."""
+    stale = delete(TALLY).where(TALLY.c.metric == metric, TALLY.c.updated_at < before)
+    return conn.execute(stale).rowcount
 
 
 def read(conn: Connection, metrics: Iterable[str]) -> list[dict[str, Any]]:

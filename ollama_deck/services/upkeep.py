@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from ..dbhealth import DATABASE_ERRORS
 from ..dbhealth import first_line
+from . import tally
 from .activity import ActivityLog
 from .metrics import Observations
 from .runner import process_gone
@@ -182,3 +183,5 @@ class Upkeep:
         before = time.time() - keep_seconds
         self.outbox.purge(before, keep=keep)
         self.activity.purge(before, keep=keep)
+        with self.engine.begin() as conn:  # processes gone for a day or more
+            tally.forget_older(conn, tally.SSE_WATCHERS, time.time() - 86400)
