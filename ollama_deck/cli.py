@@ -159,7 +159,7 @@ def serve(
 
     config = deck_config(ollama, database_url)
     settings = checked(config)
-    refusal = bind_refusal(host, settings.token, insecure)
+    refusal = bind_refusal(host, bool(settings.access_tokens), insecure)
     if refusal:
         raise Refusal(refusal)
     config.update(event_bus_config(workers, settings))

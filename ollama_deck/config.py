@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import fields
 from datetime import tzinfo
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfoNotFoundError
@@ -230,10 +231,87 @@ def _bytes_per_second(value: Any) -> int:
     return int(float(match.group(1)) * RATE_UNITS[unit])
 
 
-def setting(default: Any, env: str, parse: Parse) -> Any:
+class Role(StrEnum):
+    """What a token may do: ``read`` every GET, the event streams and /metrics; ``write``
+    everything."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+TOKEN_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+DEFAULT_TOKEN_NAME = "default"  # what OLLAMA_DECK_TOKEN is called
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A named token with a role. The secret never appears in a repr (settings get logged)."""
+
+    name: str
+    role: Role
+    secret: str = field(repr=False)
+
+    @property
+    def writes(self) -> bool:
+        return self.role == Role.WRITE
+
+
+def parse_tokens(value: Any) -> tuple[AccessToken, ...]:
+    """``OLLAMA_DECK_TOKENS``: ``name:role:token`` entries, comma or space separated.
+
+    The token is everything after the second colon (it may hold colons itself); names are
+    unique, and so are tokens (one token must mean one name and one role).
+    """
+    if isinstance(value, AccessToken):
+        value = [value]
+    items = re.split(r"[,\s]+", value.strip()) if isinstance(value, str) else list(value)
+    tokens: list[AccessToken] = []
+    for item in items:
+        if isinstance(item, AccessToken):
+            tokens.append(item)
+            continue
+        if not str(item).strip():
+            continue
+        name, _, rest = str(item).strip().partition(":")
+        role, _, secret = rest.partition(":")
+        name = name.lower()
+        if not TOKEN_NAME.fullmatch(name) or role.lower() not in set(Role) or not secret:
+            raise ValueError(
+                "use name:role:token entries, comma-separated (role read or write; names "
+                "a-z, 0-9, '.', '_', '-')"
+            )
+        tokens.append(AccessToken(name, Role(role.lower()), secret))
+    _check_unique(tokens)
+    return tuple(tokens)
+
+
+def _check_unique(tokens: list[AccessToken]) -> None:
+    names = [t.name for t in tokens]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"the name {name!r} is given twice")
+    if len({t.secret for t in tokens}) < len(tokens):
+        raise ValueError("two entries have the same token")
+
+
+def _urls(value: Any) -> tuple[str, ...]:
+    items = re.split(r"[,\s]+", value.strip()) if isinstance(value, str) else list(value)
+    urls = [str(item).strip() for item in items if str(item).strip()]
+    for number, url in enumerate(urls, 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Not the URL itself: a hook's URL often holds its secret (Slack's, ntfy's).
+            raise ValueError(f"URL {number} is not an http(s) URL (separate URLs with commas)")
+    return tuple(urls)
+
+
+def setting(default: Any, env: str, parse: Parse, *, secret: bool = False) -> Any:
     """A field of :class:`DeckSettings`: its default, its environment variable, its parser
-    (which takes text from the environment or a value from the app's config)."""
-    return field(default=default, metadata={"env": env, "parse": parse})
+    (which takes text from the environment or a value from the app's config). A ``secret``
+    value is never repeated in an error message (nor shown in the settings' repr)."""
+    return field(
+        default=default, repr=not secret, metadata={"env": env, "parse": parse, "secret": secret}
+    )
 
 
 _positive = _number(float, 0, above=True)
@@ -335,7 +413,10 @@ class DeckSettings:
     allowed_hosts: tuple[str, ...] = setting((), "OLLAMA_DECK_ALLOWED_HOSTS", _names)
     # When set, every endpoint but the page shell, its static files and the health check
     # needs "Authorization: Bearer <token>" (or the session cookie the page trades it for).
-    token: str | None = setting(None, "OLLAMA_DECK_TOKEN", _text)
+    # It is a write token named "default" (see access_tokens).
+    token: str | None = setting(None, "OLLAMA_DECK_TOKEN", _text, secret=True)
+    # Named tokens with a role: "name:role:token,...", role read or write.
+    tokens: tuple[AccessToken, ...] = setting((), "OLLAMA_DECK_TOKENS", parse_tokens, secret=True)
     # A session (the page's cookie) ends this many seconds after it was opened, whatever
     # happens, and earlier after this many seconds without a request (an open event stream
     # counts as use).
@@ -348,6 +429,18 @@ class DeckSettings:
     # many seconds, it writes one small row itself (at most once per this many seconds in
     # each process), so a full disk or a read-only database shows as failing.
     health_write_seconds: float = setting(60.0, "OLLAMA_DECK_HEALTH_WRITE_SECONDS", _positive)
+    # Webhooks (see services/webhooks.py): URLs that receive a signed JSON POST when an
+    # operation ends (and starts, with webhook_on_start); only from configuration.
+    webhook_urls: tuple[str, ...] = setting((), "OLLAMA_DECK_WEBHOOK_URLS", _urls, secret=True)
+    # Key of the X-Ollama-Deck-Signature HMAC-SHA256 of each body; unset: not signed.
+    webhook_secret: str | None = setting(None, "OLLAMA_DECK_WEBHOOK_SECRET", _text, secret=True)
+    webhook_on_start: bool = setting(False, "OLLAMA_DECK_WEBHOOK_ON_START", _bool)
+    # A failed delivery is tried again after this many seconds, doubling up to 10 minutes,
+    # for webhook_retry_hours; then it is given up.
+    webhook_retry_seconds: float = setting(5.0, "OLLAMA_DECK_WEBHOOK_RETRY_SECONDS", _positive)
+    webhook_retry_hours: float = setting(24.0, "OLLAMA_DECK_WEBHOOK_RETRY_HOURS", _positive)
+    # Seconds to connect to a receiver and to get its answer, each.
+    webhook_timeout: float = setting(10.0, "OLLAMA_DECK_WEBHOOK_TIMEOUT", _positive)
     # Bodies larger than this answer 413 before anything is read.
     max_body_bytes: int = setting(64 * 1024, "OLLAMA_DECK_MAX_BODY_BYTES", _count)
     # A client that has not sent its whole body after this many seconds is cut off (408).
@@ -370,11 +463,26 @@ class DeckSettings:
                 f"OLLAMA_DECK_PULL_WINDOWS names {', '.join(map(repr, unknown))}, not a "
                 f"configured host ({', '.join(self.hosts)})"
             )
+        names = {t.name for t in self.tokens}
+        if self.token and DEFAULT_TOKEN_NAME in names:
+            raise SettingError(
+                f"OLLAMA_DECK_TOKENS names a token {DEFAULT_TOKEN_NAME!r}, the name of "
+                "OLLAMA_DECK_TOKEN: rename it, or list that token there alone"
+            )
+        if self.token and any(t.secret == self.token for t in self.tokens):
+            raise SettingError("OLLAMA_DECK_TOKENS repeats OLLAMA_DECK_TOKEN under another name")
 
     @property
     def zone(self) -> tzinfo:
         """The deck's time zone: ``timezone``, else the machine's local zone."""
         return local_zone(self.timezone)
+
+    @property
+    def access_tokens(self) -> tuple[AccessToken, ...]:
+        """Every token the deck takes: OLLAMA_DECK_TOKEN (a write token named "default")
+        and OLLAMA_DECK_TOKENS. Empty: the deck asks for none."""
+        single = (AccessToken(DEFAULT_TOKEN_NAME, Role.WRITE, self.token),) if self.token else ()
+        return single + tuple(self.tokens)
 
     @property
     def bus(self) -> str:
@@ -401,7 +509,8 @@ class DeckSettings:
             try:
                 values[item.name] = parse(raw)
             except ValueError as exc:
-                raise SettingError(f"{source}={raw!r} is not valid: {exc}") from None
+                shown = "" if item.metadata.get("secret") else f"={raw!r}"
+                raise SettingError(f"{source}{shown} is not valid: {exc}") from None
         return cls(**values)
 
     def as_config(self) -> dict[str, Any]:

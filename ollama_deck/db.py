@@ -151,6 +151,85 @@ class DeckSession(Base):
     # The last use, refreshed at most every so many seconds (see services/sessions.py).
     seen_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)  # absolute: created_at + the max age
+    # The name of the token it was opened with (its role follows that name's, as now
+    # configured); None for sessions from before named tokens: OLLAMA_DECK_TOKEN's.
+    token_name: Mapped[str | None] = mapped_column(String(40))
+
+
+class Tally(Base):
+    """The numbers behind /metrics that no single process knows, kept so that every
+    worker answers the same.
+
+    Totals (finished operations, bytes pulled, the duration histogram's buckets) grow in
+    the transaction that ends an operation, so they survive the purge of old operations;
+    each process adds its Ollama request timings and writes its SSE watcher count every
+    few seconds. ``labels`` is the labels' JSON with sorted keys; a histogram keeps one
+    row per bucket (not cumulative) with the bound as label ``le``.
+    """
+
+    __tablename__ = "ollama_deck_tally"
+
+    metric: Mapped[str] = mapped_column(String(60), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class WebhookDelivery(Base):
+    """One webhook to send (the outbox): an event of an operation for one configured URL.
+
+    Written in the transaction that changes the operation, so no event is lost between the
+    change and the send. A worker that sends it first claims it until ``claimed_until``
+    (a lease: a worker that dies mid-send leaves it to another once that passes); retries
+    keep the id, which receivers use to drop duplicates.
+    """
+
+    __tablename__ = "ollama_deck_webhook_delivery"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event: Mapped[str] = mapped_column(String(40))
+    operation_id: Mapped[str] = mapped_column(String(36), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # the exact bytes sent (and signed), as text
+    status: Mapped[str] = mapped_column(String(16))  # lifecycle.DeliveryStatus
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    claimed_by: Mapped[str | None] = mapped_column(String(120))
+    claimed_until: Mapped[float | None] = mapped_column(Float)
+    last_attempt_at: Mapped[float | None] = mapped_column(Float)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's HTTP status
+    last_error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[float | None] = mapped_column(Float)  # delivered or given up
+
+    __table_args__ = (
+        # What the senders ask every few seconds: pending deliveries that are due.
+        Index("ollama_deck_webhook_due", "status", "next_attempt_at"),
+    )
+
+
+class Activity(Base):
+    """One state-changing request: when, what, its outcome, from where and who."""
+
+    __tablename__ = "ollama_deck_activity"
+
+    # SQLite autoincrements only an INTEGER PRIMARY KEY (its rowid).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[float] = mapped_column(Float, index=True)
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target: Mapped[str | None] = mapped_column(String(600))  # a model name, usually
+    host: Mapped[str | None] = mapped_column(String(600))  # the Ollama host's name
+    operation_id: Mapped[str | None] = mapped_column(String(36))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[int] = mapped_column(Integer)  # the HTTP status answered
+    error: Mapped[str | None] = mapped_column(String(60))  # the error's code, if any
+    # Who: the host app's user, else the token's name, else "local".
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    token: Mapped[str | None] = mapped_column(String(40))  # the token's name, if one was used
+    address: Mapped[str | None] = mapped_column(String(64))
 
 
 def table_of(model: type[Base]) -> Table:

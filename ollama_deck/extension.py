@@ -21,7 +21,7 @@ from .state import EXTENSION_KEY
 
 DEFAULT_PREFIX = "/ollama-deck"
 # What the deck mounts below its prefix; with the prefix "" these must be free in the host.
-DECK_PATHS = ("/api", "/progress", "/static", "/healthz")
+DECK_PATHS = ("/api", "/progress", "/static", "/healthz", "/metrics")
 
 
 class OllamaDeck:
@@ -34,6 +34,9 @@ class OllamaDeck:
     every deck route but ``/healthz`` must pass; where it would redirect a script,
     ``fetch()`` or ``EventSource`` to a login page, they get a JSON 401 naming the login
     URL. ``guard_healthz=True`` guards ``/healthz`` too (probes then need the login).
+    ``actor``: a function of no arguments, called in a request, that names the host app's
+    user for the activity record (None: nobody); by default Flask-Login's ``current_user``
+    where the app has a login manager.
     """
 
     def __init__(
@@ -45,12 +48,14 @@ class OllamaDeck:
         bind_key: str | None = None,
         guard: Callable[..., Any] | None = None,
         guard_healthz: bool = False,
+        actor: Callable[[], str | None] | None = None,
     ) -> None:
         self.url_prefix = url_prefix
         self.db = db
         self.bind_key = bind_key
         self.guard = guard
         self.guard_healthz = guard_healthz
+        self.actor = actor
         if app is not None:
             self.init_app(app)
 
@@ -89,6 +94,7 @@ class OllamaDeck:
             bind_key=self.bind_key,
             guard=self.guard,
             guard_healthz=self.guard_healthz,
+            actor=self.actor,
         )
         _register_blueprints(app, prefix)
         from .commands import deck_cli

@@ -194,3 +194,40 @@ def vocabulary() -> dict[str, Any]:
         "pausable": [s.value for s in PAUSABLE],
         "holds": [h.value for h in Hold],
     }
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class WebhookEvent(StrEnum):
+    """What a webhook tells (services/webhooks.py)."""
+
+    STARTED = "operation.started"  # with OLLAMA_DECK_WEBHOOK_ON_START: its first start
+    FINISHED = "operation.finished"  # it reached a final status
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook delivery is: waiting (first try or a retry), done, or given up."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Action(StrEnum):
+    """What a recorded request did (recording.recorded marks its view; the activity record)."""
+
+    PULL = "pull"
+    UPDATE = "update"
+    DELETE = "delete"
+    LOAD = "load"
+    UNLOAD = "unload"
+    ACTIVE_MODEL = "active_model"
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    APPLY = "apply"
+    FORGET = "forget"  # one finished operation
+    FORGET_FINISHED = "forget_finished"  # "Clear finished"
+    SESSION_OPEN = "session.open"
+    SESSION_CLOSE = "session.close"

@@ -25,10 +25,14 @@ from pydantic import model_validator
 from pydantic import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from .config import Role
+from .lifecycle import Action
+from .lifecycle import DeliveryStatus
 from .lifecycle import Hold
 from .lifecycle import Kind
 from .lifecycle import Phase
 from .lifecycle import Status
+from .lifecycle import WebhookEvent
 from .numbers import whole_number
 from .services.catalog import CATEGORIES
 from .services.names import InvalidModelName
@@ -304,6 +308,50 @@ class StreamHeaders(QueryModel):
     )
 
 
+Cursor = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+OperationId = Annotated[str, Field(max_length=36)]
+
+
+class ActivityQuery(QueryModel):
+    field_errors = {
+        "action": ("bad_request", "unknown action; use one of " + ", ".join(Action)),
+        "outcome": ("bad_request", "outcome is ok or error"),
+        "before": ("bad_request", "before must be an entry id (a whole number)"),
+        "limit": ("bad_request", "limit must be a whole number between 1 and 500"),
+        "actor": ("bad_request", "actor must be at most 200 characters"),
+        "target": ("bad_request", "target must be at most 600 characters"),
+        "operation": ("bad_request", "operation must be an operation id"),
+    }
+
+    action: Action | None = Field(None, description="only this action")
+    actor: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="only this actor (a user, a token's name, or local)"
+    )
+    target: Annotated[str, Field(max_length=600)] | None = Field(
+        None, description="only this target (a model name, as given)"
+    )
+    operation: OperationId | None = Field(None, description="only requests about this operation")
+    outcome: Literal["ok", "error"] | None = Field(
+        None, description="ok: answered below 400; error: refused or failed"
+    )
+    before: Cursor | None = Field(
+        None, description="the next page: entries older than this id (the last page's next)"
+    )
+    limit: Annotated[int, Field(ge=1, le=500), BeforeValidator(_whole_number)] = 50
+
+
+class DeliveriesQuery(QueryModel):
+    field_errors = {
+        "status": ("bad_request", "unknown status; use one of " + ", ".join(DeliveryStatus)),
+        "limit": ("bad_request", "limit must be a whole number between 1 and 500"),
+        "operation": ("bad_request", "operation must be an operation id"),
+    }
+
+    status: DeliveryStatus | None = Field(None, description="only deliveries in this status")
+    operation: OperationId | None = Field(None, description="only this operation's")
+    limit: Annotated[int, Field(ge=1, le=500), BeforeValidator(_whole_number)] = 50
+
+
 # ------------------------------------------------------------------ responses
 
 
@@ -498,6 +546,62 @@ class ActiveModel(BaseModel):
 
 class Session(BaseModel):
     token_required: bool
+    token: str | None = Field(
+        None,
+        description="the name of the token this request came with (OLLAMA_DECK_TOKEN "
+        "is 'default'); null without one",
+    )
+    role: Role = Field(
+        Role.WRITE,
+        description="what this request may do: read (GET, the streams, /metrics) or write "
+        "(everything); write where the deck asks for no token",
+    )
+
+
+class ActivityEntry(BaseModel):
+    """One state-changing request."""
+
+    id: int
+    at: str
+    action: Action
+    target: str | None = Field(description="the model (or models) it was about")
+    host: str | None = Field(description="the Ollama host's name, when it named or used one")
+    operation_id: str | None
+    method: str
+    path: str
+    status: int = Field(description="the HTTP status it was answered with")
+    ok: bool = Field(description="status below 400")
+    error: str | None = Field(description="the error's code, when it was refused or failed")
+    actor: str = Field(description="who: the host app's user, else the token's name, else local")
+    token: str | None = Field(description="the token's name, when one was used")
+    address: str | None = Field(description="the client's address")
+
+
+class ActivityPage(BaseModel):
+    entries: list[ActivityEntry]
+    next: int | None = Field(description="pass as ?before= for the next (older) page; null: none")
+
+
+class Delivery(BaseModel):
+    """One webhook delivery: an event of an operation for one receiver."""
+
+    id: str = Field(description="the delivery id (X-Ollama-Deck-Delivery), the same on retries")
+    event: WebhookEvent
+    operation_id: str
+    target: str = Field(description="the receiver: scheme, host and port (the rest is hidden)")
+    status: DeliveryStatus
+    attempts: int
+    last_status: int | None = Field(description="the receiver's last HTTP status")
+    last_error: str | None
+    created_at: str | None
+    last_attempt_at: str | None
+    next_attempt_at: str | None = Field(description="when it is tried next (pending only)")
+    finished_at: str | None = Field(description="when it was delivered or given up")
+
+
+class Deliveries(BaseModel):
+    deliveries: list[Delivery]
+    receivers: int = Field(description="how many URLs OLLAMA_DECK_WEBHOOK_URLS lists")
 
 
 class Deleted(BaseModel):

@@ -27,6 +27,7 @@ from .db import make_engine
 from .dbhealth import harden_engine
 from .dbhealth import watch_writes
 from .schema import ensure_current
+from .services.activity import ActivityLog
 from .services.bus import make_bus
 from .services.events import EventHub
 from .services.feed import ChangeFeed
@@ -35,17 +36,27 @@ from .services.guesses import GuessThrottle
 from .services.hosts import host_entries
 from .services.hosts import Hosts
 from .services.knowledge import GpuCache
+from .services.metrics import Observations
+from .services.metrics import scrape
 from .services.models import ModelService
 from .services.ollama import OllamaClient
 from .services.polling import PollAnswers
 from .services.runner import Runner
 from .services.runner import RunnerSettings
+from .services.sender import WebhookSender
+from .services.sender import worst_case_seconds
 from .services.sessions import SessionPolicy
 from .services.sessions import SessionStore
 from .services.settings import SettingStore
 from .services.store import OperationStore
+from .services.upkeep import Upkeep
+from .services.upkeep import UpkeepSettings
+from .services.webhooks import Outbox
+from .services.webhooks import WebhookSettings
 
 EXTENSION_KEY = "ollama_deck"
+# /metrics asks Ollama itself when no process has heard from it for this many seconds.
+PROBE_AFTER = 15.0
 log = logging.getLogger(__name__)
 
 
@@ -67,6 +78,10 @@ class DeckState:
     polls: PollAnswers
     hosts: Hosts
     sessions: SessionStore  # the page's sessions, kept in the database
+    outbox: Outbox  # webhook deliveries, written with the changes that are their events
+    activity: ActivityLog  # who changed what
+    observations: Observations  # this process's share of /metrics, added every few seconds
+    upkeep: Upkeep  # sends webhooks, adds the observations, forgets old records
     owns_engine: bool = True
 
     @classmethod
@@ -90,7 +105,11 @@ class DeckState:
         feed = ChangeFeed(engine, names)
         url = engine.url.render_as_string(hide_password=True)
         bus = make_bus(settings, hub, feed, url)
-        store = OperationStore(engine, bus, log_lines=settings.log_lines, host_names=names)
+        outbox = Outbox(engine, webhook_settings(settings))
+        store = OperationStore(
+            engine, bus, log_lines=settings.log_lines, host_names=names, outbox=outbox
+        )
+        observations = Observations()
 
         def make_client(url: str) -> OllamaClient:
             return OllamaClient(
@@ -99,6 +118,7 @@ class DeckState:
                 request_timeout=settings.request_timeout,
                 stall_timeout=settings.pull_stall_timeout,
                 quick_timeout=settings.quick_timeout,
+                observer=partial(observations.ollama_request, url),
             )
 
         settings_store = SettingStore(engine)
@@ -115,6 +135,27 @@ class DeckState:
             default.client,
             RunnerSettings.from_settings(default.url, settings),
             clients={host.url: host.client for host in hosts},
+        )
+        activity = ActivityLog(engine)
+        upkeep = Upkeep(
+            engine=engine,
+            outbox=outbox,
+            sender=WebhookSender(
+                secret=settings.webhook_secret,
+                timeout=settings.webhook_timeout,
+                user_agent=f"ollama-deck/{_version()}",
+            ),
+            observations=observations,
+            activity=activity,
+            process_id=runner.runner_id,
+            watchers=lambda: hub.watchers,
+            settings=UpkeepSettings(
+                interval=settings.heartbeat_seconds,
+                keep_seconds=settings.keep_finished_hours * 3600,
+                keep_count=settings.keep_finished_count,
+                lease=worst_case_seconds(settings.webhook_timeout),
+                watcher_stale=watcher_stale(settings),
+            ),
         )
         return cls(
             settings,
@@ -138,16 +179,60 @@ class DeckState:
                     recheck_seconds=settings.sse_heartbeat_seconds,
                 ),
             ),
+            outbox,
+            activity,
+            observations,
+            upkeep,
             owns_engine,
+        )
+
+    def scrape(self) -> bytes:
+        """The text of /metrics (services/metrics.py)."""
+        settings = self.settings
+        return scrape(
+            self.engine,
+            names=self.hosts.names,
+            clients={host.url: host.client for host in self.hosts},
+            observations=self.observations,
+            process=self.runner.runner_id,
+            watchers=self.hub.watchers,
+            probe_after=max(PROBE_AFTER, 3 * settings.heartbeat_seconds),
+            watcher_stale=watcher_stale(settings),
+            pending=self.outbox.pending_count,
+            version=_version(),
         )
 
     def close(self) -> None:
         """Stop the runner (running pulls are handed back to the queue) and the engine."""
         self.runner.shutdown()
+        self.upkeep.close()
         self.bus.close()
         self.hub.close()
         if self.owns_engine:
             self.engine.dispose()  # a host's engine stays the host's to dispose
+
+
+def webhook_settings(settings: DeckSettings) -> WebhookSettings:
+    return WebhookSettings(
+        urls=settings.webhook_urls,
+        secret=settings.webhook_secret,
+        on_start=settings.webhook_on_start,
+        retry_seconds=settings.webhook_retry_seconds,
+        retry_hours=settings.webhook_retry_hours,
+        timeout=settings.webhook_timeout,
+    )
+
+
+def watcher_stale(settings: DeckSettings) -> float:
+    """A process's watcher count older than this is not counted (the process is gone):
+    it writes the count at least every third of this, at its flushes."""
+    return max(30.0, 6 * settings.heartbeat_seconds)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 class DeckSetup:
@@ -163,6 +248,7 @@ class DeckSetup:
         bind_key: str | None = None,
         guard: Callable[..., Any] | None = None,
         guard_healthz: bool = False,
+        actor: Callable[[], str | None] | None = None,
     ) -> None:
         self.url_prefix = url_prefix
         self.settings = settings or DeckSettings()  # read once, in init_app
@@ -170,6 +256,8 @@ class DeckSetup:
         self.bind_key = bind_key
         self.guard = guard  # a view decorator of the host's (e.g. login_required)
         self.guard_healthz = guard_healthz  # False: /healthz answers probes without it
+        # Who a request is, for the activity record (None: Flask-Login's current_user).
+        self.actor = actor
         # Wrong tokens per client address, in this process (see services/guesses.py for
         # why not in the database); needs no connection, so it is made here.
         self.guesses = GuessThrottle()
@@ -178,6 +266,7 @@ class DeckSetup:
         self._lock = threading.Lock()
         self._runner_started = False
         self._bus_started = False
+        self._upkeep_started = False
 
     @property
     def built(self) -> bool:
@@ -223,6 +312,11 @@ class DeckSetup:
                 if not self._bus_started:
                     self._bus_started = True
                     state.bus.start()  # this process serves: its watchers need events
+        if not self._upkeep_started:
+            with self._lock:
+                if not self._upkeep_started:
+                    self._upkeep_started = True
+                    state.upkeep.start()  # webhooks, this process's share of /metrics
         return state
 
     def end_streams(self) -> None:
@@ -235,7 +329,7 @@ class DeckSetup:
     def close(self) -> None:
         with self._lock:
             state, self._state = self._state, None
-            self._runner_started = self._bus_started = False
+            self._runner_started = self._bus_started = self._upkeep_started = False
         if state is not None:
             state.close()
 

@@ -132,7 +132,7 @@ def test_multi_layer_pull_succeeds_with_a_rising_bar(fake_ollama, drained, monke
 
 @pytest.mark.parametrize("log_lines", [300, 4])
 def test_every_answer_and_event_of_an_operation_counts_its_log(
-    fake_ollama, make_app, database_url, monkeypatch, log_lines
+    fake_ollama, database_url, make_app, monkeypatch, log_lines
 ):
     deck = Drained(
         make_app(

@@ -192,3 +192,26 @@ def test_the_sessions_migration_goes_down_and_up_again(sqlite_url):
     assert schema.upgrade(engine) == schema.head_revision()
     assert "ollama_deck_session" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_the_operators_migration_goes_down_and_up_again(sqlite_url):
+    """0005: the tallies, the webhook outbox, the activity record and a session's token
+    name come and go."""
+    from alembic import command
+    from alembic.config import Config
+
+    operators = {"ollama_deck_tally", "ollama_deck_webhook_delivery", "ollama_deck_activity"}
+    engine = create_engine(sqlite_url)
+    schema.upgrade(engine)
+    assert operators <= set(inspect(engine).get_table_names())
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", "ollama_deck:migrations")
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    assert operators.isdisjoint(inspect(engine).get_table_names())
+    columns = {c["name"] for c in inspect(engine).get_columns("ollama_deck_session")}
+    assert "token_name" not in columns
+    assert schema.upgrade(engine) == schema.head_revision()
+    assert operators <= set(inspect(engine).get_table_names())
+    engine.dispose()

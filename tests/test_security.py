@@ -425,7 +425,8 @@ def test_right_token_and_session_cookie(fake_ollama, locked):
     fake_ollama.add_model("llama3.2:1b")
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     assert locked.get("/api/models", headers=bearer).status_code == 200
-    assert locked.get("/api/session", headers=bearer).json() == {"token_required": True}
+    session = {"token_required": True, "token": "default", "role": "write"}
+    assert locked.get("/api/session", headers=bearer).json() == session
 
     opened = locked.post("/api/session", headers=bearer)
     assert opened.status_code == 200

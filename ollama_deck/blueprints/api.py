@@ -17,8 +17,11 @@ from ..contracts import parse_query
 from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
+from ..lifecycle import Action
 from ..lifecycle import Kind
 from ..openapi import openapi_document
+from ..recording import record_activity
+from ..recording import recorded
 from ..security import issue_session
 from ..security import protect
 from ..security import revoke_session
@@ -26,6 +29,7 @@ from ..security import session_cookie_name
 from ..security import session_status
 from ..serializers import operation_payload as render_operation
 from ..serializers import operation_urls
+from ..services.activity import ActivityFilter
 from ..services.catalog import CATEGORIES
 from ..services.chat import open_chat
 from ..services.gpu import gpu_summary
@@ -44,6 +48,7 @@ bp = Blueprint("ollama_deck_api", __name__)
 register_json_errors(bp)
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
+bp.after_request(record_activity)  # the views marked @recorded: one entry per request
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 
@@ -78,6 +83,7 @@ def list_models():
 
 
 @bp.post("/models/pull")
+@recorded(Action.PULL)
 @contract(body=S.PullRequest, responses={202: S.Operation}, errors=(409, 429))
 def pull_model():
     """Start a pull, or join the one already active for that model: 202 either way.
@@ -94,6 +100,7 @@ def pull_model():
 
 
 @bp.post("/models/update")
+@recorded(Action.UPDATE)
 @contract(
     body=S.UpdateRequest,
     body_required=False,
@@ -125,6 +132,7 @@ def estimate():
 
 
 @bp.delete("/models/<path:name>")
+@recorded(Action.DELETE)
 @contract(query=S.HostQuery, responses={200: S.Deleted}, errors=(404, 409, 502, 503, 504))
 def delete_model(name: str):
     """Delete an installed model."""
@@ -143,6 +151,7 @@ def show_model(name: str):
 
 
 @bp.post("/models/<path:name>/load")
+@recorded(Action.LOAD)
 @contract(query=S.HostQuery, responses={202: S.Operation}, errors=(409, 429))
 def load_model(name: str):
     """Warm a model into memory as an operation (pulling it first if it is missing)."""
@@ -151,6 +160,7 @@ def load_model(name: str):
 
 
 @bp.post("/models/<path:name>/unload")
+@recorded(Action.UNLOAD)
 @contract(query=S.HostQuery, responses={200: S.Unloaded}, errors=(404, 502, 503, 504))
 def unload_model(name: str):
     """Free a model from memory now."""
@@ -211,6 +221,7 @@ def get_active_model():
 
 
 @bp.put("/active-model")
+@recorded(Action.ACTIVE_MODEL)
 @contract(body=S.ActiveModelRequest, responses={200: S.ActiveModel}, errors=(404, 502, 503, 504))
 def put_active_model():
     """Choose the active model (it must be installed): ``{"model": "llama3.2:1b"}``;
@@ -260,6 +271,7 @@ def session():
 
 
 @bp.post("/session")
+@recorded(Action.SESSION_OPEN)
 @contract(responses={200: S.Session})
 def open_session():
     """Trade the bearer token for a new session: a random id in an HttpOnly cookie (what
@@ -270,12 +282,44 @@ def open_session():
 
 
 @bp.delete("/session")
+@recorded(Action.SESSION_CLOSE)
 @contract(responses={200: S.Session})
 def close_session():
     """Log out: the session ends for every worker at once, and its cookie is dropped."""
     response = jsonify(session_status())
     revoke_session(response)
     return response
+
+
+@bp.get("/activity")
+@contract(query=S.ActivityQuery, responses={200: S.ActivityPage}, errors=(400,))
+def activity():
+    """Who changed what: every state-changing request, newest first, in pages (``next`` is
+    the ``?before=`` of the next); ``?action=``, ``?actor=``, ``?target=``,
+    ``?operation=``, ``?outcome=ok|error`` filter."""
+    query = parse_query(S.ActivityQuery)
+    where = ActivityFilter(
+        action=query.action,
+        actor=query.actor,
+        target=query.target,
+        operation_id=query.operation,
+        errors=None if query.outcome is None else query.outcome == "error",
+    )
+    entries, cursor = deck().activity.page(where, before=query.before, limit=query.limit)
+    return jsonify({"entries": entries, "next": cursor})
+
+
+@bp.get("/webhooks/deliveries")
+@contract(query=S.DeliveriesQuery, responses={200: S.Deliveries}, errors=(400,))
+def webhook_deliveries():
+    """Webhook deliveries, newest first: the event, the receiver (its host only), the
+    attempts, the last answer, and when the next try is; ``?status=``, ``?operation=``."""
+    query = parse_query(S.DeliveriesQuery)
+    state = deck()
+    found = state.outbox.recent(
+        limit=query.limit, status=query.status, operation_id=query.operation
+    )
+    return jsonify({"deliveries": found, "receivers": len(state.settings.webhook_urls)})
 
 
 @bp.get("/openapi.json")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 from flask import render_template
 from flask import url_for
@@ -12,11 +14,13 @@ from flask import url_for
 from .. import schemas as S
 from ..contracts import contract
 from ..errors import DatabaseUnavailable
+from ..lifecycle import Action
 from ..lifecycle import vocabulary
 from ..security import may_see_details
 from ..security import protect
 from ..services.health import health
 from ..services.health import summary
+from ..services.metrics import CONTENT_TYPE
 from ..state import activate_deck
 from ..state import deck
 
@@ -52,6 +56,7 @@ def page_config() -> dict[str, Any]:
             "chat": url_for("ollama_deck_api.chat"),
             "status": url_for("ollama_deck_api.status"),
             "session": url_for("ollama_deck_api.session"),
+            "activity": url_for("ollama_deck_api.activity"),
         },
         "progress": {
             "list": url_for("ollama_deck_progress.list_operations"),
@@ -69,6 +74,7 @@ def page_config() -> dict[str, Any]:
         "max_concurrent": deck().runner.settings.max_concurrent,
         # Kinds, statuses and which of them are active, final, retryable: the page's sets.
         "lifecycle": vocabulary(),
+        "actions": [str(action) for action in Action],  # the activity filter's choices
     }
 
 
@@ -98,4 +104,22 @@ def healthz():
     if not report["ok"]:
         response.status_code = 503
         response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))
+    return response
+
+
+@bp.get("/metrics")
+@contract(
+    responses={200: None},
+    media={200: CONTENT_TYPE},
+    descriptions={200: "Prometheus' text format (0.0.4)"},
+)
+def metrics():
+    """Metrics for Prometheus: operations, bytes and durations of pulls, Ollama's
+    reachability and latency, event streams, webhooks; the same from every worker.
+
+    With tokens set it needs one (a read token suffices). ``X-Ollama-Deck-Pid`` names the
+    worker that answered."""
+    body = deck().scrape()
+    response = current_app.response_class(body, content_type=CONTENT_TYPE)
+    response.headers["X-Ollama-Deck-Pid"] = str(os.getpid())
     return response

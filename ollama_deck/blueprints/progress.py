@@ -23,8 +23,11 @@ from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
 from ..http import whole_number
+from ..lifecycle import Action
 from ..lifecycle import FINAL
 from ..lifecycle import Status
+from ..recording import record_activity
+from ..recording import recorded
 from ..security import protect
 from ..security import session_bound
 from ..serializers import log_json
@@ -38,6 +41,7 @@ bp = Blueprint("ollama_deck_progress", __name__)
 register_json_errors(bp)
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
+bp.after_request(record_activity)  # the views marked @recorded: one entry per request
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 CANCEL_WAIT_SECONDS = 5.0
 
@@ -67,6 +71,7 @@ def list_operations():
 
 
 @bp.delete("", strict_slashes=False)
+@recorded(Action.FORGET_FINISHED)
 @contract(responses={200: S.ForgottenOperations})
 def forget_finished():
     """Forget every finished operation and its log ("Clear finished"); active ones stay."""
@@ -92,6 +97,7 @@ def get_operation(op_id: str):
 
 
 @bp.post("/<op_id>/cancel")
+@recorded(Action.CANCEL)
 @contract(
     responses={200: S.Operation, 202: S.Operation},
     descriptions={200: "it ended", 202: "it is winding down"},
@@ -109,6 +115,7 @@ def cancel_operation(op_id: str):
 
 
 @bp.post("/<op_id>/pause")
+@recorded(Action.PAUSE)
 @contract(
     responses={200: S.Operation, 202: S.Operation},
     descriptions={200: "it is paused", 202: "its runner is closing the stream"},
@@ -128,6 +135,7 @@ def pause_operation(op_id: str):
 
 
 @bp.post("/<op_id>/resume")
+@recorded(Action.RESUME)
 @contract(responses={200: S.Operation}, errors=(404, 409))
 def resume_operation(op_id: str):
     """Queue a paused operation again (scheduled, when its window is closed or its
@@ -139,6 +147,7 @@ def resume_operation(op_id: str):
 
 
 @bp.delete("/<op_id>")
+@recorded(Action.FORGET)
 @contract(responses={200: S.Deleted}, errors=(404, 409))
 def delete_operation(op_id: str):
     """Forget a finished operation and its log; 409 while it is still active."""

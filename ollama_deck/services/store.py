@@ -50,9 +50,11 @@ from ..lifecycle import WAITING
 from ..lifecycle import WINDOWED
 from ..serializers import log_event
 from ..serializers import operation_event
+from . import tally
 from .events import DeckEvent
 from .progress import Snapshot
 from .rows import OPERATION_ROW
+from .webhooks import Outbox
 
 OP = table_of(Operation)
 LOG = table_of(OperationLog)
@@ -119,10 +121,12 @@ class OperationStore:
         *,
         log_lines: int = 300,
         host_names: Mapping[str, str] | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.engine = engine
         self.host_names = dict(host_names or {})  # Ollama URL -> its configured name
         self.bus = bus
+        self.outbox = outbox  # webhooks to write with the changes that are their events
         self.log_lines = log_lines
         # Held from taking a sequence number until the event is published. The database
         # serialises writers anyway; this keeps publishing in the same order as committing.
@@ -349,10 +353,30 @@ class OperationStore:
             changed = dict(row)
             # Counted before these lines went in; the trim keeps the newest log_lines.
             changed["log_count"] = min(changed["log_count"] + len(rows), self.log_lines)
+            enqueued = self._count_and_notify(conn, fields, changed, now)
             conn.commit()
             events = [log_event(r) for r in rows] + [operation_event(changed, self.host_names)]
             self.bus.publish(events)
+        if enqueued and self.outbox is not None:
+            self.outbox.wake()
         return changed
+
+    def _count_and_notify(
+        self, conn: Connection, fields: Mapping[str, Any], row: dict[str, Any], now: float
+    ) -> bool:
+        """In the transaction of a change: an end adds to /metrics' tallies, and a change
+        that is a webhook event writes its deliveries (so neither can be lost or doubled
+        apart from the change). True when deliveries were written."""
+        if fields.get("status") in FINAL_STATUSES:
+            tally.add(conn, tally.final_deltas(row), now)
+        outbox = self.outbox
+        if outbox is None:
+            return False
+        event = outbox.event_of(fields, row)
+        if event is None or not outbox.wants(event):
+            return False
+        outbox.enqueue(conn, event, row, self.host_names, now)
+        return True
 
     # -- transitions ----------------------------------------------------------------
     # Each returns the changed row, or None when the row is no longer in the state the
@@ -662,8 +686,11 @@ class OperationStore:
                 .returning(*OPERATION_ROW)
             )
             row = dict(conn.execute(statement).mappings().one())
+            enqueued = self._count_and_notify(conn, {"status": Status.RUNNING}, row, now)
             conn.commit()
             self.bus.publish([operation_event(row, self.host_names)])
+        if enqueued and self.outbox is not None:
+            self.outbox.wake()
         return row
 
     def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> Rows:

@@ -14,6 +14,7 @@ import { connect } from "./js/actions/live.js";
 import { notifyEnded } from "./js/actions/notify.js";
 import { loadOperations } from "./js/actions/operations.js";
 import { STATUS_EVERY_MS, refreshActive, refreshModels, refreshStatus } from "./js/actions/server.js";
+import { initActivity } from "./js/views/activity.js";
 import { initCatalog } from "./js/views/catalog.js";
 import { initDetails } from "./js/views/details.js";
 import { initHosts } from "./js/views/hosts.js";
@@ -21,6 +22,7 @@ import { initModels } from "./js/views/models.js";
 import { initOps } from "./js/views/ops.js";
 import { initPrompt } from "./js/views/prompt.js";
 import { initPulls } from "./js/views/pulls.js";
+import { initRole } from "./js/views/role.js";
 import { initSession } from "./js/views/session.js";
 import { initStatus } from "./js/views/status.js";
 import { initTabs, selectTab, tabFromHash } from "./js/views/tabs.js";
@@ -29,6 +31,7 @@ import { initToken } from "./js/views/token.js";
 async function start() {
   initToken();
   initSession();
+  initRole();
   initStatus();
   initHosts();
   initTabs();
@@ -38,6 +41,7 @@ async function start() {
   initOps();
   initCatalog();
   initPrompt();
+  initActivity();
   // Another host: its models and status (the catalog reloads itself); operations show
   // every host's.
   on("host-selected", () => {

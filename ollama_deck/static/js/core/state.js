@@ -11,4 +11,5 @@ export const state = {
   downReason: null,
   stale: false,
   cachedAt: null, // when the last list seen was seen, while Ollama is down (null: never)
+  role: "write", // what the session may do: "read" hides every action that changes something
 };
