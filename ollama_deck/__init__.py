@@ -90,6 +90,7 @@ class OllamaDeck:
 
         if self.db is not None:
             _register_tables(self.db, self.bind_key)
+            _keep_out_of_host_autogenerate(app)
         app.extensions[EXTENSION_KEY] = DeckSetup(
             prefix,
             settings=settings,
@@ -134,6 +135,28 @@ def _register_tables(db: Any, bind_key: str | None) -> None:
         raise TypeError("OllamaDeck(db=...) takes a Flask-SQLAlchemy (3.x) SQLAlchemy instance")
     metadata = metadatas.get(bind_key) if bind_key in metadatas else db._make_metadata(bind_key)
     register_tables(metadata)
+
+
+def _keep_out_of_host_autogenerate(app: Flask) -> None:
+    """Leave the deck's tables out of the host's ``flask db migrate``, in either order.
+
+    Flask-Migrate hands ``configure_args`` to Alembic's ``context.configure`` in the env.py
+    it generates, so an ``include_object`` there (chained with the host's own) keeps its
+    autogenerate from proposing the deck's tables, even before ``flask ollama-deck db
+    upgrade`` made them. Flask-Migrate may be registered after the deck: the filter is put
+    in when an app context is pushed, which every ``flask db`` command does first.
+    """
+    from flask import appcontext_pushed
+
+    from .db import without_deck_tables
+
+    def install(sender: Flask, **_kw: Any) -> None:
+        args = getattr(sender.extensions.get("migrate"), "configure_args", None)
+        if isinstance(args, dict) and not getattr(args.get("include_object"), "ollama_deck", 0):
+            args["include_object"] = without_deck_tables(args.get("include_object"))
+
+    install(app)
+    appcontext_pushed.connect(install, app, weak=False)  # gone with the app
 
 
 def _register_blueprints(app: Flask, prefix: str) -> None:

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Column
 from sqlalchemy import create_engine
+from sqlalchemy import insert
 from sqlalchemy import inspect
+from sqlalchemy import MetaData
+from sqlalchemy import String
+from sqlalchemy import Table
 from sqlalchemy import text
 
 from ollama_deck import create_app
 from ollama_deck import OllamaDeck
 from ollama_deck import schema
+from ollama_deck.db import Base
+from ollama_deck.db import Operation
+from ollama_deck.db import OperationLog
+from ollama_deck.db import register_tables
+from ollama_deck.db import table_of
 from ollama_deck.db import VERSION_TABLE
 
 from .conftest import test_settings
+
+REPO = Path(__file__).resolve().parent.parent
 
 DUMP_0_1_0 = Path(__file__).parent / "data" / "deck-0.1.0.sql"
 # The two operations and the setting that 0.1.0's code wrote into that dump.
@@ -152,3 +169,198 @@ def test_a_bad_prefix_is_refused(bad):
 
     with pytest.raises(ValueError, match="url_prefix"):
         OllamaDeck(Flask("bad"), url_prefix=bad)
+
+
+# -- tables the migrations did not make: a host's create_all, older or newer decks --------
+
+
+def made_by_create_all(
+    engine, *, version_table: bool = True, leave_out: tuple[str, str] | None = None
+) -> None:
+    """The deck's tables as a host's ``db.create_all()`` made them before the deck stamped
+    its version there (0.3.0.dev and earlier): the version table empty (or absent), the
+    counter without its row. ``leave_out``: (table, column) made without that column."""
+    metadata = MetaData()
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(metadata)
+    if version_table:
+        Table(VERSION_TABLE, metadata, Column("version_num", String(32), primary_key=True))
+    metadata.create_all(engine)
+    if leave_out:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {leave_out[0]} DROP COLUMN {leave_out[1]}"))
+
+
+def add_operation(engine, seq: int) -> None:
+    now = time.time()
+    row = dict(
+        id=str(uuid.uuid4()), kind="pull", model="llama3.2:1b", model_key="llama3.2:1b",
+        host=DOWN, status="succeeded", percent=100.0, completed_bytes=1, total_bytes=1,
+        cancel_requested=False, attempts=1, created_at=now, updated_at=now, seq=seq,
+    )  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(table_of(Operation)).values(row))
+        log = dict(seq=seq + 1, operation_id=row["id"], created_at=now, text="pulled")
+        conn.execute(insert(table_of(OperationLog)).values(log))
+
+
+@pytest.mark.parametrize("version_table", [True, False], ids=["version-table", "no-version"])
+@pytest.mark.parametrize("rows", [0, 1], ids=["empty", "with-rows"])
+def test_tables_made_by_create_all_are_adopted(database_url, version_table, rows):
+    engine = create_engine(database_url)
+    made_by_create_all(engine, version_table=version_table)
+    if rows:
+        add_operation(engine, seq=41)
+    assert schema.current_revision(engine) is None
+    assert schema.upgrade(engine) == schema.head_revision()
+    with engine.connect() as conn:
+        assert schema.schema_differences(conn) == []
+        # The counter goes on above what the rows hold, so event ids never go back.
+        assert conn.execute(text("SELECT value FROM ollama_deck_counter")).scalar() == 42 * rows
+        assert conn.execute(text("SELECT count(*) FROM ollama_deck_operation")).scalar() == rows
+    assert schema.upgrade(engine) == schema.head_revision()  # and from then on, as usual
+    engine.dispose()
+
+
+def test_a_host_create_all_makes_the_deck_schema_at_its_head(database_url):
+    """Made all at once from the installed deck's declarations, the tables are that deck's
+    newest revision: stamped there at once, with the counter's row."""
+    engine = create_engine(database_url)
+    metadata = MetaData()
+    register_tables(metadata)
+    metadata.create_all(engine)
+    assert schema.current_revision(engine) == schema.head_revision()
+    with engine.connect() as conn:
+        assert schema.schema_differences(conn) == []
+        assert conn.execute(text("SELECT name, value FROM ollama_deck_counter")).all() == [
+            ("seq", 0)
+        ]
+    metadata.drop_all(engine)
+    metadata.create_all(engine)  # what a host's test suite does between tests
+    assert schema.current_revision(engine) == schema.head_revision()
+    engine.dispose()
+
+
+def test_create_all_makes_what_the_migrations_make(tmp_path):
+    """Stamping create_all's tables with the head revision is only right if they are what
+    the migrations make: the same tables, columns, indexes (partial ones too) to the letter."""
+    migrated = create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    schema.upgrade(migrated)
+    created = create_engine(f"sqlite:///{tmp_path / 'created.db'}")
+    metadata = MetaData(naming_convention={"ix": "idx_%(column_0_name)s"})  # a host's own
+    register_tables(metadata)
+    metadata.create_all(created)
+
+    def shape(engine) -> dict[str, object]:
+        inspector = inspect(engine)
+        columns = inspector.get_columns
+        with engine.connect() as conn:
+            indexes = conn.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql != ''")
+            ).all()
+        return {
+            "tables": {
+                name: [(c["name"], str(c["type"]), c["nullable"]) for c in columns(name)]
+                + [tuple(inspector.get_pk_constraint(name)["constrained_columns"])]
+                for name in inspector.get_table_names()
+            },
+            "indexes": {name: " ".join(sql.split()) for name, sql in indexes},
+        }
+
+    assert shape(created) == shape(migrated)
+    migrated.dispose()
+    created.dispose()
+
+
+def test_tables_that_differ_stop_the_upgrade_saying_what_and_what_to_run(database_url):
+    engine = create_engine(database_url)
+    made_by_create_all(engine, leave_out=("ollama_deck_operation", "runner_id"))
+    with pytest.raises(schema.SchemaMismatch) as failure:
+        schema.upgrade(engine, command_line="flask ollama-deck db upgrade")
+    message = failure.value.message
+    assert "column ollama_deck_operation.runner_id is missing" in message
+    assert "Nothing was changed" in message
+    assert "They hold no operations: drop them (DROP TABLE ollama_deck_counter;" in message
+    assert "and run `flask ollama-deck db upgrade`" in message
+    assert schema.current_revision(engine) is None  # nothing changed, not even the version
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM ollama_deck_counter")).scalar() == 0
+
+    add_operation(engine, seq=7)
+    with pytest.raises(schema.SchemaMismatch, match="They hold 1 operations: change them"):
+        schema.upgrade(engine)
+    engine.dispose()
+
+
+def test_an_index_of_another_shape_is_named(sqlite_url):
+    engine = create_engine(sqlite_url)
+    made_by_create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_ollama_deck_operation_seq"))
+        conn.execute(
+            text("CREATE INDEX ix_ollama_deck_operation_seq ON ollama_deck_operation (id)")
+        )
+    with pytest.raises(schema.SchemaMismatch, match=r"index ix_ollama_deck_operation_seq on "
+                       r"ollama_deck_operation is not an index on \(seq\)"):  # fmt: skip
+        schema.upgrade(engine)
+    engine.dispose()
+
+
+def test_flask_db_upgrade_on_tables_that_differ_says_so_in_one_message(tmp_path):
+    """The CLI: one message on stderr, exit status 1, no traceback."""
+    path = tmp_path / "host.db"
+    engine = create_engine(f"sqlite:///{path}")
+    made_by_create_all(engine, leave_out=("ollama_deck_setting", "updated_at"))
+    engine.dispose()
+    env = dict(os.environ, HOST_DATABASE_URL=f"sqlite:///{path}", OLLAMA_HOST=DOWN)
+    command = [sys.executable, "-m", "flask", "--app", "tests.hostapp:create_host_app"]
+    done = subprocess.run(
+        [*command, "ollama-deck", "db", "upgrade"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "column ollama_deck_setting.updated_at is missing" in lines[0]
+    assert "run `flask ollama-deck db upgrade`" in lines[0]
+
+
+def test_the_running_deck_on_tables_that_differ_answers_503_naming_the_command(
+    fake_ollama, tmp_path
+):
+    path = tmp_path / "host.db"
+    engine = create_engine(f"sqlite:///{path}")
+    made_by_create_all(engine, leave_out=("ollama_deck_counter", "value"))
+    engine.dispose()
+    app = Flask("host")
+    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
+    app.config.update(test_settings(fake_ollama.url, "unused://"))
+    db = SQLAlchemy(app)
+    OllamaDeck(app, db=db)
+    try:
+        client = app.test_client()
+        api = client.get("/ollama-deck/api/models")
+        assert api.status_code == 503
+        assert api.json["error"]["code"] == "schema_mismatch"
+        assert "column ollama_deck_counter.value is missing" in api.json["error"]["message"]
+        assert "`flask ollama-deck db upgrade`" in api.json["error"]["message"]
+        page = client.get("/ollama-deck/")
+        assert page.status_code == 503 and page.mimetype == "text/plain"
+        assert "`flask ollama-deck db upgrade`" in page.text
+        health = client.get("/ollama-deck/healthz")
+        assert health.status_code == 503
+        assert health.json["database"]["code"] == "schema_mismatch"
+    finally:
+        OllamaDeck.shutdown(app)
+
+
+def test_a_revision_that_does_not_exist_is_one_message(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "ollama_deck.cli", "db", "upgrade", "nosuch", "--database-url", url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "nosuch" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -7,11 +7,16 @@ from typing import Any
 from flask import Blueprint
 from flask import jsonify
 from flask import render_template
+from flask import request
+from flask import Response
 from flask import url_for
 
 from .. import schemas as S
 from ..contracts import contract
+from ..dbhealth import DATABASE_ERRORS
+from ..dbhealth import first_line
 from ..errors import DatabaseUnavailable
+from ..errors import DeckError
 from ..lifecycle import vocabulary
 from ..security import protect
 from ..services.health import health
@@ -78,6 +83,30 @@ def index():
         config=page_config(),
         version=__version__,
     )
+
+
+def cannot_serve(exc: Exception) -> Response:
+    """The deck cannot start here (its schema, its database): 503 with the reason, which
+    names what to run, as text for the page and as a health report for ``/healthz``."""
+    if isinstance(exc, DeckError):
+        status, code, message = exc.status, exc.code, exc.message
+    else:  # a database fault
+        status, code = 503, DatabaseUnavailable.code
+        message = f"the database is unavailable: {first_line(exc)}"
+    if request.endpoint == "ollama_deck.healthz":
+        database = {"ok": False, "code": code, "error": message}
+        response = jsonify({"ok": False, "database": database, "ollama": {}})
+    else:
+        response = Response(f"Ollama Deck cannot serve: {message}\n", mimetype="text/plain")
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))
+    return response
+
+
+bp.register_error_handler(DeckError, cannot_serve)
+for _error in DATABASE_ERRORS:
+    bp.register_error_handler(_error, cannot_serve)
 
 
 @bp.get("/healthz")
