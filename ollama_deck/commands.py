@@ -50,6 +50,7 @@ def upgrade_schema(app: Flask, revision: str = "head") -> str:
     where = schema.describe_url(engine)
     try:
         before = schema.current_revision(engine)
+        adopting = schema.unversioned(engine)
         after = schema.upgrade(engine, revision, command_line=setup_of(app).command_line)
     except DeckError as exc:  # SchemaMismatch, UpgradeFailed: their message says it all
         raise SchemaCommandError(exc.message) from None
@@ -62,7 +63,10 @@ def upgrade_schema(app: Flask, revision: str = "head") -> str:
             engine.dispose()
     if after == before:
         return f"ollama-deck: database {where}: schema at {after or 'empty'}, nothing to do"
-    return f"ollama-deck: database {where}: schema {before or 'empty'} -> {after}"
+    said = f"ollama-deck: database {where}: schema {before or 'empty'} -> {after}"
+    if adopting:
+        said += " (adopted the deck's tables that were there without a version)"
+    return said
 
 
 def schema_status(app: Flask) -> str:

@@ -107,6 +107,12 @@ def _revision(conn: Connection) -> str | None:
     return context.get_current_revision()
 
 
+def unversioned(engine: Engine) -> bool:
+    """Whether the deck's tables are there without a version (what ``upgrade`` adopts)."""
+    with engine.connect() as conn:
+        return _revision(conn) is None and bool(_deck_tables(conn) - {VERSION_TABLE})
+
+
 def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
 
@@ -128,7 +134,7 @@ def upgrade(engine: Engine, revision: str = "head", *, command_line: str = UPGRA
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
             config = _config(conn)
             config.attributes[ADOPTED] = []
-            unversioned = _revision(conn) is None and bool(_deck_tables(conn))
+            adopting = _revision(conn) is None and bool(_deck_tables(conn) - {VERSION_TABLE})
             try:
                 command.upgrade(config, revision)
             except TablesDiffer as exc:
@@ -143,7 +149,7 @@ def upgrade(engine: Engine, revision: str = "head", *, command_line: str = UPGRA
                     f"changed nothing: {_first_line(exc)}; fix that and run `{command_line}`"
                 ) from exc
             after = _revision(conn) or ""
-            if (unversioned or config.attributes[ADOPTED]) and after == head_revision():
+            if (adopting or config.attributes[ADOPTED]) and after == head_revision():
                 problems = schema_differences(conn)
                 if problems:
                     raise SchemaMismatch(_mismatch_message(conn, engine, problems, command_line))
