@@ -176,6 +176,14 @@ def _memory(value: Any) -> int | None:
     return size
 
 
+def _registries(value: Any) -> tuple[str, ...]:
+    # Imported here: services/ is the logic layer, config must load without it.
+    from .services.names import normalize_registry
+
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(normalize_registry(str(item)) for item in items if str(item).strip())
+
+
 def setting(default: Any, env: str, parse: Parse) -> Any:
     """A field of :class:`DeckSettings`: its default, its environment variable, its parser
     (which takes text from the environment or a value from the app's config)."""
@@ -268,6 +276,18 @@ class DeckSettings:
     # When set, every endpoint but the page shell, its static files and the health check
     # needs "Authorization: Bearer <token>" (or the session cookie the page trades it for).
     token: str | None = setting(None, "OLLAMA_DECK_TOKEN", _text)
+    # A session (the page's cookie) ends this many seconds after it was opened, whatever
+    # happens, and earlier after this many seconds without a request (an open event stream
+    # counts as use).
+    session_max_age: float = setting(12 * 3600.0, "OLLAMA_DECK_SESSION_MAX_AGE", _positive)
+    session_idle_timeout: float = setting(3600.0, "OLLAMA_DECK_SESSION_IDLE_TIMEOUT", _positive)
+    # Registries Ollama may pull from besides its own and Hugging Face's: host or
+    # host:port, comma-separated. Names that name any other host answer 400.
+    allowed_registries: tuple[str, ...] = setting((), "OLLAMA_DECK_ALLOWED_REGISTRIES", _registries)
+    # /healthz trusts the outcome of the deck's own writes; when none is newer than this
+    # many seconds, it writes one small row itself (at most once per this many seconds in
+    # each process), so a full disk or a read-only database shows as failing.
+    health_write_seconds: float = setting(60.0, "OLLAMA_DECK_HEALTH_WRITE_SECONDS", _positive)
     # Bodies larger than this answer 413 before anything is read.
     max_body_bytes: int = setting(64 * 1024, "OLLAMA_DECK_MAX_BODY_BYTES", _count)
     # A client that has not sent its whole body after this many seconds is cut off (408).

@@ -145,6 +145,24 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
+class DeckSession(Base):
+    """A signed-in page (the session cookie ``POST /api/session`` gives for the token).
+
+    Neither the session id nor the token is stored: a copy of this table opens nothing.
+    ``token_check`` is an HMAC of the token keyed with the session id, so a session made
+    under another token fails the check, and without the id it says nothing of the token.
+    """
+
+    __tablename__ = "ollama_deck_session"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id, hex
+    token_check: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    # The last use, refreshed at most every so many seconds (see services/sessions.py).
+    seen_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)  # absolute: created_at + the max age
+
+
 def table_of(model: type[Base]) -> Table:
     """The Core ``Table`` of a mapped class, typed as one (``__table__`` is a FromClause to
     type checkers), for the modules that query with SQLAlchemy Core."""

@@ -474,6 +474,9 @@ class Operations(BaseModel):
 
 
 class Health(BaseModel):
+    """Each part has ``ok``; ``dialect``, ``error``, ``version`` and ``url`` only for a
+    request that may use the API (the token, a session, or a deck without a token)."""
+
     ok: bool
     database: dict[str, Any]
     ollama: dict[str, Any]

@@ -11,10 +11,14 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import math
+import re
 import socket
 import threading
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,15 +33,17 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .dbhealth import DATABASE_ERRORS
 from .http import error_response
 from .state import current_settings
+from .state import deck
+from .state import setup_of
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The page shell, its files and the health check answer without the token: the page has to
 # load before it can ask for one, and probes carry no credentials.
 TOKEN_EXEMPT = frozenset({"ollama_deck.index", "ollama_deck.static", "ollama_deck.healthz"})
 PAGE_BLUEPRINT = "ollama_deck"
-SESSION_COOKIE = "ollama_deck_session"
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 PAGE_CSP = "; ".join(
@@ -136,14 +142,10 @@ def _refusal() -> ResponseReturnValue | None:
     if guarded is not None:
         return guarded
     token = settings.token
-    if token and request.endpoint not in TOKEN_EXEMPT and not authorized(token):
-        response, status = error_response(
-            401,
-            "unauthorized",
-            "this service needs a token: send 'Authorization: Bearer <token>'",
-        )
-        response.headers["WWW-Authenticate"] = 'Bearer realm="ollama-deck"'
-        return response, status
+    if token and request.endpoint not in TOKEN_EXEMPT:
+        verdict = access(token)
+        if not verdict.granted:
+            return _unauthorized(verdict)
     if _has_body():
         return _read_body(limit, settings.body_timeout)
     return None
@@ -475,25 +477,104 @@ def token_matches(given: str, token: str) -> bool:
     return hmac.compare_digest(_digest(sent), _digest(token.encode()))
 
 
-def session_value(token: str) -> str:
-    """The cookie the page gets for the token: derived from it, so it does not reveal it,
-    and a new token ends every session."""
-    return hmac.new(token.encode(), b"ollama-deck session", hashlib.sha256).hexdigest()
+ACCESS = "ollama_deck.access"  # in the WSGI environ: the request's Access, once known
+SESSION = "ollama_deck.session"  # in the WSGI environ: the LiveSession it came with
 
 
-def authorized(token: str) -> bool:
-    """A right bearer token, or the session cookie made from it."""
+@dataclass(frozen=True)
+class Access:
+    """How a request proved itself: ``by`` is "token", "session" or None (it did not);
+    ``wait`` > 0 when its token was not even looked at (too many wrong ones)."""
+
+    by: str | None
+    wait: float = 0.0
+
+    @property
+    def granted(self) -> bool:
+        return self.by is not None
+
+
+def access(token: str) -> Access:
+    """A right bearer token, or a live session cookie; worked out once per request.
+
+    A bearer token goes through the address's guess throttle (services/guesses.py); a
+    session cookie is a random 256-bit id, never worth guessing, so it does not.
+    """
+    known = request.environ.get(ACCESS)
+    if known is not None:
+        return known
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, given = header.strip().partition(" ")
-        return scheme.lower() == "bearer" and token_matches(given.strip(), token)
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie is None:
-        return False
-    return hmac.compare_digest(
-        _digest(cookie.encode("latin-1", errors="replace")),
-        _digest(session_value(token).encode()),
+        right, wait = setup_of(current_app).guesses.attempt(
+            request.remote_addr,
+            lambda: scheme.lower() == "bearer" and token_matches(given.strip(), token),
+        )
+        verdict = Access("token" if right else None, wait)
+    else:
+        cookie = request.cookies.get(session_cookie_name())
+        session = deck().sessions.check(cookie, token) if cookie else None
+        if session is not None:
+            request.environ[SESSION] = session
+        verdict = Access("session" if session is not None else None)
+    request.environ[ACCESS] = verdict
+    return verdict
+
+
+def _unauthorized(verdict: Access) -> ResponseReturnValue:
+    if verdict.wait > 0:
+        seconds = math.ceil(verdict.wait)
+        response, status = error_response(
+            429,
+            "too_many_wrong_tokens",
+            f"too many wrong tokens from this address: the next one is looked at in {seconds} s",
+        )
+        response.headers["Retry-After"] = str(seconds)
+        return response, status
+    response, status = error_response(
+        401,
+        "unauthorized",
+        "this service needs a token: send 'Authorization: Bearer <token>'",
     )
+    response.headers["WWW-Authenticate"] = 'Bearer realm="ollama-deck"'
+    return response, status
+
+
+def may_see_details() -> bool:
+    """Whether this request may see what /healthz knows (URLs, database errors): anyone
+    who could use the API. An open deck's API shows as much; with a token, only those
+    who bring it (or a live session); behind a host's guard, those it lets in."""
+    token = current_settings().token
+    if token:
+        try:
+            return access(token).granted
+        except DATABASE_ERRORS:
+            return False  # the session cannot be checked now: no details
+    setup = current_app.extensions.get("ollama_deck")
+    guard = getattr(setup, "guard", None)
+    if guard is None or getattr(setup, "guard_healthz", False):
+        return True  # an open deck, or the guard let this request in already
+    # /healthz answered without the guard (probes carry no login): ask it now, only to
+    # choose what to show.
+    try:
+        return guard(_let_through)() is None
+    except HTTPException:
+        return False
+
+
+def session_cookie_name() -> str:
+    """``ollama_deck_session_<port>``, plus ``_<prefix>`` when the deck is mounted under one.
+
+    Browsers keep cookies per host name, not per port: two decks on one host would
+    otherwise overwrite each other's session (and send each other theirs by name).
+    """
+    default = 443 if request.scheme == "https" else 80
+    try:
+        port = urlsplit(f"//{request.host}").port or default
+    except ValueError:  # refused by the Host check before any session is looked at
+        port = default
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", setup_of(current_app).url_prefix).strip("_")
+    return f"ollama_deck_session_{port}" + (f"_{slug}" if slug else "")
 
 
 def session_status() -> dict[str, bool]:
@@ -501,23 +582,50 @@ def session_status() -> dict[str, bool]:
     return {"token_required": bool(current_settings().token)}
 
 
-def set_session_cookie(response: Response, url_prefix: str) -> None:
-    """Trade a checked token for an HttpOnly, SameSite=Strict cookie (EventSource sends it)."""
-    token = current_settings().token
-    if not token:
+def issue_session(response: Response) -> None:
+    """Trade a checked bearer token for a new session: a random id in an HttpOnly,
+    SameSite=Strict cookie (EventSource sends it), Secure over https.
+
+    Only the token opens one: a session presented here is not renewed, so it cannot
+    outlive its absolute end by logging in again with itself.
+    """
+    settings = current_settings()
+    if not settings.token or access(settings.token).by != "token":
         return
+    session_id, _ = deck().sessions.open(settings.token)
     response.set_cookie(
-        SESSION_COOKIE,
-        session_value(token),
-        path=url_prefix or "/",
+        session_cookie_name(),
+        session_id,
+        max_age=max(1, int(settings.session_max_age)),
+        path=setup_of(current_app).url_prefix or "/",
         httponly=True,
         samesite="Strict",
         secure=request.is_secure,
     )
 
 
-def clear_session_cookie(response: Response, url_prefix: str) -> None:
-    response.delete_cookie(SESSION_COOKIE, path=url_prefix or "/", httponly=True, samesite="Strict")
+def revoke_session(response: Response) -> None:
+    """End the request's session for every worker (logout) and drop its cookie."""
+    name = session_cookie_name()
+    cookie = request.cookies.get(name)
+    if cookie and current_settings().token:
+        deck().sessions.close(cookie)
+    response.delete_cookie(
+        name,
+        path=setup_of(current_app).url_prefix or "/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+    )
+
+
+def session_bound(frames: Iterator[bytes]) -> Iterator[bytes]:
+    """An event stream that ends once the session it was opened with has ended (logout,
+    expiry, idle): see SessionStore.bounded for how soon."""
+    session = request.environ.get(SESSION)
+    if session is None:
+        return frames  # a bearer token, or no token at all: nothing that ends mid-stream
+    return deck().sessions.bounded(frames, session)
 
 
 # ---------------------------------------------------------------- serving

@@ -26,12 +26,14 @@ from .config import DeckSettings
 from .db import drops_of
 from .db import make_engine
 from .dbhealth import harden_engine
+from .dbhealth import watch_writes
 from .schema import ensure_current
 from .schema import UPGRADE_COMMAND
 from .services.bus import make_bus
 from .services.events import EventHub
 from .services.feed import ChangeFeed
 from .services.gpu import detect_gpus
+from .services.guesses import GuessThrottle
 from .services.hosts import host_entries
 from .services.hosts import Hosts
 from .services.knowledge import GpuCache
@@ -40,6 +42,8 @@ from .services.ollama import OllamaClient
 from .services.polling import PollAnswers
 from .services.runner import Runner
 from .services.runner import RunnerSettings
+from .services.sessions import SessionPolicy
+from .services.sessions import SessionStore
 from .services.settings import SettingStore
 from .services.store import OperationStore
 
@@ -64,6 +68,7 @@ class DeckState:
     bus: Any  # carries committed events to the hub of every serving process (services/bus.py)
     polls: PollAnswers
     hosts: Hosts
+    sessions: SessionStore  # the page's sessions, kept in the database
     owns_engine: bool = True
 
     @classmethod
@@ -86,6 +91,7 @@ class DeckState:
             # Fault handling changes how connections open: only on a database the deck owns;
             # a host's engine is the host's to configure (e.g. SQLALCHEMY_ENGINE_OPTIONS).
             harden_engine(engine, offload=settings.sqlite_offload)
+        watch_writes(engine)  # what /healthz says of writing: from the first write on
         ensure_current(engine, auto_upgrade=settings.auto_upgrade, command_line=command_line)
         hub = EventHub(heartbeat_seconds=settings.sse_heartbeat_seconds)
         names = {url: name for name, url in settings.hosts.items()}  # what operations show
@@ -132,6 +138,14 @@ class DeckState:
             bus,
             PollAnswers(store),
             hosts,
+            SessionStore(
+                engine,
+                SessionPolicy(
+                    max_age=settings.session_max_age,
+                    idle_timeout=settings.session_idle_timeout,
+                    recheck_seconds=settings.sse_heartbeat_seconds,
+                ),
+            ),
             owns_engine,
         )
 
@@ -164,6 +178,9 @@ class DeckSetup:
         self.bind_key = bind_key
         self.guard = guard  # a view decorator of the host's (e.g. login_required)
         self.guard_healthz = guard_healthz  # False: /healthz answers probes without it
+        # Wrong tokens per client address, in this process (see services/guesses.py for
+        # why not in the database); needs no connection, so it is made here.
+        self.guesses = GuessThrottle()
         self.owns_db = False  # True when create_app made ``db`` for the deck alone
         self._state: DeckState | None = None
         self._lock = threading.Lock()

@@ -326,3 +326,79 @@ def test_a_revision_that_does_not_exist_is_one_message(tmp_path):
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "nosuch" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_migrations_make_exactly_the_declared_tables(database_url):
+    """What the migrations build is what db.py declares (sessions, 0002, included), so a
+    host's autogenerate proposes nothing about the deck's tables."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import MetaData
+
+    from ollama_deck.db import register_tables
+
+    declared = MetaData()
+    register_tables(declared)  # as a host's metadata gets them, the version table too
+    engine = create_engine(database_url)
+    schema.upgrade(engine)
+    with engine.connect() as conn:
+        assert "ollama_deck_session" in inspect(conn).get_table_names()
+        assert compare_metadata(MigrationContext.configure(conn), declared) == []
+    engine.dispose()
+
+
+def test_the_sessions_migration_goes_down_and_up_again(sqlite_url):
+    from alembic import command
+    from alembic.config import Config
+
+    engine = create_engine(sqlite_url)
+    schema.upgrade(engine)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", "ollama_deck:migrations")
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    assert schema.current_revision(engine) == "0001"
+    assert "ollama_deck_session" not in inspect(engine).get_table_names()
+    assert schema.upgrade(engine) == schema.head_revision() == "0002"
+    assert "ollama_deck_session" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def older_revisions() -> list[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(schema._config())
+    return [r.revision for r in script.walk_revisions() if r.revision != schema.head_revision()]
+
+
+@pytest.mark.parametrize("revision", older_revisions())
+def test_a_create_all_of_a_newer_deck_before_its_upgrade(database_url, revision):
+    """The database at an older revision; the newer deck's create_all (the host's start)
+    makes the tables a pending migration creates, then the upgrade runs over them."""
+    engine = create_engine(database_url)
+    schema.upgrade(engine, revision)
+    metadata = MetaData()
+    register_tables(metadata)
+    metadata.create_all(engine)  # only the missing tables: the version stays
+    assert schema.current_revision(engine) == revision
+    assert schema.upgrade(engine) == schema.head_revision()
+    with engine.connect() as conn:
+        assert schema.schema_differences(conn) == []
+    engine.dispose()
+
+
+@pytest.mark.parametrize("revision", older_revisions())
+def test_tables_an_older_deck_made_without_a_version_catch_up(database_url, revision):
+    """An older deck's tables, made without a version (its create_all, before the deck
+    stamped it): adopted as far as they go, then upgraded."""
+    engine = create_engine(database_url)
+    schema.upgrade(engine, revision)
+    with engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM {VERSION_TABLE}"))
+        conn.execute(text("DELETE FROM ollama_deck_counter"))
+    assert schema.upgrade(engine) == schema.head_revision()
+    with engine.connect() as conn:
+        assert schema.schema_differences(conn) == []
+        assert conn.execute(text("SELECT value FROM ollama_deck_counter")).scalar() == 0
+    engine.dispose()

@@ -19,10 +19,11 @@ from ..http import sse_response
 from ..http import unknown_route
 from ..lifecycle import Kind
 from ..openapi import openapi_document
-from ..security import clear_session_cookie
+from ..security import issue_session
 from ..security import protect
+from ..security import revoke_session
+from ..security import session_cookie_name
 from ..security import session_status
-from ..security import set_session_cookie
 from ..serializers import operation_payload as render_operation
 from ..serializers import operation_urls
 from ..services.catalog import CATEGORIES
@@ -255,18 +256,19 @@ def session():
 @bp.post("/session")
 @contract(responses={200: S.Session})
 def open_session():
-    """Trade the bearer token for an HttpOnly session cookie (what EventSource can send)."""
+    """Trade the bearer token for a new session: a random id in an HttpOnly cookie (what
+    EventSource can send) that ends after its maximum age, when idle, or at logout."""
     response = jsonify(session_status())
-    set_session_cookie(response, deck().url_prefix)
+    issue_session(response)
     return response
 
 
 @bp.delete("/session")
 @contract(responses={200: S.Session})
 def close_session():
-    """Forget the session cookie."""
+    """Log out: the session ends for every worker at once, and its cookie is dropped."""
     response = jsonify(session_status())
-    clear_session_cookie(response, deck().url_prefix)
+    revoke_session(response)
     return response
 
 
@@ -281,5 +283,6 @@ def openapi():
             url_prefix=state.url_prefix,
             log_lines=state.store.log_lines,
             hosts=[host.name for host in state.hosts],
+            session_cookie=session_cookie_name(),
         )
     )

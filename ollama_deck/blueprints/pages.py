@@ -18,8 +18,10 @@ from ..dbhealth import first_line
 from ..errors import DatabaseUnavailable
 from ..errors import DeckError
 from ..lifecycle import vocabulary
+from ..security import may_see_details
 from ..security import protect
 from ..services.health import health
+from ..services.health import summary
 from ..state import activate_deck
 from ..state import deck
 
@@ -115,10 +117,11 @@ for _error in DATABASE_ERRORS:
     descriptions={200: "the deck can work", 503: "its database is unavailable"},
 )
 def healthz():
-    """The database and Ollama as the deck sees them: 200 when it can work, else 503."""
+    """The database and Ollama as the deck sees them: 200 when it can work, else 503.
+    Details (URLs, versions, errors) only for a request that may use the API."""
     state = deck()
-    report = health(state.engine, state.client)
-    response = jsonify(report)
+    report = health(state.engine, state.client, probe_every=state.settings.health_write_seconds)
+    response = jsonify(report if may_see_details() else summary(report))
     if not report["ok"]:
         response.status_code = 503
         response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))

@@ -24,6 +24,7 @@ from ..http import unknown_route
 from ..http import whole_number
 from ..lifecycle import FINAL
 from ..security import protect
+from ..security import session_bound
 from ..serializers import log_json
 from ..services.streams import follow
 from ..state import activate_deck
@@ -126,7 +127,7 @@ def delete_operation(op_id: str):
 )
 def stream_all():
     """SSE of every operation: what the page listens to."""
-    return sse_response(follow_for(None))
+    return sse_response(session_bound(follow_for(None)))
 
 
 @bp.get("/<op_id>/stream")
@@ -141,7 +142,7 @@ def stream_all():
 def stream_operation(op_id: str):
     """SSE of one operation; it ends after the operation's final event."""
     _operation(op_id)
-    return sse_response(follow_for(op_id))
+    return sse_response(session_bound(follow_for(op_id)))
 
 
 def follow_for(op_id: str | None) -> Iterator[bytes]:

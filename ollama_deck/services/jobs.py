@@ -30,6 +30,8 @@ from ..lifecycle import STALLABLE
 from ..lifecycle import Status
 from . import modelcache
 from .backoff import Backoff
+from .names import check_registry
+from .names import parse_model_name
 from .ollama import OllamaClient
 from .ollama import Stream
 from .progress import PullProgress
@@ -81,6 +83,8 @@ class JobSettings:
     stall_notice_seconds: float = 5.0
     ollama_wait_seconds: float = 300.0  # a pull waits this long for an unreachable Ollama
     finish_retry_seconds: float = 60.0  # the final write is retried this long
+    # Registries besides the default ones that pulls may fetch from (names.check_registry).
+    allowed_registries: tuple[str, ...] = ()
 
 
 @dataclass
@@ -179,6 +183,9 @@ class Job:
         """Stream Ollama's pull into the operation; the tracker once Ollama said success."""
         row, clock = self.row, self.clock
         model, host = row["model"], row["host"]
+        # Checked when it was submitted too; again here for operations recorded before
+        # the registry rule (or its setting) changed, which recovery would resume.
+        check_registry(parse_model_name(model), self.settings.allowed_registries)
         tracker = PullProgress(clock(), floor_percent=row["percent"] or 0.0)
         attempt = row["attempts"]
         start_note = f"pulling {model} from {self.store.host_names.get(host, host)} ({host})"

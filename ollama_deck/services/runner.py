@@ -32,6 +32,7 @@ from ..lifecycle import Orphan
 from ..lifecycle import Status
 from .jobs import Job
 from .jobs import JobSettings
+from .names import check_registry
 from .names import parse_model_name
 from .ollama import OllamaClient
 from .store import OperationStore
@@ -68,6 +69,7 @@ class RunnerSettings(JobSettings):
             keep_alive=settings.keep_alive,
             stall_notice_seconds=settings.stall_notice_seconds,
             ollama_wait_seconds=settings.ollama_wait_seconds,
+            allowed_registries=settings.allowed_registries,
         )
 
 
@@ -150,9 +152,12 @@ class Runner:
         """Start (or join) an operation for ``model`` on ``host`` (an Ollama URL of the
         configuration; default: the first); returns the row and whether it is new.
 
-        QueueFull (429) when ``max_queued`` operations wait already.
+        QueueFull (429) when ``max_queued`` operations wait already; RegistryNotAllowed
+        (400) when the name names a registry Ollama must not fetch from for this deck (a
+        load may pull, an update does).
         """
         name = parse_model_name(model)
+        check_registry(name, self.settings.allowed_registries)
         row, created = self.store.create_or_join(
             kind=kind,
             model=name.display,
