@@ -366,10 +366,10 @@ def test_a_host_that_calls_create_all_at_start_pulls_and_upgrades(
     finally:
         OllamaDeck.shutdown(app)
 
-    env = host_env(fake_ollama, path, HOST_LOGIN="1", HOST_CREATE_ALL="1")
-    output = flask_steps(env, ["ollama-deck", "db", "upgrade"])
-    assert f"schema at {head_revision()}, nothing to do" in output
-    assert f"database sqlite:///{path}" in output  # which database, said
+    upgraded = app.test_cli_runner().invoke(args=["ollama-deck", "db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"schema at {head_revision()}, nothing to do" in upgraded.output
+    assert f"database sqlite:///{path}" in upgraded.output  # which database, said
     again = create_host_app(**settings)  # the next start: create_all again, the pull kept
     try:
         with again.test_request_context():
@@ -380,16 +380,18 @@ def test_a_host_that_calls_create_all_at_start_pulls_and_upgrades(
         OllamaDeck.shutdown(again)
 
 
-def test_tables_an_earlier_create_all_made_are_adopted_by_db_upgrade(fake_ollama, tmp_path):
+def test_tables_an_earlier_create_all_made_are_adopted_by_db_upgrade(host, fake_ollama):
     """The state the issue found: the deck's tables (and its empty version table) made by a
     host's create_all before this version; ``flask ollama-deck db upgrade`` crashed on it."""
-    path = tmp_path / "host.db"
-    engine = create_engine(f"sqlite:///{path}")
+    engine = create_engine(f"sqlite:///{host.path}")
     made_by_create_all(engine)
     engine.dispose()
-    output = flask_steps(host_env(fake_ollama, path), ["ollama-deck", "db", "upgrade"])
-    assert f"schema empty -> {head_revision()}" in output
-    assert "adopted" in output
+    app = host()
+    upgraded = app.test_cli_runner().invoke(args=["ollama-deck", "db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"schema empty -> {head_revision()}" in upgraded.output
+    assert "(adopted the deck's tables that were there without a version)" in upgraded.output
+    assert app.test_client().get("/models/progress").status_code == 200
 
 
 def test_after_the_hosts_drop_all_the_deck_starts_anew(host, fake_ollama):

@@ -317,15 +317,14 @@ def test_the_running_deck_on_tables_that_differ_answers_503_naming_the_command(
         OllamaDeck.shutdown(app)
 
 
-def test_a_revision_that_does_not_exist_is_one_message(tmp_path):
+def test_a_revision_that_does_not_exist_is_one_message(tmp_path, capsys):
+    from ollama_deck.cli import main
+
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    done = subprocess.run(
-        [sys.executable, "-m", "ollama_deck.cli", "db", "upgrade", "nosuch", "--database-url", url],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr
-    assert "nosuch" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert main(["db", "upgrade", "nosuch", "--database-url", url]) == 1
+    said = capsys.readouterr().err
+    assert "Traceback" not in said
+    assert "nosuch" in said and len(said.strip().splitlines()) == 1
 
 
 def test_the_migrations_make_exactly_the_declared_tables(database_url):
@@ -401,4 +400,37 @@ def test_tables_an_older_deck_made_without_a_version_catch_up(database_url, revi
     with engine.connect() as conn:
         assert schema.schema_differences(conn) == []
         assert conn.execute(text("SELECT value FROM ollama_deck_counter")).scalar() == 0
+    engine.dispose()
+
+
+def test_migration_steps_skip_what_is_there_and_stop_at_what_differs(database_url):
+    """migrations/ops.py, the steps every migration is written with."""
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import Column
+    from sqlalchemy import Integer
+
+    from ollama_deck.migrations import ops
+
+    def key() -> Column:
+        return Column("id", Integer, primary_key=True, autoincrement=False)
+
+    engine = create_engine(database_url)
+    with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+        table = ops.create_table("ollama_deck_t", key(), Column("n", Integer, nullable=False))
+        ops.create_table("ollama_deck_t", key(), Column("n", Integer, nullable=False))
+        ops.add_column("ollama_deck_t", Column("x", Integer, nullable=True))
+        ops.add_column("ollama_deck_t", Column("x", Integer, nullable=True))
+        ops.create_index("ix_ollama_deck_t_x", "ollama_deck_t", ["x"])
+        ops.create_index("ix_ollama_deck_t_x", "ollama_deck_t", ["x"])
+        ops.insert_missing(table, [{"id": 1, "n": 5}])
+        ops.insert_missing(table, [{"id": 1, "n": 6}, {"id": 2, "n": 7}])
+        rows = conn.execute(text("SELECT id, n FROM ollama_deck_t ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(1, 5), (2, 7)]
+        with pytest.raises(schema.TablesDiffer, match=r"column ollama_deck_t\.y is missing"):
+            ops.create_table("ollama_deck_t", key(), Column("y", Integer))
+        with pytest.raises(schema.TablesDiffer, match="is NULL, should be NOT NULL"):
+            ops.create_table("ollama_deck_t", key(), Column("x", Integer, nullable=False))
+        with pytest.raises(schema.TablesDiffer, match="is not a unique index on"):
+            ops.create_index("ix_ollama_deck_t_x", "ollama_deck_t", ["x"], unique=True)
     engine.dispose()
