@@ -17,7 +17,6 @@ from flask import Flask
 
 from .config import DeckSettings
 from .http import register_json_errors
-from .state import database_url
 from .state import DeckSetup
 from .state import EXTENSION_KEY
 
@@ -173,18 +172,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The standalone app: settings from ``config``, else the environment, else defaults;
     a bad value raises SettingError naming it.
 
-    It owns a Flask-SQLAlchemy ``db`` made from ``OLLAMA_DECK_DATABASE_URL`` (a SQLite file
-    in the instance folder by default) and mounts the deck at ``/``.
+    It owns a Flask-SQLAlchemy ``db`` made from ``OLLAMA_DECK_DATABASE_URL`` (by default
+    ``ollama_deck.db`` in the user's data directory, see datadir.py) and mounts the deck
+    at ``/``.
     """
     from flask_sqlalchemy import SQLAlchemy
 
+    from .datadir import default_database_url
+    from .datadir import old_default_paths
     from .db import sqlite_engine_options
     from .db import tune_sqlite
 
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
     if config:
         app.config.update(config)
-    url = database_url(app, DeckSettings.from_config(app.config))
+    # One default database per user, however the package was imported (datadir.py).
+    url = DeckSettings.from_config(app.config).database_url or default_database_url(
+        old_default_paths(app.instance_path)
+    )
     app.config["OLLAMA_DECK_DATABASE_URL"] = url
     sqlite = url.startswith("sqlite")
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)

@@ -74,7 +74,7 @@ database_url_option = click.option(
     "--database-url",
     default=None,
     help="SQLAlchemy URL (default: $OLLAMA_DECK_DATABASE_URL, "
-    "else a SQLite file in the instance folder).",
+    "else ollama_deck.db in the user's data directory).",
 )
 
 

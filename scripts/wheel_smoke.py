@@ -13,6 +13,7 @@ ports), loads the page and every script and stylesheet it references, and pulls 
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import socket
@@ -180,8 +181,23 @@ def main() -> None:
             text=True,
             timeout=60,
         )
-        if current.returncode != 0 or "current: 0001" not in current.stdout:
+        from ollama_deck.schema import head_revision
+
+        if current.returncode != 0 or f"current: {head_revision()}" not in current.stdout:
             fail(f"ollama-deck db current: {current.stdout} {current.stderr}")
+        # Without a URL: the per-user default, the same file the development server uses.
+        default = work / "data" / "ollama-deck" / "ollama_deck.db"
+        env = dict(os.environ, XDG_DATA_HOME=str(work / "data"))
+        env.pop("OLLAMA_DECK_DATABASE_URL", None)
+        upgraded = subprocess.run(
+            [str(bin_dir / "ollama-deck"), "db", "upgrade"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        if f"ollama-deck: database sqlite:///{default}: schema" not in upgraded.stdout:
+            fail(f"ollama-deck db upgrade (default database): {upgraded.stdout} {upgraded.stderr}")
     finally:
         for process in (server, fake):
             if process is not None and process.poll() is None:
