@@ -4,8 +4,7 @@ however the package was imported, say which at start, and lose no old default's 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -55,16 +54,17 @@ def test_the_default_is_per_user_not_where_the_package_was_imported_from(data_ho
         OllamaDeck.shutdown(app)
 
 
-def test_the_development_server_and_serve_say_the_same_database(data_home, monkeypatch):
-    """`flask --app app run` (from the repo root) and `ollama-deck serve` (migrating first)."""
-    env = dict(os.environ)
-    dev = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "routes"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert dev.returncode == 0, dev.stderr
+def development_server_start(capsys) -> str:
+    """What ``flask --app app run`` prints of the deck as it loads app.py (from the repo's
+    root, as the README says), before Flask's own banner."""
+    namespace = runpy.run_path(str(REPO / "app.py"))
+    OllamaDeck.shutdown(namespace["app"])
+    return capsys.readouterr().err
+
+
+def test_the_development_server_and_serve_say_the_same_database(data_home, monkeypatch, capsys):
     expected = f"ollama-deck: database sqlite:///{data_home / 'ollama-deck' / 'ollama_deck.db'}"
-    assert expected in dev.stderr.splitlines()
+    assert expected in development_server_start(capsys).splitlines()
 
     monkeypatch.setattr(cli_module, "run_gunicorn", lambda options, config: None)
     served = CliRunner().invoke(cli_module.cli, ["serve"])
@@ -72,16 +72,12 @@ def test_the_development_server_and_serve_say_the_same_database(data_home, monke
     assert served.output.startswith(f"{expected}: schema ")
 
 
-def test_the_development_server_hides_the_password(data_home):
-    env = dict(
-        os.environ, OLLAMA_DECK_DATABASE_URL="postgresql+psycopg://deck:s3cret@db.example/deck"
-    )
-    dev = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "routes"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert "ollama-deck: database postgresql+psycopg://deck:***@db.example/deck" in dev.stderr
-    assert "s3cret" not in dev.stderr + dev.stdout
+def test_the_development_server_hides_the_password(data_home, monkeypatch, capsys):
+    url = "postgresql+psycopg://deck:s3cret@db.example/deck"
+    monkeypatch.setenv("OLLAMA_DECK_DATABASE_URL", url)
+    said = development_server_start(capsys)
+    assert "ollama-deck: database postgresql+psycopg://deck:***@db.example/deck" in said
+    assert "s3cret" not in said
 
 
 def test_serves_old_default_database_is_copied_not_lost(data_home, tmp_path, monkeypatch, caplog):
