@@ -317,6 +317,30 @@ def test_the_running_deck_on_tables_that_differ_answers_503_naming_the_command(
         OllamaDeck.shutdown(app)
 
 
+def test_strangers_see_only_the_code_of_a_deck_that_cannot_serve(fake_ollama, tmp_path):
+    """With a token, the page shell and /healthz answer anyone: the database's name and
+    tables are for those who bring the token."""
+    path = tmp_path / "deck.db"
+    engine = create_engine(f"sqlite:///{path}")
+    made_by_create_all(engine, leave_out=("ollama_deck_counter", "value"))
+    engine.dispose()
+    app = create_app(test_settings(fake_ollama.url, f"sqlite:///{path}", OLLAMA_DECK_TOKEN="t"))
+    try:
+        client = app.test_client()
+        page = client.get("/")
+        assert page.status_code == 503
+        assert (
+            page.text == "Ollama Deck cannot serve: schema_mismatch (the server's log says more)\n"
+        )
+        health = client.get("/healthz")
+        assert health.status_code == 503
+        assert health.json == {"ok": False, "database": {"ok": False}, "ollama": {"ok": None}}
+        told = client.get("/healthz", headers={"Authorization": "Bearer t"})
+        assert str(path) in told.json["database"]["error"]
+    finally:
+        OllamaDeck.shutdown(app)
+
+
 def test_a_revision_that_does_not_exist_is_one_message(tmp_path, capsys):
     from ollama_deck.cli import main
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 from flask import render_template
 from flask import request
@@ -18,12 +19,14 @@ from ..dbhealth import first_line
 from ..errors import DatabaseUnavailable
 from ..errors import DeckError
 from ..lifecycle import vocabulary
+from ..schema import missing_table
 from ..security import may_see_details
 from ..security import protect
 from ..services.health import health
 from ..services.health import summary
 from ..state import activate_deck
 from ..state import deck
+from ..state import setup_of
 
 bp = Blueprint(
     "ollama_deck",
@@ -89,17 +92,23 @@ def index():
 
 def cannot_serve(exc: Exception) -> Response:
     """The deck cannot start here (its schema, its database): 503 with the reason, which
-    names what to run, as text for the page and as a health report for ``/healthz``."""
+    names what to run, as text for the page and as a health report for ``/healthz``; to
+    those who may not use the API, only the code (the log has it all)."""
     if isinstance(exc, DeckError):
         status, code, message = exc.status, exc.code, exc.message
     else:  # a database fault
         status, code = 503, DatabaseUnavailable.code
         message = f"the database is unavailable: {first_line(exc)}"
+        if missing_table(exc):  # dropped under us: made anew before the next request
+            setup_of(current_app).schema_lost()
+    current_app.logger.error("ollama-deck cannot serve: %s", message)
+    shown = may_see_details()  # the page shell and /healthz answer strangers too
     if request.endpoint == "ollama_deck.healthz":
-        database = {"ok": False, "code": code, "error": message}
-        response = jsonify({"ok": False, "database": database, "ollama": {}})
+        database = {"ok": False, "code": code, "error": message} if shown else {"ok": False}
+        response = jsonify({"ok": False, "database": database, "ollama": {"ok": None}})
     else:
-        response = Response(f"Ollama Deck cannot serve: {message}\n", mimetype="text/plain")
+        said = message if shown else f"{code} (the server's log says more)"
+        response = Response(f"Ollama Deck cannot serve: {said}\n", mimetype="text/plain")
     response.status_code = status
     if status == 503:
         response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))
