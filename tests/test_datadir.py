@@ -126,3 +126,9 @@ def test_a_data_directory_that_cannot_be_made_names_the_setting(tmp_path, monkey
     monkeypatch.delenv("OLLAMA_DECK_DATABASE_URL", raising=False)
     with pytest.raises(SettingError, match="set OLLAMA_DECK_DATABASE_URL"):
         create_app()
+    said = CliRunner().invoke(cli_module.cli, ["db", "upgrade"])  # serve does this first
+    assert said.exit_code == 2
+    assert said.output == (
+        f"ollama-deck: cannot make the deck's data directory {blocker / 'ollama-deck'} "
+        "(Not a directory); set OLLAMA_DECK_DATABASE_URL to a database it can use\n"
+    )
