@@ -81,6 +81,13 @@ class Operation(Base):
     finished_at: Mapped[float | None] = mapped_column(Float)
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
     runner_id: Mapped[str | None] = mapped_column(String(120))
+    # The earliest start its request asked for (``not_before``), if any.
+    not_before: Mapped[float | None] = mapped_column(Float)
+    # Scheduled, or paused by its host's window: when it is queued again.
+    starts_at: Mapped[float | None] = mapped_column(Float)
+    # Paused: who paused it (lifecycle.Hold); running: a pause asked, for its runner to do.
+    paused_by: Mapped[str | None] = mapped_column(String(16))
+    paused_at: Mapped[float | None] = mapped_column(Float)
     # Grows with every change of any operation: the SSE event id.
     seq: Mapped[int] = mapped_column(BigInteger)
 

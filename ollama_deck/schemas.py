@@ -8,6 +8,8 @@ let Ollama's own extra fields through.
 
 from __future__ import annotations
 
+import time
+from datetime import UTC
 from typing import Annotated
 from typing import Any
 from typing import ClassVar
@@ -23,14 +25,16 @@ from pydantic import model_validator
 from pydantic import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from .http import whole_number
+from .lifecycle import Hold
 from .lifecycle import Kind
 from .lifecycle import Phase
 from .lifecycle import Status
+from .numbers import whole_number
 from .services.catalog import CATEGORIES
 from .services.names import InvalidModelName
 from .services.names import name_pattern
 from .services.names import parse_model_name
+from .windows import resolve_not_before
 
 COMPONENTS = "#/components/schemas/{model}"
 
@@ -81,17 +85,50 @@ def _pull_schema(schema: dict[str, Any]) -> None:
     schema["oneOf"] = [{"required": ["model"]}, {"required": ["name"]}]
 
 
+NOT_BEFORE_HINT = (
+    "not_before must be an ISO 8601 date and time, e.g. 2026-12-01T01:00 (the deck's time "
+    "zone) or 2026-12-01T01:00:00Z, or a time of day such as 01:00 (the next one), and at "
+    "most a year ahead"
+)
+
+
+def _not_before(value: str) -> str:
+    # The form is checked here (any zone will do for that); the runner reads the time in
+    # the deck's own zone and clock (Runner.resolve_time).
+    try:
+        resolve_not_before(value, time.time(), UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise PydanticCustomError("invalid_not_before", "{reason}", {"reason": str(exc)}) from None
+    return value
+
+
+NotBefore = Annotated[
+    str,
+    AfterValidator(_not_before),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "start no earlier: an ISO 8601 date and time (without a zone: "
+            "the deck's, OLLAMA_DECK_TIMEZONE) or a time of day HH:MM (the next one)",
+            "examples": ["2026-12-01T01:00", "2026-12-01T01:00:00Z", "01:00"],
+        }
+    ),
+]
+
+
 class PullRequest(RequestModel):
-    """``{"model": "llama3.2:1b"}``, optionally with a host name."""
+    """``{"model": "llama3.2:1b"}``, optionally with a host name and a start time."""
 
     model_config = ConfigDict(json_schema_extra=_pull_schema)
     field_errors = {
         "model": ("model_required", 'say which model to pull: {"model": "llama3.2:1b"}'),
         "host": HOST_ERROR,
+        "not_before": ("invalid_not_before", NOT_BEFORE_HINT),
     }
 
     model: ModelName = Field(validation_alias=AliasChoices("model", "name"))
     host: HostName | None = None
+    not_before: NotBefore | None = None
 
 
 class UpdateRequest(RequestModel):
@@ -290,6 +327,8 @@ class OperationUrls(BaseModel):
     progress: str
     stream: str
     cancel: str
+    pause: str
+    resume: str
 
 
 class UpdateResult(BaseModel):
@@ -326,6 +365,10 @@ class OperationState(BaseModel):
     message: str | None
     error: str | None
     cancel_requested: bool
+    paused_by: Hold | None = Field(
+        description="paused: who paused it (user, or window: its host's download window); "
+        "running: a user's pause is under way"
+    )
     attempts: int
     seq: int
     result: UpdateResult | None = Field(
@@ -338,6 +381,11 @@ class OperationState(BaseModel):
     updated_at: str | None
     started_at: str | None
     finished_at: str | None
+    not_before: str | None = Field(description="the earliest start its request asked for")
+    starts_at: str | None = Field(
+        description="scheduled: when it starts; paused by the window: when it resumes"
+    )
+    paused_at: str | None = Field(description="paused: since when")
 
 
 class Operation(OperationState):

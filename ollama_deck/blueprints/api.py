@@ -80,10 +80,16 @@ def list_models():
 @bp.post("/models/pull")
 @contract(body=S.PullRequest, responses={202: S.Operation}, errors=(409, 429))
 def pull_model():
-    """Start a pull, or join the one already running for that model: 202 either way."""
+    """Start a pull, or join the one already active for that model: 202 either way.
+
+    ``not_before`` (and the host's download window) make it ``scheduled`` until then. A
+    paused pull of the model is joined as it is, paused (see Runner.submit).
+    """
     body = parse_body(S.PullRequest)
     host = host_of(body.host)
-    row, created = deck().runner.submit(Kind.PULL, body.model, host.url)
+    runner = deck().runner
+    not_before = runner.resolve_time(body.not_before) if body.not_before else None
+    row, created = runner.submit(Kind.PULL, body.model, host.url, not_before=not_before)
     return jsonify(operation_payload(row, created=created)), 202
 
 

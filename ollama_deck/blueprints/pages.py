@@ -67,6 +67,8 @@ def page_config() -> dict[str, Any]:
             "stream": url_for("ollama_deck_progress.stream_all"),
             "operation": url_for("ollama_deck_progress.get_operation", op_id=ID_SLOT),
             "cancel": url_for("ollama_deck_progress.cancel_operation", op_id=ID_SLOT),
+            "pause": url_for("ollama_deck_progress.pause_operation", op_id=ID_SLOT),
+            "resume": url_for("ollama_deck_progress.resume_operation", op_id=ID_SLOT),
         },
         "slots": {"model": NAME_SLOT, "op": ID_SLOT},
         "hosts": [host.name for host in deck().hosts],  # the selector's choices, in order

@@ -14,6 +14,7 @@ from flask import request
 from .. import schemas as S
 from ..contracts import contract
 from ..contracts import parse_query
+from ..disconnect import watch_client
 from ..errors import BadRequest
 from ..errors import Conflict
 from ..errors import NotFound
@@ -23,6 +24,7 @@ from ..http import sse_response
 from ..http import unknown_route
 from ..http import whole_number
 from ..lifecycle import FINAL
+from ..lifecycle import Status
 from ..security import protect
 from ..security import session_bound
 from ..serializers import log_json
@@ -106,6 +108,36 @@ def cancel_operation(op_id: str):
     return jsonify(operation_payload(row)), 200 if row["status"] in FINAL else 202
 
 
+@bp.post("/<op_id>/pause")
+@contract(
+    responses={200: S.Operation, 202: S.Operation},
+    descriptions={200: "it is paused", 202: "its runner is closing the stream"},
+    errors=(404, 409),
+)
+def pause_operation(op_id: str):
+    """Pause a queued, scheduled or running operation: its download stops, Ollama keeps
+    the partial blobs, and it keeps its host and model (a pull of the model joins it, still
+    paused) without taking a slot. 200 once paused, 202 while its runner (maybe in another
+    process) closes the stream; 409 when it ended or is paused already."""
+    _operation(op_id)
+    state = deck()
+    row = state.runner.pause(op_id)
+    if row["status"] == Status.RUNNING and state.runner.wait_finished(op_id, CANCEL_WAIT_SECONDS):
+        row = state.store.get(op_id) or row
+    return jsonify(operation_payload(row)), 202 if row["status"] == Status.RUNNING else 200
+
+
+@bp.post("/<op_id>/resume")
+@contract(responses={200: S.Operation}, errors=(404, 409))
+def resume_operation(op_id: str):
+    """Queue a paused operation again (scheduled, when its window is closed or its
+    not_before ahead); Ollama resumes from its partial blobs, the percent goes on from
+    where it was. 409 unless a user paused it: a window's pause ends when the window
+    opens."""
+    _operation(op_id)
+    return jsonify(operation_payload(deck().runner.resume(op_id)))
+
+
 @bp.delete("/<op_id>")
 @contract(responses={200: S.Deleted}, errors=(404, 409))
 def delete_operation(op_id: str):
@@ -153,6 +185,7 @@ def follow_for(op_id: str | None) -> Iterator[bytes]:
         op_id=op_id,
         last_event_id=_last_event_id(),
         max_replay=state.settings.replay_max_events,
+        watch=watch_client(request.environ),
     )
 
 

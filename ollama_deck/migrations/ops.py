@@ -64,8 +64,7 @@ def add_column(table: str, column: sa.Column[Any]) -> None:
     if column.name in names:
         _adopted(f"{table}.{column.name}")
         return
-    with op.batch_alter_table(table) as batch:  # SQLite changes tables by copying them
-        batch.add_column(column)
+    op.add_column(table, column)
 
 
 def insert_missing(table: sa.Table, rows: list[dict[str, Any]]) -> None:

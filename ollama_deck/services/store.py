@@ -41,9 +41,13 @@ from ..db import SEQ_COUNTER
 from ..db import table_of
 from ..dbhealth import run_statement
 from ..errors import QueueFull
+from ..lifecycle import Hold
 from ..lifecycle import Orphan
 from ..lifecycle import OrphanReason
+from ..lifecycle import PRUNE_NOTE
 from ..lifecycle import Status
+from ..lifecycle import WAITING
+from ..lifecycle import WINDOWED
 from ..serializers import log_event
 from ..serializers import operation_event
 from .events import DeckEvent
@@ -213,24 +217,31 @@ class OperationStore:
         model_key: str,
         host: str,
         max_queued: int | None = None,
+        not_before: float | None = None,
+        starts_at: float | None = None,
+        schedule_note: str | None = None,
     ) -> dict[str, Any]:
-        """Insert a queued operation; IntegrityError if one is already active for the model,
-        QueueFull if ``max_queued`` operations are queued already."""
+        """Insert a queued operation, or a scheduled one when ``starts_at`` is given (with
+        ``schedule_note``, what its message says); IntegrityError if one is already active
+        for the model, QueueFull if ``max_queued`` operations wait to start already."""
         now = time.time()
         op_id = str(uuid.uuid4())
+        status = Status.QUEUED if starts_at is None else Status.SCHEDULED
         with self._write_lock, self.engine.connect() as conn:
             # Taking the sequence first serialises creators (the counter row's lock), so
             # the queue bound holds across processes too.
             first = self._take_seq(conn, 2)
             if max_queued is not None:
+                # Scheduled ones count: each will be queued by itself.
+                waiting = (Status.QUEUED, Status.SCHEDULED)
                 queued = conn.execute(
-                    select(func.count()).select_from(OP).where(OP.c.status == Status.QUEUED)
+                    select(func.count()).select_from(OP).where(OP.c.status.in_(waiting))
                 ).scalar_one()
                 if queued >= max_queued:
                     conn.rollback()
                     raise QueueFull(
-                        f"{queued} operations are queued already (the limit is {max_queued}); "
-                        "try again when some have started"
+                        f"{queued} operations are queued or scheduled already (the limit is "
+                        f"{max_queued}); try again when some have started"
                     )
             conn.execute(
                 insert(OP).values(
@@ -239,21 +250,26 @@ class OperationStore:
                     model=model,
                     model_key=model_key,
                     host=host,
-                    status=Status.QUEUED,
+                    status=status,
                     phase=None,
                     percent=0.0,
                     completed_bytes=0,
                     total_bytes=0,
-                    message=Status.QUEUED,  # the message until it starts
+                    # The message until it starts.
+                    message=schedule_note if status == Status.SCHEDULED else Status.QUEUED,
                     cancel_requested=False,
                     attempts=0,
+                    not_before=not_before,
+                    starts_at=starts_at,
                     created_at=now,
                     updated_at=now,
                     seq=first + 1,
                 )
             )
-            log = {"seq": first, "operation_id": op_id, "created_at": now}
-            log["text"] = f"{kind} of {model} queued"
+            text = f"{kind} of {model} {status}"
+            if schedule_note and status == Status.SCHEDULED:
+                text += f": {schedule_note}"
+            log = {"seq": first, "operation_id": op_id, "created_at": now, "text": text}
             conn.execute(insert(LOG).values(**log))
             row = dict(
                 conn.execute(select(*OPERATION_ROW).where(OP.c.id == op_id)).mappings().one()
@@ -270,12 +286,20 @@ class OperationStore:
         model_key: str,
         host: str,
         max_queued: int | None = None,
+        **schedule: Any,
     ) -> tuple[dict[str, Any], bool]:
-        """The new operation and True, or the one already active for the model and False."""
+        """The new operation and True, or the one already active for the model and False
+        (paused or scheduled too: joining changes nothing of it). ``schedule``: the
+        scheduling arguments of :meth:`create`."""
         for _ in range(3):
             try:
                 row = self.create(
-                    kind=kind, model=model, model_key=model_key, host=host, max_queued=max_queued
+                    kind=kind,
+                    model=model,
+                    model_key=model_key,
+                    host=host,
+                    max_queued=max_queued,
+                    **schedule,
                 )
                 return row, True
             except QueueFull:
@@ -334,17 +358,176 @@ class OperationStore:
     # Each returns the changed row, or None when the row is no longer in the state the
     # transition starts from (another runner, a cancel or a recovery came first).
 
-    def cancel_queued(self, op_id: str) -> dict[str, Any] | None:
-        """queued -> cancelled: nobody started it, so it ends here."""
+    def cancel_waiting(self, op_id: str) -> dict[str, Any] | None:
+        """queued, scheduled or paused -> cancelled: no runner holds it, so it ends here."""
+        row = self.get(op_id)
+        started = row is not None and row["started_at"] is not None
         fields = _ended(Status.CANCELLED, Status.CANCELLED, keep_speed=True)
-        where = [OP.c.status == Status.QUEUED]
-        return self._update(op_id, fields, ["cancelled before it started"], where=where)
+        where = [OP.c.status.in_(WAITING)]
+        note = "cancelled" if started else "cancelled before it started"
+        return self._update(op_id, fields, [note], where=where)
 
     def request_cancel(self, op_id: str) -> dict[str, Any] | None:
         """Ask the runner of a running operation to stop it (once)."""
         fields = {"cancel_requested": True, "message": "cancelling"}
         where = [OP.c.status == Status.RUNNING, OP.c.cancel_requested.is_(False)]
         return self._update(op_id, fields, ["cancel requested"], where=where)
+
+    def hold_waiting(self, op_id: str, *, at: float) -> dict[str, Any] | None:
+        """queued, scheduled or paused by the window -> paused by a user: it waits for a
+        resume (the window opening no longer starts it). ``at``: the runner's wall time,
+        from which lifecycle.PRUNE_AFTER_SECONDS counts."""
+        fields = {
+            "status": Status.PAUSED,
+            "paused_by": Hold.USER,
+            "paused_at": func.coalesce(OP.c.paused_at, at),
+            "starts_at": None,
+            "message": Status.PAUSED,
+        }
+        where = [
+            OP.c.status.in_((Status.QUEUED, Status.SCHEDULED))
+            | ((OP.c.status == Status.PAUSED) & (OP.c.paused_by == Hold.WINDOW))
+        ]
+        return self._update(op_id, fields, ["paused"], where=where)
+
+    def request_pause(self, op_id: str) -> dict[str, Any] | None:
+        """Ask the runner of a running operation to pause it (once; a cancel wins)."""
+        fields = {"paused_by": Hold.USER, "message": "pausing"}
+        where = [
+            OP.c.status == Status.RUNNING,
+            OP.c.cancel_requested.is_(False),
+            OP.c.paused_by.is_(None),
+        ]
+        return self._update(op_id, fields, ["pause requested"], where=where)
+
+    def pause_running(
+        self,
+        op_id: str,
+        runner_id: str,
+        hold: Hold,
+        message: str,
+        logs: Iterable[str] = (),
+        *,
+        at: float,
+        starts_at: float | None = None,
+        snap: Snapshot | None = None,
+    ) -> dict[str, Any] | None:
+        """running -> paused (``hold`` says by whom) at wall time ``at``, by the runner that
+        holds it, whose stream is closed; not once a cancel was asked. ``starts_at``: when
+        the window opens."""
+        fields: dict[str, Any] = {
+            "status": Status.PAUSED,
+            "paused_by": hold,
+            "paused_at": at,
+            "starts_at": starts_at,
+            "runner_id": None,
+            "speed": None,
+            "eta_seconds": None,
+            "message": message,
+        }
+        if snap is not None:
+            fields.update(
+                phase=snap.phase,
+                percent=snap.percent,
+                completed_bytes=snap.completed_bytes,
+                total_bytes=snap.total_bytes,
+            )
+        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False)]
+        return self._update(op_id, fields, logs, where=where)
+
+    def pause_orphan(
+        self, op_id: str, orphan: Orphan, *, at: float, note: str
+    ) -> dict[str, Any] | None:
+        """running -> paused (at wall time ``at``) for an operation nobody runs whose pause
+        was asked."""
+        fields = {
+            "status": Status.PAUSED,
+            "paused_at": at,
+            "runner_id": None,
+            "speed": None,
+            "eta_seconds": None,
+            "message": Status.PAUSED,
+        }
+        where = [
+            OP.c.status == Status.RUNNING,
+            OP.c.paused_by.is_not(None),
+            OP.c.cancel_requested.is_(False),
+            _still_orphan(orphan),
+        ]
+        return self._update(op_id, fields, [note], where=where)
+
+    def resume(
+        self, op_id: str, *, starts_at: float | None, message: str | None = None
+    ) -> dict[str, Any] | None:
+        """paused by a user -> queued, or scheduled until ``starts_at`` (its window or its
+        not_before is still ahead; ``message`` says when)."""
+        status = Status.QUEUED if starts_at is None else Status.SCHEDULED
+        fields = {
+            "status": status,
+            "paused_by": None,
+            "paused_at": None,
+            "starts_at": starts_at,
+            "message": message or "resuming",
+        }
+        where = [OP.c.status == Status.PAUSED, OP.c.paused_by == Hold.USER]
+        note = "resumed" if status == Status.QUEUED else f"resumed: {message}"
+        return self._update(op_id, fields, [note], where=where)
+
+    def wake_due(self, now: float) -> Rows:
+        """scheduled, or paused by the window, whose start time has come -> queued."""
+        due = (OP.c.status == Status.SCHEDULED) | (
+            (OP.c.status == Status.PAUSED) & (OP.c.paused_by == Hold.WINDOW)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(OP.c.id, OP.c.status).where(due, OP.c.starts_at <= now)
+            ).all()
+        woken = []
+        fields = {
+            "status": Status.QUEUED,
+            "paused_by": None,
+            "paused_at": None,
+            "starts_at": None,
+            "message": Status.QUEUED,
+        }
+        for op_id, status in rows:
+            note = "its start time has come" if status == Status.SCHEDULED else "resuming"
+            row = self._update(op_id, fields, [note], where=[due, OP.c.starts_at <= now])
+            if row is not None:
+                woken.append(row)
+        return woken
+
+    def defer_queued(self, host: str, starts_at: float, message: str) -> Rows:
+        """Every queued pull and update of ``host`` -> scheduled until ``starts_at`` (its
+        download window closed while they waited for a slot)."""
+        queued_here = [OP.c.status == Status.QUEUED, OP.c.host == host, OP.c.kind.in_(WINDOWED)]
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(select(OP.c.id).where(*queued_here)).scalars())
+        fields = {"status": Status.SCHEDULED, "starts_at": starts_at, "message": message}
+        deferred = []
+        for op_id in ids:
+            where = [OP.c.status == Status.QUEUED]
+            row = self._update(op_id, fields, [f"scheduled: {message}"], where=where)
+            if row is not None:
+                deferred.append(row)
+        return deferred
+
+    def note_prune_risk(self, paused_before: float) -> Rows:
+        """Paused operations paused before ``paused_before`` say, once, that an Ollama
+        restart would delete their partial download (lifecycle.PRUNE_NOTE)."""
+        old = [
+            OP.c.status == Status.PAUSED,
+            OP.c.paused_at < paused_before,
+            (OP.c.message != PRUNE_NOTE) | OP.c.message.is_(None),
+        ]
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(select(OP.c.id).where(*old)).scalars())
+        noted = []
+        for op_id in ids:
+            row = self._update(op_id, {"message": PRUNE_NOTE}, [PRUNE_NOTE], where=old)
+            if row is not None:
+                noted.append(row)
+        return noted
 
     def end_orphan(
         self, op_id: str, orphan: Orphan, status: Status, *, message: str, note: str
@@ -363,7 +546,7 @@ class OperationStore:
             "speed": None,
             "eta_seconds": None,
         }
-        where = [OP.c.status == Status.RUNNING, _still_orphan(orphan)]
+        where = [OP.c.status == Status.RUNNING, OP.c.paused_by.is_(None), _still_orphan(orphan)]
         return self._update(op_id, fields, [note], where=where)
 
     def record_progress(
@@ -426,19 +609,22 @@ class OperationStore:
         return self._update(op_id, fields, logs, where=_held_by(runner_id))
 
     def release(self, op_id: str, runner_id: str, *, note: str) -> dict[str, Any] | None:
-        """running -> queued on shutdown, unless a user asked to cancel it meanwhile."""
+        """running -> queued on shutdown, unless a user asked to cancel or pause it meanwhile."""
         fields = {
             "status": Status.QUEUED,
             "runner_id": None,
             "message": "resuming",
             "speed": None,
         }
-        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False)]
+        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False), OP.c.paused_by.is_(None)]
         return self._update(op_id, fields, [note], where=where)
 
-    def claim_next_queued(self, runner_id: str, limit: int) -> dict[str, Any] | None:
+    def claim_next_queued(
+        self, runner_id: str, limit: int, *, closed_hosts: Iterable[str] = ()
+    ) -> dict[str, Any] | None:
         """Atomically move the oldest queued operation to running, if fewer than ``limit``
-        run on its Ollama host."""
+        run on its Ollama host and that host is not in ``closed_hosts`` (outside its
+        download window). Paused and scheduled operations take no slot."""
         if not self.has_queued():
             return None
         now = time.time()
@@ -452,12 +638,11 @@ class OperationStore:
                 .where(RUNNING.c.status == Status.RUNNING, RUNNING.c.host == OP.c.host)
                 .scalar_subquery()
             )
-            candidate = conn.execute(
-                select(OP.c.id)
-                .where(OP.c.status == Status.QUEUED, running_there < limit)
-                .order_by(OP.c.created_at)
-                .limit(1)
-            ).first()
+            query = select(OP.c.id).where(OP.c.status == Status.QUEUED, running_there < limit)
+            closed = list(closed_hosts)
+            if closed:  # outside their window; loads are not held by windows (WINDOWED)
+                query = query.where(~(OP.c.host.in_(closed) & OP.c.kind.in_(WINDOWED)))
+            candidate = conn.execute(query.order_by(OP.c.created_at).limit(1)).first()
             if candidate is None:
                 conn.rollback()
                 return None
@@ -481,9 +666,10 @@ class OperationStore:
             self.bus.publish([operation_event(row, self.host_names)])
         return row
 
-    def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> Ids:
+    def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> Rows:
         """Mark alive the operations this runner has a live job for; return those someone
-        asked to cancel.
+        asked to cancel or pause (id, cancel_requested, paused_by: see
+        lifecycle.stop_request).
 
         Only live jobs: a row this runner holds without a job (its final write failed)
         must go stale, so that recovery takes it over.
@@ -494,16 +680,19 @@ class OperationStore:
             return []
         now = time.time()
         owned = (OP.c.runner_id == runner_id, OP.c.status == Status.RUNNING, OP.c.id.in_(op_ids))
+        asked = OP.c.cancel_requested | OP.c.paused_by.is_not(None)
         with self.engine.begin() as conn:
             conn.execute(update(OP).where(*owned).values(heartbeat_at=now))
-            rows = conn.execute(select(OP.c.id).where(*owned, OP.c.cancel_requested)).all()
-        return [r.id for r in rows]
+            query = select(OP.c.id, OP.c.cancel_requested, OP.c.paused_by).where(*owned, asked)
+            rows = conn.execute(query).mappings().all()
+        return [dict(r) for r in rows]
 
     def running(self) -> Rows:
-        """Who holds each running operation: id, runner_id, heartbeat_at, cancel_requested."""
-        query = select(OP.c.id, OP.c.runner_id, OP.c.heartbeat_at, OP.c.cancel_requested).where(
-            OP.c.status == Status.RUNNING
-        )
+        """Who holds each running operation and what was asked of it: id, runner_id,
+        heartbeat_at, cancel_requested, paused_by."""
+        query = select(
+            OP.c.id, OP.c.runner_id, OP.c.heartbeat_at, OP.c.cancel_requested, OP.c.paused_by
+        ).where(OP.c.status == Status.RUNNING)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
