@@ -81,7 +81,6 @@ class OllamaDeck:
 
         if self.db is not None:
             _register_tables(self.db, self.bind_key)
-            _keep_out_of_host_autogenerate(app)
         app.extensions[EXTENSION_KEY] = DeckSetup(
             prefix,
             settings=settings,
@@ -90,6 +89,8 @@ class OllamaDeck:
             guard=self.guard,
             guard_healthz=self.guard_healthz,
         )
+        if self.db is not None:
+            _keep_out_of_host_autogenerate(app)
         _register_blueprints(app, prefix)
         from .commands import deck_cli
 
@@ -147,7 +148,9 @@ def _keep_out_of_host_autogenerate(app: Flask) -> None:
             args["include_object"] = without_deck_tables(args.get("include_object"))
 
     install(app)
-    appcontext_pushed.connect(install, app, weak=False)  # gone with the app
+    # Held by the app's deck, so the signal lets go of it (a weak reference) with the app.
+    app.extensions[EXTENSION_KEY].keep_out_of_autogenerate = install
+    appcontext_pushed.connect(install, app)
 
 
 def _register_blueprints(app: Flask, prefix: str) -> None:

@@ -188,6 +188,8 @@ class DeckSetup:
         self._bus_started = False
         self._drops = 0  # drops of the deck's tables seen through the host's metadata
         self._schema_lost = False  # a query found one of the deck's tables gone
+        # The receiver that puts the deck's filter into the host's Flask-Migrate (extension.py).
+        self.keep_out_of_autogenerate: Callable[..., None] | None = None
 
     @property
     def built(self) -> bool:
