@@ -64,7 +64,10 @@ def with_deck_app(config: dict[str, Any], action: Callable[[Flask], str]) -> Non
     from .state import setup_of
 
     checked(config)
-    app = create_app({**config, "OLLAMA_DECK_START_RUNNER": False})
+    try:
+        app = create_app({**config, "OLLAMA_DECK_START_RUNNER": False})
+    except SettingError as exc:  # e.g. a default database folder it cannot make
+        raise Refusal(f"ollama-deck: {exc}") from None
     try:
         click.echo(action(app))
     finally:
@@ -77,7 +80,7 @@ database_url_option = click.option(
     "--database-url",
     default=None,
     help="SQLAlchemy URL (default: $OLLAMA_DECK_DATABASE_URL, "
-    "else a SQLite file in the instance folder).",
+    "else ollama_deck.db in the user's data directory).",
 )
 
 

@@ -334,7 +334,8 @@ class DeckSettings:
     # env OLLAMA_HOSTS. Several Ollama hosts: "gpu1=http://10.0.0.5:11434,gpu2=...". The
     # first is the default; without it, OLLAMA_HOST is the one host, named "default".
     ollama_hosts: Mapping[str, str] | None = setting(None, "OLLAMA_HOSTS", _hosts)
-    # None: a SQLite file in the app's instance folder (state.database_url).
+    # None: standalone, ollama_deck.db in the user's data directory (datadir.py); embedded
+    # without db=, a SQLite file in the host app's instance folder (state.database_url).
     database_url: str | None = setting(None, "OLLAMA_DECK_DATABASE_URL", _text)
     # Seconds to wait for Ollama to accept a connection / answer a short request.
     connect_timeout: float = setting(5.0, "OLLAMA_DECK_CONNECT_TIMEOUT", _positive)

@@ -33,6 +33,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
 from .config import AccessToken
 from .config import Role
@@ -282,7 +283,7 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     """
     # Chunked bodies have no length to check up front: read at most one byte past the
     # limit (werkzeug stops quietly at the maximum) and refuse if that byte came.
-    request.max_content_length = limit + 1
+    _limit_body(limit + 1)
     request_environ = request.environ  # the timer runs outside the request context
     request_environ[BODY_READ] = True
     sock = request_environ.get("gunicorn.socket") or request_environ.get("werkzeug.socket")
@@ -317,6 +318,17 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
             408, "body_timeout", f"the request body did not arrive within {timeout:g} seconds"
         )
     return None
+
+
+def _limit_body(maximum: int) -> None:
+    """Let the request's body be read only up to ``maximum`` bytes, whatever the host app's
+    MAX_CONTENT_LENGTH. Flask 3.1 takes a limit per request; Flask 3.0's is read-only (the
+    app's config), so there the input stream is made with the limit instead, before any
+    read (werkzeug's get_input_stream, as Request.stream itself does)."""
+    try:
+        request.max_content_length = maximum
+    except AttributeError:  # Flask 3.0
+        request.stream = get_input_stream(request.environ, max_content_length=maximum)
 
 
 def _nothing() -> None:

@@ -23,10 +23,12 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from .config import DeckSettings
+from .db import drops_of
 from .db import make_engine
 from .dbhealth import harden_engine
 from .dbhealth import watch_writes
 from .schema import ensure_current
+from .schema import UPGRADE_COMMAND
 from .services.activity import ActivityLog
 from .services.bus import make_bus
 from .services.events import EventHub
@@ -86,10 +88,16 @@ class DeckState:
 
     @classmethod
     def build(
-        cls, settings: DeckSettings, url_prefix: str, engine: Engine | None, owns_engine: bool
+        cls,
+        settings: DeckSettings,
+        url_prefix: str,
+        engine: Engine | None,
+        owns_engine: bool,
+        command_line: str = UPGRADE_COMMAND,
     ) -> DeckState:
         """The parts, over ``engine`` (a Flask-SQLAlchemy one) or over an engine of our own
-        (``settings.database_url``, which the caller has filled in)."""
+        (``settings.database_url``, which the caller has filled in). ``command_line``: the
+        upgrade command errors about the schema name."""
         if engine is None:
             if not settings.database_url:
                 raise RuntimeError("DeckState.build needs an engine or settings.database_url")
@@ -99,7 +107,7 @@ class DeckState:
             # a host's engine is the host's to configure (e.g. SQLALCHEMY_ENGINE_OPTIONS).
             harden_engine(engine, offload=settings.sqlite_offload)
         watch_writes(engine)  # what /healthz says of writing: from the first write on
-        ensure_current(engine, auto_upgrade=settings.auto_upgrade)
+        ensure_current(engine, auto_upgrade=settings.auto_upgrade, command_line=command_line)
         hub = EventHub(heartbeat_seconds=settings.sse_heartbeat_seconds)
         names = {url: name for name, url in settings.hosts.items()}  # what operations show
         feed = ChangeFeed(engine, names)
@@ -267,10 +275,33 @@ class DeckSetup:
         self._runner_started = False
         self._bus_started = False
         self._upkeep_started = False
+        self._drops = 0  # drops of the deck's tables seen through the host's metadata
+        self._schema_lost = False  # a query found one of the deck's tables gone
+        # The receiver that puts the deck's filter into the host's Flask-Migrate (extension.py).
+        self.keep_out_of_autogenerate: Callable[..., None] | None = None
 
     @property
     def built(self) -> bool:
         return self._state is not None
+
+    @property
+    def command_line(self) -> str:
+        """How this deck's user upgrades its schema: through the host's Flask CLI when the
+        deck lives in the host's database."""
+        if self.db is not None and not self.owns_db:
+            return f"flask {UPGRADE_COMMAND}"
+        return UPGRADE_COMMAND
+
+    def _host_drops(self) -> int:
+        if self.db is None:
+            return 0
+        metadata = self.db.metadatas.get(self.bind_key)
+        return 0 if metadata is None else drops_of(metadata)
+
+    def schema_lost(self) -> None:
+        """A query found a deck table gone (dropped by another process): check the schema
+        again, and make it anew, before the next request is served."""
+        self._schema_lost = True
 
     def engine(self, app: Flask) -> Engine | None:
         """The engine of the Flask-SQLAlchemy instance (or its bind), or None for our own."""
@@ -296,12 +327,34 @@ class DeckSetup:
                 if self.db is None:
                     settings = replace(settings, database_url=database_url(app, settings))
                 owns = self.db is None or self.owns_db
-                self._state = DeckState.build(settings, self.url_prefix, self.engine(app), owns)
+                drops = self._host_drops()
+                self._state = DeckState.build(
+                    settings, self.url_prefix, self.engine(app), owns, self.command_line
+                )
+                self._drops, self._schema_lost = drops, False
             return self._state
+
+    def _recheck_schema(self, state: DeckState) -> None:
+        """After the host's ``drop_all()`` (seen through its metadata) or a query that found
+        a table gone: the schema is checked again and, where upgrades are on, made anew
+        (empty: the tables' rows went with them). With upgrades off, a 503 names the
+        command until someone runs it."""
+        with self._lock:
+            drops = self._host_drops()
+            if drops == self._drops and not self._schema_lost:
+                return
+            ensure_current(
+                state.engine,
+                auto_upgrade=self.settings.auto_upgrade,
+                command_line=self.command_line,
+            )
+            self._drops, self._schema_lost = drops, False
 
     def activate(self, app: Flask) -> DeckState:
         """Build the parts and, where the settings allow, start the runner in this process."""
         state = self.state(app)
+        if self._schema_lost or self._host_drops() != self._drops:
+            self._recheck_schema(state)
         if not self._runner_started and self.settings.start_runner:
             with self._lock:
                 if not self._runner_started:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,8 +60,9 @@ def installed_script() -> str:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        ([], "Usage: ollama-deck [OPTIONS] [COMMAND] [ARGS]..."),
-        (["--version"], f"ollama-deck {__version__}\n"),
+        # Click before 8.2 writes COMMAND without brackets (CI runs the oldest click too).
+        ([], r"Usage: ollama-deck \[OPTIONS\] \[?COMMAND\]? \[ARGS\]\.\.\.\n"),
+        (["--version"], re.escape(f"ollama-deck {__version__}\n")),
     ],
     ids=["bare", "version"],
 )
@@ -68,7 +70,7 @@ def test_the_installed_console_script(args, expected):
     """As a user types it: help or the version, exit 0, plain text without RST markup."""
     result = subprocess.run([installed_script(), *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(expected)
+    assert re.match(expected, result.stdout), result.stdout
     assert result.stderr == ""
     assert "``" not in result.stdout and ":class:" not in result.stdout
 

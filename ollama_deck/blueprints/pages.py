@@ -9,13 +9,19 @@ from flask import Blueprint
 from flask import current_app
 from flask import jsonify
 from flask import render_template
+from flask import request
+from flask import Response
 from flask import url_for
 
 from .. import schemas as S
 from ..contracts import contract
+from ..dbhealth import DATABASE_ERRORS
+from ..dbhealth import first_line
 from ..errors import DatabaseUnavailable
+from ..errors import DeckError
 from ..lifecycle import Action
 from ..lifecycle import vocabulary
+from ..schema import missing_table
 from ..security import may_see_details
 from ..security import protect
 from ..services.health import health
@@ -23,6 +29,7 @@ from ..services.health import summary
 from ..services.metrics import CONTENT_TYPE
 from ..state import activate_deck
 from ..state import deck
+from ..state import setup_of
 
 bp = Blueprint(
     "ollama_deck",
@@ -88,6 +95,36 @@ def index():
         config=page_config(),
         version=__version__,
     )
+
+
+def cannot_serve(exc: Exception) -> Response:
+    """The deck cannot start here (its schema, its database): 503 with the reason, which
+    names what to run, as text for the page and as a health report for ``/healthz``; to
+    those who may not use the API, only the code (the log has it all)."""
+    if isinstance(exc, DeckError):
+        status, code, message = exc.status, exc.code, exc.message
+    else:  # a database fault
+        status, code = 503, DatabaseUnavailable.code
+        message = f"the database is unavailable: {first_line(exc)}"
+        if missing_table(exc):  # dropped under us: made anew before the next request
+            setup_of(current_app).schema_lost()
+    current_app.logger.error("ollama-deck cannot serve: %s", message)
+    shown = may_see_details()  # the page shell and /healthz answer strangers too
+    if request.endpoint == "ollama_deck.healthz":
+        database = {"ok": False, "code": code, "error": message} if shown else {"ok": False}
+        response = jsonify({"ok": False, "database": database, "ollama": {"ok": None}})
+    else:
+        said = message if shown else f"{code} (the server's log says more)"
+        response = Response(f"Ollama Deck cannot serve: {said}\n", mimetype="text/plain")
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))
+    return response
+
+
+bp.register_error_handler(DeckError, cannot_serve)
+for _error in DATABASE_ERRORS:
+    bp.register_error_handler(_error, cannot_serve)
 
 
 @bp.get("/healthz")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from ollama_deck.migrations import ops
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -46,9 +48,10 @@ def _one_active_per_model(where: str) -> None:
 
 
 def upgrade() -> None:
+    # ops.add_column: a host's create_all may have made the table with them already.
     for name, kind in COLUMNS.items():
-        op.add_column(TABLE, sa.Column(name, kind, nullable=True))
-    _one_active_per_model(ACTIVE_AFTER)
+        ops.add_column(TABLE, sa.Column(name, kind, nullable=True))
+    _one_active_per_model(ACTIVE_AFTER)  # dropped and made again: the same either way
 
 
 def downgrade() -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from ollama_deck.migrations import ops
+
 revision = "0005"
 down_revision = "0003"
 branch_labels = None
@@ -21,14 +23,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    # migrations/ops.py: a host's create_all may have made these already.
+    ops.create_table(
         "ollama_deck_tally",
         sa.Column("metric", sa.String(60), primary_key=True),
         sa.Column("labels", sa.String(1000), primary_key=True),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
     )
-    op.create_table(
+    ops.create_table(
         "ollama_deck_webhook_delivery",
         sa.Column("id", sa.String(36), primary_key=True),
         sa.Column("event", sa.String(40), nullable=False),
@@ -46,20 +49,20 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("finished_at", sa.Float(), nullable=True),
     )
-    op.create_index(
+    ops.create_index(
         "ix_ollama_deck_webhook_delivery_operation_id",
         "ollama_deck_webhook_delivery",
         ["operation_id"],
     )
-    op.create_index(
+    ops.create_index(
         "ix_ollama_deck_webhook_delivery_created_at",
         "ollama_deck_webhook_delivery",
         ["created_at"],
     )
-    op.create_index(
+    ops.create_index(
         "ollama_deck_webhook_due", "ollama_deck_webhook_delivery", ["status", "next_attempt_at"]
     )
-    op.create_table(
+    ops.create_table(
         "ollama_deck_activity",
         sa.Column(
             "id",
@@ -80,11 +83,10 @@ def upgrade() -> None:
         sa.Column("token", sa.String(40), nullable=True),
         sa.Column("address", sa.String(64), nullable=True),
     )
-    op.create_index("ix_ollama_deck_activity_at", "ollama_deck_activity", ["at"])
-    op.create_index("ix_ollama_deck_activity_action", "ollama_deck_activity", ["action"])
-    op.create_index("ix_ollama_deck_activity_actor", "ollama_deck_activity", ["actor"])
-    with op.batch_alter_table("ollama_deck_session") as batch:
-        batch.add_column(sa.Column("token_name", sa.String(40), nullable=True))
+    ops.create_index("ix_ollama_deck_activity_at", "ollama_deck_activity", ["at"])
+    ops.create_index("ix_ollama_deck_activity_action", "ollama_deck_activity", ["action"])
+    ops.create_index("ix_ollama_deck_activity_actor", "ollama_deck_activity", ["actor"])
+    ops.add_column("ollama_deck_session", sa.Column("token_name", sa.String(40), nullable=True))
 
 
 def downgrade() -> None:
