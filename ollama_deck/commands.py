@@ -3,6 +3,9 @@ app's Flask CLI, and ``ollama-deck db ...`` (cli.py) on the deck's own app."""
 
 from __future__ import annotations
 
+from typing import Any
+from typing import IO
+
 import click
 from flask import current_app
 from flask import Flask
@@ -11,6 +14,9 @@ from sqlalchemy import Engine
 
 from . import schema
 from .db import make_engine
+from .dbhealth import DATABASE_ERRORS
+from .dbhealth import first_line
+from .errors import DeckError
 from .state import database_url
 from .state import setup_of
 
@@ -28,19 +34,39 @@ def _engine(app: Flask) -> tuple[Engine, bool]:
     return make_engine(database_url(app)), True
 
 
+class SchemaCommandError(click.ClickException):
+    """The schema could not be brought up to date: one message (what differs, what to run),
+    exit status 1, no traceback."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.message, err=True, file=file)
+
+
 def upgrade_schema(app: Flask, revision: str = "head") -> str:
-    """Apply the deck's migrations up to ``revision`` (under a database lock); says what
-    changed. The connections are let go of, so none crosses a fork into workers."""
+    """Apply the deck's migrations up to ``revision`` (under a database lock); says which
+    database and what changed. The connections are let go of, so none crosses a fork into
+    workers. A schema that cannot be upgraded is a SchemaCommandError saying why."""
     engine, own = _engine(app)
+    where = schema.describe_url(engine)
     try:
         before = schema.current_revision(engine)
-        after = schema.upgrade(engine, revision)
+        adopting = schema.unversioned(engine)
+        after = schema.upgrade(engine, revision, command_line=setup_of(app).command_line)
+    except DeckError as exc:  # SchemaMismatch, UpgradeFailed: their message says it all
+        raise SchemaCommandError(exc.message) from None
+    except DATABASE_ERRORS as exc:  # unreachable, locked, read-only
+        raise SchemaCommandError(
+            f"ollama-deck: cannot reach the database {where}: {first_line(exc)}"
+        ) from None
     finally:
         if own:
             engine.dispose()
     if after == before:
-        return f"ollama-deck: database schema at {after or 'empty'}, nothing to do"
-    return f"ollama-deck: database schema {before or 'empty'} -> {after}"
+        return f"ollama-deck: database {where}: schema at {after or 'empty'}, nothing to do"
+    said = f"ollama-deck: database {where}: schema {before or 'empty'} -> {after}"
+    if adopting:
+        said += " (adopted the deck's tables that were there without a version)"
+    return said
 
 
 def schema_status(app: Flask) -> str:
@@ -48,6 +74,11 @@ def schema_status(app: Flask) -> str:
     engine, own = _engine(app)
     try:
         current = schema.current_revision(engine)
+    except DATABASE_ERRORS as exc:
+        raise SchemaCommandError(
+            f"ollama-deck: cannot reach the database {schema.describe_url(engine)}: "
+            f"{first_line(exc)}"
+        ) from None
     finally:
         if own:
             engine.dispose()

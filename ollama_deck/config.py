@@ -16,8 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import fields
+from datetime import tzinfo
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfoNotFoundError
+
+from .windows import ALL_HOSTS
+from .windows import local_zone
+from .windows import parse_windows
+from .windows import Window
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
@@ -184,10 +192,126 @@ def _registries(value: Any) -> tuple[str, ...]:
     return tuple(normalize_registry(str(item)) for item in items if str(item).strip())
 
 
-def setting(default: Any, env: str, parse: Parse) -> Any:
+def _zone_name(value: Any) -> str | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        local_zone(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("use an IANA time zone name such as Europe/Berlin or UTC") from None
+    return text
+
+
+def _windows(value: Any) -> dict[str, Window] | None:
+    if isinstance(value, Mapping):
+        value = ",".join(f"{name}={span}" for name, span in value.items())
+    try:
+        return parse_windows(str(value)) or None
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc}; use host=HH:MM-HH:MM pairs such as gpu1=01:00-06:00 (a window without "
+            "a host applies to every host)"
+        ) from None
+
+
+RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?(?:/s)?", re.IGNORECASE)
+RATE_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+
+
+def _bytes_per_second(value: Any) -> int:
+    """A rate in bytes per second: ``512000``, ``512KB`` (decimal, as the page shows
+    sizes), ``500KiB``, ``1MB/s``; 0 is off."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = RATE.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError("use bytes per second: a whole number, or a size such as 512KB; 0: off")
+    unit = (match.group(2) or "").lower().removesuffix("b")
+    return int(float(match.group(1)) * RATE_UNITS[unit])
+
+
+class Role(StrEnum):
+    """What a token may do: ``read`` every GET, the event streams and /metrics; ``write``
+    everything."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+TOKEN_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+DEFAULT_TOKEN_NAME = "default"  # what OLLAMA_DECK_TOKEN is called
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A named token with a role. The secret never appears in a repr (settings get logged)."""
+
+    name: str
+    role: Role
+    secret: str = field(repr=False)
+
+    @property
+    def writes(self) -> bool:
+        return self.role == Role.WRITE
+
+
+def parse_tokens(value: Any) -> tuple[AccessToken, ...]:
+    """``OLLAMA_DECK_TOKENS``: ``name:role:token`` entries, comma or space separated.
+
+    The token is everything after the second colon (it may hold colons itself); names are
+    unique, and so are tokens (one token must mean one name and one role).
+    """
+    if isinstance(value, AccessToken):
+        value = [value]
+    items = re.split(r"[,\s]+", value.strip()) if isinstance(value, str) else list(value)
+    tokens: list[AccessToken] = []
+    for item in items:
+        if isinstance(item, AccessToken):
+            tokens.append(item)
+            continue
+        if not str(item).strip():
+            continue
+        name, _, rest = str(item).strip().partition(":")
+        role, _, secret = rest.partition(":")
+        name = name.lower()
+        if not TOKEN_NAME.fullmatch(name) or role.lower() not in set(Role) or not secret:
+            raise ValueError(
+                "use name:role:token entries, comma-separated (role read or write; names "
+                "a-z, 0-9, '.', '_', '-')"
+            )
+        tokens.append(AccessToken(name, Role(role.lower()), secret))
+    _check_unique(tokens)
+    return tuple(tokens)
+
+
+def _check_unique(tokens: list[AccessToken]) -> None:
+    names = [t.name for t in tokens]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"the name {name!r} is given twice")
+    if len({t.secret for t in tokens}) < len(tokens):
+        raise ValueError("two entries have the same token")
+
+
+def _urls(value: Any) -> tuple[str, ...]:
+    items = re.split(r"[,\s]+", value.strip()) if isinstance(value, str) else list(value)
+    urls = [str(item).strip() for item in items if str(item).strip()]
+    for number, url in enumerate(urls, 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Not the URL itself: a hook's URL often holds its secret (Slack's, ntfy's).
+            raise ValueError(f"URL {number} is not an http(s) URL (separate URLs with commas)")
+    return tuple(urls)
+
+
+def setting(default: Any, env: str, parse: Parse, *, secret: bool = False) -> Any:
     """A field of :class:`DeckSettings`: its default, its environment variable, its parser
-    (which takes text from the environment or a value from the app's config)."""
-    return field(default=default, metadata={"env": env, "parse": parse})
+    (which takes text from the environment or a value from the app's config). A ``secret``
+    value is never repeated in an error message (nor shown in the settings' repr)."""
+    return field(
+        default=default, repr=not secret, metadata={"env": env, "parse": parse, "secret": secret}
+    )
 
 
 _positive = _number(float, 0, above=True)
@@ -210,7 +334,8 @@ class DeckSettings:
     # env OLLAMA_HOSTS. Several Ollama hosts: "gpu1=http://10.0.0.5:11434,gpu2=...". The
     # first is the default; without it, OLLAMA_HOST is the one host, named "default".
     ollama_hosts: Mapping[str, str] | None = setting(None, "OLLAMA_HOSTS", _hosts)
-    # None: a SQLite file in the app's instance folder (state.database_url).
+    # None: standalone, ollama_deck.db in the user's data directory (datadir.py); embedded
+    # without db=, a SQLite file in the host app's instance folder (state.database_url).
     database_url: str | None = setting(None, "OLLAMA_DECK_DATABASE_URL", _text)
     # Seconds to wait for Ollama to accept a connection / answer a short request.
     connect_timeout: float = setting(5.0, "OLLAMA_DECK_CONNECT_TIMEOUT", _positive)
@@ -218,10 +343,24 @@ class DeckSettings:
     # Seconds for the calls a page makes often (list, status, ps, show): past it the deck
     # answers from its cache, so no page request waits for a hung Ollama.
     quick_timeout: float = setting(3.0, "OLLAMA_DECK_QUICK_TIMEOUT", _positive)
-    # Ollama sends a pull line about every 60 ms, so this much silence means a stall.
+    # A stream from Ollama that sends nothing at all for this long (Ollama sends a pull line
+    # about every 60 ms): while a pull downloads it is a stall, reopened as below; while
+    # Ollama verifies, writes or loads a model, it fails as timed out.
     pull_stall_timeout: float = setting(120.0, "OLLAMA_DECK_PULL_STALL_TIMEOUT", _positive)
-    # After this many seconds without bytes a pull shows "stalled" (speed 0, no ETA).
+    # After this many seconds without new bytes a pull shows "stalled" (speed 0, no ETA).
     stall_notice_seconds: float = setting(5.0, "OLLAMA_DECK_STALL_NOTICE_SECONDS", _positive)
+    # A pull without new bytes this long (Ollama still ticking), or slower than
+    # pull_crawl_bytes per second over this long, has its stream closed and opened again:
+    # Ollama resumes from its partial files. That many times in a row, then it fails.
+    pull_stall_retry_seconds: float = setting(
+        60.0, "OLLAMA_DECK_PULL_STALL_RETRY_SECONDS", _positive
+    )
+    pull_crawl_bytes: int = setting(0, "OLLAMA_DECK_PULL_CRAWL_BYTES", _bytes_per_second)
+    pull_retries: int = setting(3, "OLLAMA_DECK_PULL_RETRIES", _count_or_zero)
+    # Per host, the daily local times in which pulls may run: "gpu1=01:00-06:00".
+    pull_windows: Mapping[str, Window] | None = setting(None, "OLLAMA_DECK_PULL_WINDOWS", _windows)
+    # The zone of download windows and of not_before times without one; None: the machine's.
+    timezone: str | None = setting(None, "OLLAMA_DECK_TIMEZONE", _zone_name)
     # How long a pull waits (with backoff) for an Ollama that is not reachable; 0: no wait.
     ollama_wait_seconds: float = setting(300.0, "OLLAMA_DECK_OLLAMA_WAIT_SECONDS", _seconds_or_zero)
     # With no GPU known, the page asks before pulling a model whose VRAM estimate is over
@@ -275,7 +414,10 @@ class DeckSettings:
     allowed_hosts: tuple[str, ...] = setting((), "OLLAMA_DECK_ALLOWED_HOSTS", _names)
     # When set, every endpoint but the page shell, its static files and the health check
     # needs "Authorization: Bearer <token>" (or the session cookie the page trades it for).
-    token: str | None = setting(None, "OLLAMA_DECK_TOKEN", _text)
+    # It is a write token named "default" (see access_tokens).
+    token: str | None = setting(None, "OLLAMA_DECK_TOKEN", _text, secret=True)
+    # Named tokens with a role: "name:role:token,...", role read or write.
+    tokens: tuple[AccessToken, ...] = setting((), "OLLAMA_DECK_TOKENS", parse_tokens, secret=True)
     # A session (the page's cookie) ends this many seconds after it was opened, whatever
     # happens, and earlier after this many seconds without a request (an open event stream
     # counts as use).
@@ -288,6 +430,18 @@ class DeckSettings:
     # many seconds, it writes one small row itself (at most once per this many seconds in
     # each process), so a full disk or a read-only database shows as failing.
     health_write_seconds: float = setting(60.0, "OLLAMA_DECK_HEALTH_WRITE_SECONDS", _positive)
+    # Webhooks (see services/webhooks.py): URLs that receive a signed JSON POST when an
+    # operation ends (and starts, with webhook_on_start); only from configuration.
+    webhook_urls: tuple[str, ...] = setting((), "OLLAMA_DECK_WEBHOOK_URLS", _urls, secret=True)
+    # Key of the X-Ollama-Deck-Signature HMAC-SHA256 of each body; unset: not signed.
+    webhook_secret: str | None = setting(None, "OLLAMA_DECK_WEBHOOK_SECRET", _text, secret=True)
+    webhook_on_start: bool = setting(False, "OLLAMA_DECK_WEBHOOK_ON_START", _bool)
+    # A failed delivery is tried again after this many seconds, doubling up to 10 minutes,
+    # for webhook_retry_hours; then it is given up.
+    webhook_retry_seconds: float = setting(5.0, "OLLAMA_DECK_WEBHOOK_RETRY_SECONDS", _positive)
+    webhook_retry_hours: float = setting(24.0, "OLLAMA_DECK_WEBHOOK_RETRY_HOURS", _positive)
+    # Seconds to connect to a receiver and to get its answer, each.
+    webhook_timeout: float = setting(10.0, "OLLAMA_DECK_WEBHOOK_TIMEOUT", _positive)
     # Apply the stored desired model set (PUT /api/desired-models) every this many seconds,
     # by one process at a time across workers and machines (a lease in the database).
     # Unset: only on request (POST /api/apply).
@@ -303,6 +457,39 @@ class DeckSettings:
         # A rule across two settings, so it is checked here rather than by one parser.
         if self.event_bus == "redis" and not self.redis_url:
             raise SettingError("OLLAMA_DECK_EVENT_BUS=redis needs OLLAMA_DECK_REDIS_URL")
+        if self.stall_notice_seconds >= self.pull_stall_retry_seconds:
+            raise SettingError(
+                f"OLLAMA_DECK_STALL_NOTICE_SECONDS ({self.stall_notice_seconds:g}) must be "
+                f"less than OLLAMA_DECK_PULL_STALL_RETRY_SECONDS "
+                f"({self.pull_stall_retry_seconds:g}): a stall shows before its stream is "
+                "reopened"
+            )
+        unknown = sorted(set(self.pull_windows or {}) - set(self.hosts) - {ALL_HOSTS})
+        if unknown:
+            raise SettingError(
+                f"OLLAMA_DECK_PULL_WINDOWS names {', '.join(map(repr, unknown))}, not a "
+                f"configured host ({', '.join(self.hosts)})"
+            )
+        names = {t.name for t in self.tokens}
+        if self.token and DEFAULT_TOKEN_NAME in names:
+            raise SettingError(
+                f"OLLAMA_DECK_TOKENS names a token {DEFAULT_TOKEN_NAME!r}, the name of "
+                "OLLAMA_DECK_TOKEN: rename it, or list that token there alone"
+            )
+        if self.token and any(t.secret == self.token for t in self.tokens):
+            raise SettingError("OLLAMA_DECK_TOKENS repeats OLLAMA_DECK_TOKEN under another name")
+
+    @property
+    def zone(self) -> tzinfo:
+        """The deck's time zone: ``timezone``, else the machine's local zone."""
+        return local_zone(self.timezone)
+
+    @property
+    def access_tokens(self) -> tuple[AccessToken, ...]:
+        """Every token the deck takes: OLLAMA_DECK_TOKEN (a write token named "default")
+        and OLLAMA_DECK_TOKENS. Empty: the deck asks for none."""
+        single = (AccessToken(DEFAULT_TOKEN_NAME, Role.WRITE, self.token),) if self.token else ()
+        return single + tuple(self.tokens)
 
     @property
     def bus(self) -> str:
@@ -329,7 +516,8 @@ class DeckSettings:
             try:
                 values[item.name] = parse(raw)
             except ValueError as exc:
-                raise SettingError(f"{source}={raw!r} is not valid: {exc}") from None
+                shown = "" if item.metadata.get("secret") else f"={raw!r}"
+                raise SettingError(f"{source}{shown} is not valid: {exc}") from None
         return cls(**values)
 
     def as_config(self) -> dict[str, Any]:

@@ -44,6 +44,8 @@ class Contract:
     # Status -> event name -> data model, for answers that are Server-Sent Events.
     events: dict[int, dict[str, type[BaseModel]]] = field(default_factory=dict)
     descriptions: dict[int, str] = field(default_factory=dict)
+    # Status -> media type of an answer that is text but no event stream (e.g. /metrics).
+    media: dict[int, str] = field(default_factory=dict)
 
 
 def contract(
@@ -56,12 +58,13 @@ def contract(
     errors: tuple[int, ...] = (),
     events: dict[int, dict[str, type[BaseModel]]] | None = None,
     descriptions: dict[int, str] | None = None,
+    media: dict[int, str] | None = None,
 ) -> Callable[[F], F]:
     """Declare a view's request and answers; the view itself is left as it is.
 
     ``responses`` maps a success status to its JSON model (None for an event stream, whose
-    events ``events`` describes); ``errors`` lists the error statuses beyond the ones every
-    route, write or body can answer.
+    events ``events`` describes, or for text of the type ``media`` names); ``errors``
+    lists the error statuses beyond the ones every route, write or body can answer.
     """
     declared = Contract(
         responses=responses,
@@ -72,6 +75,7 @@ def contract(
         errors=errors,
         events=events or {},
         descriptions=descriptions or {},
+        media=media or {},
     )
 
     def mark(view: F) -> F:

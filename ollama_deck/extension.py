@@ -15,13 +15,12 @@ from flask import Flask
 
 from .config import DeckSettings
 from .http import register_json_errors
-from .state import database_url
 from .state import DeckSetup
 from .state import EXTENSION_KEY
 
 DEFAULT_PREFIX = "/ollama-deck"
 # What the deck mounts below its prefix; with the prefix "" these must be free in the host.
-DECK_PATHS = ("/api", "/progress", "/static", "/healthz")
+DECK_PATHS = ("/api", "/progress", "/static", "/healthz", "/metrics")
 
 
 class OllamaDeck:
@@ -34,6 +33,9 @@ class OllamaDeck:
     every deck route but ``/healthz`` must pass; where it would redirect a script,
     ``fetch()`` or ``EventSource`` to a login page, they get a JSON 401 naming the login
     URL. ``guard_healthz=True`` guards ``/healthz`` too (probes then need the login).
+    ``actor``: a function of no arguments, called in a request, that names the host app's
+    user for the activity record (None: nobody); by default Flask-Login's ``current_user``
+    where the app has a login manager.
     """
 
     def __init__(
@@ -45,12 +47,14 @@ class OllamaDeck:
         bind_key: str | None = None,
         guard: Callable[..., Any] | None = None,
         guard_healthz: bool = False,
+        actor: Callable[[], str | None] | None = None,
     ) -> None:
         self.url_prefix = url_prefix
         self.db = db
         self.bind_key = bind_key
         self.guard = guard
         self.guard_healthz = guard_healthz
+        self.actor = actor
         if app is not None:
             self.init_app(app)
 
@@ -89,7 +93,10 @@ class OllamaDeck:
             bind_key=self.bind_key,
             guard=self.guard,
             guard_healthz=self.guard_healthz,
+            actor=self.actor,
         )
+        if self.db is not None:
+            _keep_out_of_host_autogenerate(app)
         _register_blueprints(app, prefix)
         from .commands import deck_cli
 
@@ -128,6 +135,30 @@ def _register_tables(db: Any, bind_key: str | None) -> None:
     register_tables(metadata)
 
 
+def _keep_out_of_host_autogenerate(app: Flask) -> None:
+    """Leave the deck's tables out of the host's ``flask db migrate``, in either order.
+
+    Flask-Migrate hands ``configure_args`` to Alembic's ``context.configure`` in the env.py
+    it generates, so an ``include_object`` there (chained with the host's own) keeps its
+    autogenerate from proposing the deck's tables, even before ``flask ollama-deck db
+    upgrade`` made them. Flask-Migrate may be registered after the deck: the filter is put
+    in when an app context is pushed, which every ``flask db`` command does first.
+    """
+    from flask import appcontext_pushed
+
+    from .db import without_deck_tables
+
+    def install(sender: Flask, **_kw: Any) -> None:
+        args = getattr(sender.extensions.get("migrate"), "configure_args", None)
+        if isinstance(args, dict) and not getattr(args.get("include_object"), "ollama_deck", 0):
+            args["include_object"] = without_deck_tables(args.get("include_object"))
+
+    install(app)
+    # Held by the app's deck, so the signal lets go of it (a weak reference) with the app.
+    app.extensions[EXTENSION_KEY].keep_out_of_autogenerate = install
+    appcontext_pushed.connect(install, app)
+
+
 def _register_blueprints(app: Flask, prefix: str) -> None:
     from .blueprints import api
     from .blueprints import pages
@@ -142,11 +173,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The standalone app: settings from ``config``, else the environment, else defaults;
     a bad value raises SettingError naming it.
 
-    It owns a Flask-SQLAlchemy ``db`` made from ``OLLAMA_DECK_DATABASE_URL`` (a SQLite file
-    in the instance folder by default) and mounts the deck at ``/``.
+    It owns a Flask-SQLAlchemy ``db`` made from ``OLLAMA_DECK_DATABASE_URL`` (by default
+    ``ollama_deck.db`` in the user's data directory, see datadir.py) and mounts the deck
+    at ``/``.
     """
     from flask_sqlalchemy import SQLAlchemy
 
+    from .datadir import default_database_url
+    from .datadir import old_default_paths
     from .db import sqlite_engine_options
     from .db import tune_sqlite
 
@@ -154,7 +188,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask("ollama_deck", instance_relative_config=True, static_folder=None)
     if config:
         app.config.update(config)
-    url = database_url(app, DeckSettings.from_config(app.config))
+    # One default database per user, however the package was imported (datadir.py).
+    url = DeckSettings.from_config(app.config).database_url or default_database_url(
+        old_default_paths(app.instance_path)
+    )
     app.config["OLLAMA_DECK_DATABASE_URL"] = url
     sqlite = url.startswith("sqlite")
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)

@@ -21,6 +21,7 @@ from .errors import BadRequest
 from .errors import DatabaseUnavailable
 from .errors import DeckError
 from .numbers import whole_number
+from .schema import missing_table
 from .services.names import InvalidModelName
 
 
@@ -40,6 +41,10 @@ def _database_error(exc: Exception) -> tuple[Response, int]:
     # A fault of the database (unwritable, locked, gone, unreachable) is the service being
     # unavailable for a while, not a bug: 503 with a hint when to retry, never a 500.
     current_app.logger.warning("database unavailable: %s", first_line(exc))
+    if missing_table(exc):  # dropped under us (a host's drop_all elsewhere): made anew next
+        from .state import setup_of
+
+        setup_of(current_app).schema_lost()
     return _deck_error(DatabaseUnavailable(f"the database is unavailable: {first_line(exc)}"))
 
 

@@ -27,10 +27,12 @@ class Kind(StrEnum):
 
 
 class Status(StrEnum):
-    """Where an operation is in its life. Queued and running are active; the rest final."""
+    """Where an operation is in its life: active (it holds its model) or final."""
 
-    QUEUED = "queued"
+    QUEUED = "queued"  # waits for a free slot
+    SCHEDULED = "scheduled"  # waits for a time: its not_before, or its host's download window
     RUNNING = "running"
+    PAUSED = "paused"  # stopped, partial download kept: by a user, or by its host's window
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -48,7 +50,19 @@ class Phase(StrEnum):
     DONE = "done"
 
 
-ACTIVE: tuple[Status, ...] = (Status.QUEUED, Status.RUNNING)
+class Hold(StrEnum):
+    """Who paused an operation (``paused_by``); on a running one, a pause asked for."""
+
+    USER = "user"  # until someone resumes it
+    WINDOW = "window"  # its host's download window closed; it resumes when it opens
+
+
+# Active: not ended, and holding its (host, model): a second pull of the model joins it.
+ACTIVE: tuple[Status, ...] = (Status.QUEUED, Status.SCHEDULED, Status.RUNNING, Status.PAUSED)
+# Active but not running: no runner holds it, so a cancel ends it at once.
+WAITING: tuple[Status, ...] = (Status.QUEUED, Status.SCHEDULED, Status.PAUSED)
+# What a user may pause (a pull paused by the window too: the user's pause then holds it).
+PAUSABLE: tuple[Status, ...] = (Status.QUEUED, Status.SCHEDULED, Status.RUNNING)
 FINAL: tuple[Status, ...] = (
     Status.SUCCEEDED,
     Status.FAILED,
@@ -84,6 +98,9 @@ def may_join(wanted: str, running: str) -> bool:
     return wanted in (Kind.PULL, Kind.UPDATE) and running in FETCHING
 
 
+# A group none of whose unfinished children runs waits as the first of these that one of
+# them does (one queued: the group will move soon; all paused: it waits for a resume).
+GROUP_WAITING: tuple[Status, ...] = (Status.QUEUED, Status.SCHEDULED, Status.PAUSED)
 # A group that ended with children in different final statuses takes the first of these
 # that any child has (then succeeded, when all did).
 GROUP_OUTCOMES: tuple[Status, ...] = (Status.FAILED, Status.INTERRUPTED, Status.CANCELLED)
@@ -93,16 +110,16 @@ def group_status(children: Collection[str]) -> Status:
     """A group's status, from its children's alone (a pure function, so a status added to
     the lifecycle only needs a place here).
 
-    Unfinished while any child is: the status all its children share when none runs
-    (all queued: queued), else running. Once all ended: the first of ``GROUP_OUTCOMES``
-    some child has, else succeeded. A group without children has nothing left to do.
+    Unfinished while any child is: running while one runs, else the first of
+    ``GROUP_WAITING`` that an unfinished child has. Once all ended: the first of
+    ``GROUP_OUTCOMES`` some child has, else succeeded. A group without children has
+    nothing left to do.
     """
-    unfinished = [s for s in children if s not in FINAL]
+    unfinished = {s for s in children if s not in FINAL}
     if unfinished:
-        shared = set(unfinished)
-        if Status.RUNNING not in shared and len(shared) == 1 and len(unfinished) == len(children):
-            return Status(unfinished[0])
-        return Status.RUNNING
+        if Status.RUNNING in unfinished:
+            return Status.RUNNING
+        return next((s for s in GROUP_WAITING if s in unfinished), Status.RUNNING)
     for outcome in GROUP_OUTCOMES:
         if outcome in children:
             return outcome
@@ -113,6 +130,51 @@ def group_status(children: Collection[str]) -> Status:
 
 # Phases in which a pull expects bytes; silence there is a stall (None: not started yet).
 STALLABLE: tuple[Phase | None, ...] = (None, Phase.MANIFEST, Phase.DOWNLOADING)
+# Kinds held by download windows and not_before: those that download. A load of an
+# installed model downloads nothing, and a person waits for it.
+WINDOWED: tuple[Kind, ...] = (Kind.PULL, Kind.UPDATE)
+# Ollama deletes partial downloads idle for longer than this when it starts (unless
+# OLLAMA_NOPRUNE is set): a pull paused longer may start over after an Ollama restart.
+PRUNE_AFTER_SECONDS = 3600.0
+PRUNE_NOTE = (
+    "paused for over an hour: if Ollama restarts now it deletes this partial download "
+    "(unless OLLAMA_NOPRUNE is set), and resuming starts it over"
+)
+
+
+def may_resume(row: Mapping[str, Any]) -> bool:
+    """Only a user's pause is undone by a user: a window's ends when the window opens."""
+    return row["status"] == Status.PAUSED and row["paused_by"] == Hold.USER
+
+
+def stop_request(row: Mapping[str, Any]) -> Status | None:
+    """What a running operation's row asks of the runner that holds it: CANCELLED, PAUSED
+    (a user's pause), or None. A cancel wins over a pause."""
+    if row["cancel_requested"]:
+        return Status.CANCELLED
+    if row["paused_by"] is not None:
+        return Status.PAUSED
+    return None
+
+
+class Recovery(StrEnum):
+    """What becomes of an operation whose runner vanished."""
+
+    CANCEL = "cancel"  # a cancel was asked
+    PAUSE = "pause"  # a pause was asked: it keeps waiting for a resume
+    INTERRUPT = "interrupt"  # OLLAMA_DECK_ON_RESTART=interrupt
+    REQUEUE = "requeue"  # the default: the next runner resumes it
+
+
+def recovery_for(row: Mapping[str, Any], on_restart: str) -> Recovery:
+    """The fate of an orphaned running ``row``: what its users asked for comes first."""
+    if row["cancel_requested"]:
+        return Recovery.CANCEL
+    if row.get("paused_by") is not None:
+        return Recovery.PAUSE
+    if on_restart == "interrupt":
+        return Recovery.INTERRUPT
+    return Recovery.REQUEUE
 
 
 class OrphanReason(StrEnum):
@@ -177,4 +239,45 @@ def vocabulary() -> dict[str, Any]:
         "active": [s.value for s in ACTIVE],
         "final": [s.value for s in FINAL],
         "retryable": [s.value for s in RETRYABLE],
+        "waiting": [s.value for s in WAITING],
+        "pausable": [s.value for s in PAUSABLE],
+        "holds": [h.value for h in Hold],
     }
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class WebhookEvent(StrEnum):
+    """What a webhook tells (services/webhooks.py)."""
+
+    STARTED = "operation.started"  # with OLLAMA_DECK_WEBHOOK_ON_START: its first start
+    FINISHED = "operation.finished"  # it reached a final status
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook delivery is: waiting (first try or a retry), done, or given up."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Action(StrEnum):
+    """What a recorded request did (recording.recorded marks its view; the activity record)."""
+
+    PULL = "pull"
+    UPDATE = "update"
+    DELETE = "delete"
+    LOAD = "load"
+    UNLOAD = "unload"
+    ACTIVE_MODEL = "active_model"
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    APPLY = "apply"
+    DESIRED_MODELS = "desired_models"  # a desired set stored or forgotten
+    FORGET = "forget"  # one finished operation
+    FORGET_FINISHED = "forget_finished"  # "Clear finished"
+    SESSION_OPEN = "session.open"
+    SESSION_CLOSE = "session.close"

@@ -35,7 +35,8 @@ ERROR_TEXT = {
     400: "bad input",
     401: "a token is needed (OLLAMA_DECK_TOKEN is set) or it was wrong; embedded behind "
     "the host app's guard, login_required (with login_url) when not logged in",
-    403: "a change requested by a page on another origin, or the host app's guard refuses",
+    403: "a change requested by a page on another origin (cross_origin), by a token whose "
+    "role is read (read_only_token), or the host app's guard refuses",
     404: "unknown",
     405: "method not allowed",
     408: "the body did not arrive in time",
@@ -104,8 +105,9 @@ def openapi_document(
             "version": _version(),
             "description": (
                 "Manage the models of an Ollama server. Errors are "
-                '{"error": {"code", "message"}}. With OLLAMA_DECK_TOKEN set, send '
-                "'Authorization: Bearer <token>'. Writes from a page on another origin are "
+                '{"error": {"code", "message"}}. With OLLAMA_DECK_TOKEN or OLLAMA_DECK_TOKENS '
+                "set, send 'Authorization: Bearer <token>'; a token whose role is read may "
+                "change nothing (403 read_only_token). Writes from a page on another origin are "
                 "refused; bodies must be application/json and may hold only the keys "
                 "documented."
             ),
@@ -156,7 +158,12 @@ def _operation(
     responses: dict[str, Any] = {}
     for status, model in sorted(declared.responses.items()):
         text = declared.descriptions.get(status, "OK")
-        if model is None:
+        if model is None and status in declared.media:
+            responses[str(status)] = {
+                "description": text,
+                "content": {declared.media[status]: {"schema": {"type": "string"}}},
+            }
+        elif model is None:
             responses[str(status)] = _events(text, declared.events.get(status, {}))
         else:
             responses[str(status)] = {

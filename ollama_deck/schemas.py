@@ -9,6 +9,8 @@ let Ollama's own extra fields through.
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC
 from typing import Annotated
 from typing import Any
 from typing import ClassVar
@@ -25,9 +27,14 @@ from pydantic import ValidationInfo
 from pydantic import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from .config import Role
+from .lifecycle import Action
+from .lifecycle import DeliveryStatus
+from .lifecycle import Hold
 from .lifecycle import Kind
 from .lifecycle import Phase
 from .lifecycle import Status
+from .lifecycle import WebhookEvent
 from .numbers import whole_number
 from .services.catalog import CATEGORIES
 from .services.names import check_registry
@@ -35,6 +42,7 @@ from .services.names import InvalidModelName
 from .services.names import name_pattern
 from .services.names import parse_model_name
 from .services.names import RegistryNotAllowed
+from .windows import resolve_not_before
 
 COMPONENTS = "#/components/schemas/{model}"
 
@@ -110,18 +118,51 @@ def _pull_schema(schema: dict[str, Any]) -> None:
     _scope_schema(schema)
 
 
+NOT_BEFORE_HINT = (
+    "not_before must be an ISO 8601 date and time, e.g. 2026-12-01T01:00 (the deck's time "
+    "zone) or 2026-12-01T01:00:00Z, or a time of day such as 01:00 (the next one), and at "
+    "most a year ahead"
+)
+
+
+def _not_before(value: str) -> str:
+    # The form is checked here (any zone will do for that); the runner reads the time in
+    # the deck's own zone and clock (Runner.resolve_time).
+    try:
+        resolve_not_before(value, time.time(), UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise PydanticCustomError("invalid_not_before", "{reason}", {"reason": str(exc)}) from None
+    return value
+
+
+NotBefore = Annotated[
+    str,
+    AfterValidator(_not_before),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "start no earlier: an ISO 8601 date and time (without a zone: "
+            "the deck's, OLLAMA_DECK_TIMEZONE) or a time of day HH:MM (the next one)",
+            "examples": ["2026-12-01T01:00", "2026-12-01T01:00:00Z", "01:00"],
+        }
+    ),
+]
+
+
 class PullRequest(RequestModel):
-    """``{"model": "llama3.2:1b"}``, optionally with a host name."""
+    """``{"model": "llama3.2:1b"}``, optionally with a host name and a start time."""
 
     model_config = ConfigDict(json_schema_extra=_pull_schema)
     field_errors = {
         "model": ("model_required", 'say which model to pull: {"model": "llama3.2:1b"}'),
         "host": HOST_ERROR,
         "hosts": HOSTS_ERROR,
+        "not_before": ("invalid_not_before", NOT_BEFORE_HINT),
     }
 
     model: ModelName = Field(validation_alias=AliasChoices("model", "name"))
     host: HostName | None = None
+    not_before: NotBefore | None = None
     hosts: HostNames | None = Field(
         None, description='several hosts, or "*" for all: the answer is a group'
     )
@@ -426,6 +467,50 @@ class StreamHeaders(QueryModel):
     )
 
 
+Cursor = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+OperationId = Annotated[str, Field(max_length=36)]
+
+
+class ActivityQuery(QueryModel):
+    field_errors = {
+        "action": ("bad_request", "unknown action; use one of " + ", ".join(Action)),
+        "outcome": ("bad_request", "outcome is ok or error"),
+        "before": ("bad_request", "before must be an entry id (a whole number)"),
+        "limit": ("bad_request", "limit must be a whole number between 1 and 500"),
+        "actor": ("bad_request", "actor must be at most 200 characters"),
+        "target": ("bad_request", "target must be at most 600 characters"),
+        "operation": ("bad_request", "operation must be an operation id"),
+    }
+
+    action: Action | None = Field(None, description="only this action")
+    actor: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="only this actor (a user, a token's name, or local)"
+    )
+    target: Annotated[str, Field(max_length=600)] | None = Field(
+        None, description="only this target (a model name, as given)"
+    )
+    operation: OperationId | None = Field(None, description="only requests about this operation")
+    outcome: Literal["ok", "error"] | None = Field(
+        None, description="ok: answered below 400; error: refused or failed"
+    )
+    before: Cursor | None = Field(
+        None, description="the next page: entries older than this id (the last page's next)"
+    )
+    limit: Annotated[int, Field(ge=1, le=500), BeforeValidator(_whole_number)] = 50
+
+
+class DeliveriesQuery(QueryModel):
+    field_errors = {
+        "status": ("bad_request", "unknown status; use one of " + ", ".join(DeliveryStatus)),
+        "limit": ("bad_request", "limit must be a whole number between 1 and 500"),
+        "operation": ("bad_request", "operation must be an operation id"),
+    }
+
+    status: DeliveryStatus | None = Field(None, description="only deliveries in this status")
+    operation: OperationId | None = Field(None, description="only this operation's")
+    limit: Annotated[int, Field(ge=1, le=500), BeforeValidator(_whole_number)] = 50
+
+
 # ------------------------------------------------------------------ responses
 
 
@@ -449,6 +534,8 @@ class OperationUrls(BaseModel):
     progress: str
     stream: str
     cancel: str
+    pause: str
+    resume: str
 
 
 class UpdateResult(BaseModel):
@@ -498,6 +585,10 @@ class OperationState(BaseModel):
     message: str | None
     error: str | None
     cancel_requested: bool
+    paused_by: Hold | None = Field(
+        description="paused: who paused it (user, or window: its host's download window); "
+        "running: a user's pause is under way"
+    )
     attempts: int
     seq: int
     result: UpdateResult | None = Field(
@@ -515,6 +606,11 @@ class OperationState(BaseModel):
     updated_at: str | None
     started_at: str | None
     finished_at: str | None
+    not_before: str | None = Field(description="the earliest start its request asked for")
+    starts_at: str | None = Field(
+        description="scheduled: when it starts; paused by the window: when it resumes"
+    )
+    paused_at: str | None = Field(description="paused: since when")
 
 
 class Operation(OperationState):
@@ -633,6 +729,62 @@ class ActiveModel(BaseModel):
 
 class Session(BaseModel):
     token_required: bool
+    token: str | None = Field(
+        None,
+        description="the name of the token this request came with (OLLAMA_DECK_TOKEN "
+        "is 'default'); null without one",
+    )
+    role: Role = Field(
+        Role.WRITE,
+        description="what this request may do: read (GET, the streams, /metrics) or write "
+        "(everything); write where the deck asks for no token",
+    )
+
+
+class ActivityEntry(BaseModel):
+    """One state-changing request."""
+
+    id: int
+    at: str
+    action: Action
+    target: str | None = Field(description="the model (or models) it was about")
+    host: str | None = Field(description="the Ollama host's name, when it named or used one")
+    operation_id: str | None
+    method: str
+    path: str
+    status: int = Field(description="the HTTP status it was answered with")
+    ok: bool = Field(description="status below 400")
+    error: str | None = Field(description="the error's code, when it was refused or failed")
+    actor: str = Field(description="who: the host app's user, else the token's name, else local")
+    token: str | None = Field(description="the token's name, when one was used")
+    address: str | None = Field(description="the client's address")
+
+
+class ActivityPage(BaseModel):
+    entries: list[ActivityEntry]
+    next: int | None = Field(description="pass as ?before= for the next (older) page; null: none")
+
+
+class Delivery(BaseModel):
+    """One webhook delivery: an event of an operation for one receiver."""
+
+    id: str = Field(description="the delivery id (X-Ollama-Deck-Delivery), the same on retries")
+    event: WebhookEvent
+    operation_id: str
+    target: str = Field(description="the receiver: scheme, host and port (the rest is hidden)")
+    status: DeliveryStatus
+    attempts: int
+    last_status: int | None = Field(description="the receiver's last HTTP status")
+    last_error: str | None
+    created_at: str | None
+    last_attempt_at: str | None
+    next_attempt_at: str | None = Field(description="when it is tried next (pending only)")
+    finished_at: str | None = Field(description="when it was delivered or given up")
+
+
+class Deliveries(BaseModel):
+    deliveries: list[Delivery]
+    receivers: int = Field(description="how many URLs OLLAMA_DECK_WEBHOOK_URLS lists")
 
 
 class Deleted(BaseModel):

@@ -14,6 +14,7 @@ import ipaddress
 import math
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -32,7 +33,10 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
+from .config import AccessToken
+from .config import Role
 from .dbhealth import DATABASE_ERRORS
 from .http import error_response
 from .state import current_settings
@@ -43,6 +47,10 @@ MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The page shell, its files and the health check answer without the token: the page has to
 # load before it can ask for one, and probes carry no credentials.
 TOKEN_EXEMPT = frozenset({"ollama_deck.index", "ollama_deck.static", "ollama_deck.healthz"})
+# Writes a read token may make: logging in and out are not changes of the deck.
+SESSION_ENDPOINTS = frozenset({"ollama_deck_api.open_session", "ollama_deck_api.close_session"})
+# POSTs that change nothing (a body too big for a query string): a read token may send them.
+READS_BY_POST = frozenset({"ollama_deck_api.plan"})
 PAGE_BLUEPRINT = "ollama_deck"
 LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -86,6 +94,8 @@ def check_request() -> ResponseReturnValue | None:
 
 
 CLOSE_CONNECTION = "ollama_deck.close_connection"  # in the WSGI environ
+# In the WSGI environ: the request passed the Host, origin, guard and token checks.
+CHECKED = "ollama_deck.checked"
 
 
 def end_connection() -> None:
@@ -141,11 +151,16 @@ def _refusal() -> ResponseReturnValue | None:
     guarded = _guard_refusal()
     if guarded is not None:
         return guarded
-    token = settings.token
-    if token and request.endpoint not in TOKEN_EXEMPT:
-        verdict = access(token)
+    tokens = settings.access_tokens
+    verdict = None
+    if tokens and request.endpoint not in TOKEN_EXEMPT:
+        verdict = access(tokens)
         if not verdict.granted:
             return _unauthorized(verdict)
+    request.environ[CHECKED] = True  # from here on, a write is in the activity record
+    if verdict is not None and request.method in MUTATING_METHODS and not verdict.may_write:
+        if request.endpoint not in SESSION_ENDPOINTS | READS_BY_POST:
+            return _read_only(verdict)
     if _has_body():
         return _read_body(limit, settings.body_timeout)
     return None
@@ -270,7 +285,7 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     """
     # Chunked bodies have no length to check up front: read at most one byte past the
     # limit (werkzeug stops quietly at the maximum) and refuse if that byte came.
-    request.max_content_length = limit + 1
+    _limit_body(limit + 1)
     request_environ = request.environ  # the timer runs outside the request context
     request_environ[BODY_READ] = True
     sock = request_environ.get("gunicorn.socket") or request_environ.get("werkzeug.socket")
@@ -288,9 +303,15 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     except RequestEntityTooLarge:
         end_connection()
         return _too_large(limit)
-    except ClientDisconnected:
+    except _cut_short_errors():
         if not expired.is_set():
             return error_response(400, "incomplete_body", "the client sent only part of the body")
+    except _malformed_body_errors() as exc:
+        if not expired.is_set():
+            end_connection()  # where its framing broke, the next request cannot be found
+            return error_response(
+                400, "malformed_body", f"the request body's chunked encoding is broken: {exc}"
+            )
     finally:
         cancel()
     if expired.is_set():
@@ -301,8 +322,40 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     return None
 
 
+def _limit_body(maximum: int) -> None:
+    """Let the request's body be read only up to ``maximum`` bytes, whatever the host app's
+    MAX_CONTENT_LENGTH. Flask 3.1 takes a limit per request; Flask 3.0's is read-only (the
+    app's config), so there the input stream is made with the limit instead, before any
+    read (werkzeug's get_input_stream, as Request.stream itself does)."""
+    try:
+        request.max_content_length = maximum
+    except AttributeError:  # Flask 3.0
+        request.stream = get_input_stream(request.environ, max_content_length=maximum)
+
+
 def _nothing() -> None:
     return None
+
+
+def _cut_short_errors() -> tuple[type[Exception], ...]:
+    """What a read of a body that ended early raises: werkzeug's ``ClientDisconnected``,
+    a reset connection, gunicorn's ``NoMoreData`` (chunked bodies)."""
+    errors: list[type[Exception]] = [ClientDisconnected, ConnectionError]
+    gunicorn_errors = sys.modules.get("gunicorn.http.errors")
+    if gunicorn_errors is not None:  # loaded wherever gunicorn serves
+        errors.append(gunicorn_errors.NoMoreData)
+    return tuple(errors)
+
+
+def _malformed_body_errors() -> tuple[type[Exception], ...]:
+    """What a read of a body whose chunked framing is broken raises (a bad chunk size,
+    extension or terminator, a malformed trailer): gunicorn's parse errors, the
+    ``OSError`` or ``ValueError`` of werkzeug's development server."""
+    errors: list[type[Exception]] = [ValueError, OSError]
+    gunicorn_errors = sys.modules.get("gunicorn.http.errors")
+    if gunicorn_errors is not None:
+        errors.append(gunicorn_errors.ParseException)
+    return tuple(errors)
 
 
 def call_later(seconds: float, action: Callable[[], None]) -> Callable[[], None]:
@@ -484,17 +537,32 @@ SESSION = "ollama_deck.session"  # in the WSGI environ: the LiveSession it came 
 @dataclass(frozen=True)
 class Access:
     """How a request proved itself: ``by`` is "token", "session" or None (it did not);
-    ``wait`` > 0 when its token was not even looked at (too many wrong ones)."""
+    ``wait`` > 0 when its token was not even looked at (too many wrong ones); ``token``
+    the named token it brought, or opened its session with."""
 
     by: str | None
     wait: float = 0.0
+    token: AccessToken | None = None
 
     @property
     def granted(self) -> bool:
         return self.by is not None
 
+    @property
+    def may_write(self) -> bool:
+        return self.token is None or self.token.writes
 
-def access(token: str) -> Access:
+
+def match_token(given: str, tokens: tuple[AccessToken, ...]) -> AccessToken | None:
+    """The token ``given`` is, comparing with every one (each in constant time)."""
+    found = None
+    for token in tokens:
+        if token_matches(given, token.secret):
+            found = token
+    return found
+
+
+def access(tokens: tuple[AccessToken, ...]) -> Access:
     """A right bearer token, or a live session cookie; worked out once per request.
 
     A bearer token goes through the address's guess throttle (services/guesses.py); a
@@ -506,19 +574,36 @@ def access(token: str) -> Access:
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, given = header.strip().partition(" ")
-        right, wait = setup_of(current_app).guesses.attempt(
-            request.remote_addr,
-            lambda: scheme.lower() == "bearer" and token_matches(given.strip(), token),
-        )
-        verdict = Access("token" if right else None, wait)
+        found: list[AccessToken] = []
+
+        def right() -> bool:
+            token = match_token(given.strip(), tokens) if scheme.lower() == "bearer" else None
+            if token is not None:
+                found.append(token)
+            return token is not None
+
+        ok, wait = setup_of(current_app).guesses.attempt(request.remote_addr, right)
+        verdict = Access("token", wait, found[0]) if ok and found else Access(None, wait)
     else:
         cookie = request.cookies.get(session_cookie_name())
-        session = deck().sessions.check(cookie, token) if cookie else None
+        session = deck().sessions.check(cookie, tokens) if cookie else None
         if session is not None:
             request.environ[SESSION] = session
-        verdict = Access("session" if session is not None else None)
+            verdict = Access("session", token=session.token)
+        else:
+            verdict = Access(None)
     request.environ[ACCESS] = verdict
     return verdict
+
+
+def _read_only(verdict: Access) -> ResponseReturnValue:
+    name = verdict.token.name if verdict.token is not None else "?"
+    return error_response(
+        403,
+        "read_only_token",
+        f"the token {name!r} may only read (role {Role.READ}); this needs a token with "
+        f"role {Role.WRITE}",
+    )
 
 
 def _unauthorized(verdict: Access) -> ResponseReturnValue:
@@ -544,10 +629,10 @@ def may_see_details() -> bool:
     """Whether this request may see what /healthz knows (URLs, database errors): anyone
     who could use the API. An open deck's API shows as much; with a token, only those
     who bring it (or a live session); behind a host's guard, those it lets in."""
-    token = current_settings().token
-    if token:
+    tokens = current_settings().access_tokens
+    if tokens:
         try:
-            return access(token).granted
+            return access(tokens).granted
         except DATABASE_ERRORS:
             return False  # the session cannot be checked now: no details
     setup = current_app.extensions.get("ollama_deck")
@@ -577,22 +662,35 @@ def session_cookie_name() -> str:
     return f"ollama_deck_session_{port}" + (f"_{slug}" if slug else "")
 
 
-def session_status() -> dict[str, bool]:
-    """What the page needs to know; only reached once the request passed the checks."""
-    return {"token_required": bool(current_settings().token)}
+def session_status() -> dict[str, Any]:
+    """What the page needs to know; only reached once the request passed the checks:
+    whether a token is required, and the name and role of the one this request brought
+    (role ``write`` where the deck asks for no token)."""
+    tokens = current_settings().access_tokens
+    verdict = request.environ.get(ACCESS)
+    token = verdict.token if isinstance(verdict, Access) else None
+    return {
+        "token_required": bool(tokens),
+        "token": token.name if token is not None else None,
+        "role": str(token.role if token is not None else Role.WRITE),
+    }
 
 
 def issue_session(response: Response) -> None:
     """Trade a checked bearer token for a new session: a random id in an HttpOnly,
     SameSite=Strict cookie (EventSource sends it), Secure over https.
 
-    Only the token opens one: a session presented here is not renewed, so it cannot
+    Only a token opens one: a session presented here is not renewed, so it cannot
     outlive its absolute end by logging in again with itself.
     """
     settings = current_settings()
-    if not settings.token or access(settings.token).by != "token":
+    tokens = settings.access_tokens
+    if not tokens:
         return
-    session_id, _ = deck().sessions.open(settings.token)
+    verdict = access(tokens)
+    if verdict.by != "token" or verdict.token is None:
+        return
+    session_id, _ = deck().sessions.open(verdict.token)
     response.set_cookie(
         session_cookie_name(),
         session_id,
@@ -608,7 +706,7 @@ def revoke_session(response: Response) -> None:
     """End the request's session for every worker (logout) and drop its cookie."""
     name = session_cookie_name()
     cookie = request.cookies.get(name)
-    if cookie and current_settings().token:
+    if cookie and current_settings().access_tokens:
         deck().sessions.close(cookie)
     response.delete_cookie(
         name,
@@ -631,15 +729,17 @@ def session_bound(frames: Iterator[bytes]) -> Iterator[bytes]:
 # ---------------------------------------------------------------- serving
 
 
-def bind_refusal(host: str, token: str | None, insecure: bool) -> str | None:
-    """Why ``ollama-deck serve`` must not bind ``host``, or None when it may."""
+def bind_refusal(host: str, token: str | bool | None, insecure: bool) -> str | None:
+    """Why ``ollama-deck serve`` must not bind ``host``, or None when it may (``token``:
+    whether, or which, a token is required)."""
     name = host.strip("[]").lower()
     if insecure or token or is_loopback(name):
         return None
     return (
         f"ollama-deck: refusing to serve on {host} without a token. Other machines can "
         "reach that address, and anyone who does could pull, delete and load models. "
-        "Set OLLAMA_DECK_TOKEN to require 'Authorization: Bearer <token>', or pass "
+        "Set OLLAMA_DECK_TOKEN (or OLLAMA_DECK_TOKENS) to require 'Authorization: Bearer "
+        "<token>', or pass "
         "--insecure to serve without one (for example behind a proxy that authenticates)."
     )
 

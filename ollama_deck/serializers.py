@@ -21,7 +21,15 @@ from .services.events import make_event
 from .services.groups import stored_children
 from .services.updates import update_result
 
-TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
+TIME_FIELDS = (
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "not_before",
+    "starts_at",
+    "paused_at",
+)
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -56,6 +64,7 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
         "message": row["message"],
         "error": row["error"],
         "cancel_requested": bool(row["cancel_requested"]),
+        "paused_by": row["paused_by"],
         "attempts": row["attempts"],
         "seq": row["seq"],
         "result": update_result(row),  # an update's outcome: updated or current
@@ -68,11 +77,14 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
 
 
 def operation_urls(op_id: str) -> dict[str, str]:
-    """Where to poll, stream and cancel an operation (needs an app or request context)."""
+    """Where to poll, stream, cancel, pause and resume an operation (needs an app or
+    request context)."""
     return {
         "progress": url_for("ollama_deck_progress.get_operation", op_id=op_id),
         "stream": url_for("ollama_deck_progress.stream_operation", op_id=op_id),
         "cancel": url_for("ollama_deck_progress.cancel_operation", op_id=op_id),
+        "pause": url_for("ollama_deck_progress.pause_operation", op_id=op_id),
+        "resume": url_for("ollama_deck_progress.resume_operation", op_id=op_id),
     }
 
 

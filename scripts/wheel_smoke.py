@@ -16,6 +16,7 @@ ends with one line ``wheel-smoke: ...`` and exits non-zero on any failure.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 import socket
@@ -212,6 +213,19 @@ def main() -> None:
         said = dict(line.split(": ", 1) for line in current.stdout.splitlines() if ": " in line)
         if current.returncode != 0 or not said.get("head") or said.get("current") != said["head"]:
             fail(f"ollama-deck db current: {current.stdout} {current.stderr}")
+        # Without a URL: the per-user default, the same file the development server uses.
+        default = work / "data" / "ollama-deck" / "ollama_deck.db"
+        env = dict(os.environ, XDG_DATA_HOME=str(work / "data"))
+        env.pop("OLLAMA_DECK_DATABASE_URL", None)
+        upgraded = subprocess.run(
+            [str(bin_dir / "ollama-deck"), "db", "upgrade"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        if f"ollama-deck: database sqlite:///{default}: schema" not in upgraded.stdout:
+            fail(f"ollama-deck db upgrade (default database): {upgraded.stdout} {upgraded.stderr}")
     finally:
         for process in (server, fake):
             if process is not None and process.poll() is None:

@@ -27,6 +27,15 @@ pytest_plugins = ["ollama_deck.testing.pytest_plugin"]
 PG_VARIABLE = "OLLAMA_DECK_TEST_DATABASE_URL"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _default_database_out_of_home(tmp_path_factory) -> Iterator[None]:
+    """No test, in this process or a child, makes the per-user default database (in the
+    data directory, see ollama_deck/datadir.py) in the real home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+        yield
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> Iterator[str]:
     """A fresh database: a SQLite file, and PostgreSQL when OLLAMA_DECK_TEST_DATABASE_URL is set."""

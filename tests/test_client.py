@@ -49,6 +49,10 @@ def operation(status: str = "running", seq: int = 5, **fields) -> dict:
         "updated_at": None,
         "started_at": None,
         "finished_at": None,
+        "paused_by": None,
+        "not_before": None,
+        "starts_at": None,
+        "paused_at": None,
     }
     state.update(fields)
     return state
@@ -56,7 +60,16 @@ def operation(status: str = "running", seq: int = 5, **fields) -> dict:
 
 def with_urls(state: dict) -> dict:
     base = f"/progress/{state['id']}"
-    return {**state, "urls": {"progress": base, "stream": base + "/stream", "cancel": base}}
+    return {
+        **state,
+        "urls": {
+            "progress": base,
+            "stream": base + "/stream",
+            "cancel": base,
+            "pause": base + "/pause",
+            "resume": base + "/resume",
+        },
+    }
 
 
 # responses streams a body that its request asked to stream (watch does).

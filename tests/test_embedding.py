@@ -14,8 +14,11 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import create_engine
 from sqlalchemy import inspect
+from sqlalchemy import text
 
 from ollama_deck import OllamaDeck
+from ollama_deck import schema
+from ollama_deck.schema import head_revision
 from ollama_deck.testing import PullScript
 
 from .conftest import test_settings
@@ -23,6 +26,7 @@ from .harness import gunicorn_command
 from .harness import ServerProcess
 from .helpers import free_port
 from .helpers import wait_until
+from .hostdb import made_by_create_all
 
 REPO = Path(__file__).resolve().parent.parent
 DECK_TABLES = {
@@ -107,7 +111,9 @@ def test_with_the_runner_off_a_pull_is_only_recorded(host, fake_ollama):
     response = app.test_client().post("/models/api/models/pull", json={"model": "llama3.2:1b"})
     assert response.status_code == 202
     assert response.json["status"] == "queued"
-    runner_threads = [n for n in deck_threads() if n != "ollama-deck-bus"]  # events still flow
+    # Events still flow, and webhooks and /metrics' share of this process go out.
+    serving = ("ollama-deck-bus", "ollama-deck-upkeep")
+    runner_threads = [n for n in deck_threads() if n not in serving]
     assert runner_threads == []
     assert fake_ollama.pull_count("llama3.2:1b") == 0
 
@@ -294,3 +300,198 @@ def test_host_app_with_flask_migrate_under_gunicorn(fake_ollama, tmp_path):
     again = flask_cli(env, "db", "migrate", "-d", migrations, "-m", "nothing")
     assert "No changes in schema detected." in again.stdout + again.stderr
     assert len(list(Path(migrations, "versions").glob("*.py"))) == 1
+
+
+# -- the host's habits: create_all, drop_all, its own autogenerate in either order ------------
+
+FLASK_STEPS = """
+import json, sys
+from flask.cli import cli
+
+for args in json.loads(sys.argv[1]):
+    print("== flask " + " ".join(args), flush=True)
+    try:
+        cli.main(["--app", "tests.hostapp:create_host_app", *args], "flask", standalone_mode=False)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    print(f"== exit {code}", flush=True)
+"""
+
+
+def flask_steps(env: dict, *steps: list[str]) -> str:
+    """Run ``flask`` commands of the host app one after another in one process, as a
+    developer runs them in a shell (one interpreter start instead of one per command)."""
+    import json
+
+    command = [sys.executable, "-c", FLASK_STEPS, json.dumps(steps)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and "Traceback" not in output, output
+    assert output.count("== exit 0") == len(steps), output
+    return output
+
+
+def host_env(fake_ollama, path: Path, **extra: str) -> dict:
+    import os
+
+    env = dict(os.environ, HOST_DATABASE_URL=f"sqlite:///{path}", OLLAMA_HOST=fake_ollama.url)
+    env.pop("OLLAMA_DECK_DATABASE_URL", None)
+    env.update(extra)
+    return env
+
+
+def test_a_host_that_calls_create_all_at_start_pulls_and_upgrades(
+    fake_ollama, tmp_path, monkeypatch, serve
+):
+    """microblog's habits: Flask-Login in front, ``db.create_all()`` at every start."""
+    from .hostapp import create_host_app
+    from .test_guard import assert_login_required
+    from .test_guard import log_in
+
+    path = tmp_path / "host.db"
+    monkeypatch.setenv("HOST_DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.setenv("HOST_LOGIN", "1")
+    monkeypatch.setenv("HOST_CREATE_ALL", "1")
+    settings = test_settings(fake_ollama.url, "unused://")
+    del settings["OLLAMA_DECK_DATABASE_URL"]
+    app = create_host_app(**settings)
+    assert DECK_TABLES | {"note"} <= tables_in(path)  # create_all made the deck's too
+    try:
+        live = serve(app)
+        assert_login_required(live.get("/models/api/models", allow_redirects=False))
+        assert live.get("/models/healthz").json()["ok"] is True
+        log_in(live)
+        fake_ollama.allow_pull("llama3.2:1b", SMALL)
+        op = live.post("/models/api/models/pull", json={"model": "llama3.2:1b"}).json()
+        wait_until(lambda: live.get(op["urls"]["progress"]).json()["status"] == "succeeded")
+    finally:
+        OllamaDeck.shutdown(app)
+
+    upgraded = app.test_cli_runner().invoke(args=["ollama-deck", "db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"schema at {head_revision()}, nothing to do" in upgraded.output
+    assert f"database sqlite:///{path}" in upgraded.output  # which database, said
+    again = create_host_app(**settings)  # the next start: create_all again, the pull kept
+    try:
+        with again.test_request_context():
+            from ollama_deck.state import deck
+
+            assert deck().store.get(op["id"])["status"] == "succeeded"
+    finally:
+        OllamaDeck.shutdown(again)
+
+
+def test_tables_an_earlier_create_all_made_are_adopted_by_db_upgrade(host, fake_ollama):
+    """The state the issue found: the deck's tables (and its empty version table) made by a
+    host's create_all before this version; ``flask ollama-deck db upgrade`` crashed on it."""
+    engine = create_engine(f"sqlite:///{host.path}")
+    made_by_create_all(engine)
+    engine.dispose()
+    app = host()
+    upgraded = app.test_cli_runner().invoke(args=["ollama-deck", "db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"schema empty -> {head_revision()}" in upgraded.output
+    assert "(adopted the deck's tables that were there without a version)" in upgraded.output
+    assert app.test_client().get("/models/progress").status_code == 200
+
+
+def test_after_the_hosts_drop_all_the_deck_starts_anew(host, fake_ollama):
+    """What host test suites do between tests: drop_all, create_all. ``drop_all`` drops
+    every table of the metadata, the deck's too (its rows go: a clean slate is what the
+    caller asked for); the deck then makes its schema anew before it next serves."""
+    from .hostapp import db
+
+    fake_ollama.allow_pull("llama3.2:1b", SMALL)
+    app = host()
+    client = app.test_client()
+
+    def pull_succeeds() -> str:
+        op = client.post("/models/api/models/pull", json={"model": "llama3.2:1b"})
+        assert op.status_code == 202, op.text
+        url = op.json["urls"]["progress"]
+        wait_until(lambda: client.get(url).json["status"] == "succeeded")
+        return op.json["id"]
+
+    first = pull_succeeds()
+    with app.app_context():
+        db.drop_all()
+    assert DECK_TABLES.isdisjoint(tables_in(host.path))
+    assert client.get("/models/progress").json["operations"] == []  # made anew, empty
+    second = pull_succeeds()
+
+    with app.app_context():
+        db.drop_all()
+        db.create_all()  # the next test's setUp
+    assert client.get(f"/models/progress/{second}").status_code == 404
+    assert pull_succeeds() not in (first, second)
+    engine = create_engine(f"sqlite:///{host.path}")
+    assert schema.current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_tables_dropped_by_another_process_are_made_anew(host, fake_ollama):
+    """Dropped behind the deck's back (another process's drop_all): the request that meets
+    the missing tables answers 503, the next finds them made anew."""
+    app = host()
+    client = app.test_client()
+    assert client.get("/models/progress").status_code == 200
+    engine = create_engine(f"sqlite:///{host.path}")
+    with engine.begin() as conn:
+        for table in sorted(DECK_TABLES):
+            conn.execute(text(f"DROP TABLE {table}"))
+    engine.dispose()
+    gone = client.get("/models/progress")
+    assert gone.status_code == 503 and gone.json["error"]["code"] == "database_unavailable"
+    assert client.get("/models/progress").status_code == 200
+    assert DECK_TABLES <= tables_in(host.path)
+
+
+def test_the_hosts_autogenerate_before_the_decks_upgrade_proposes_nothing_of_it(
+    fake_ollama, tmp_path
+):
+    """The README's recipe in reverse order, Flask-Migrate registered after the deck."""
+    path = tmp_path / "host.db"
+    migrations = str(tmp_path / "migrations")
+    env = host_env(fake_ollama, path, HOST_MIGRATE_LAST="1")
+    output = flask_steps(
+        env,
+        ["db", "init", "-d", migrations],
+        ["db", "migrate", "-d", migrations, "-m", "notes"],
+        ["db", "upgrade", "-d", migrations],
+        ["ollama-deck", "db", "upgrade"],
+        ["db", "migrate", "-d", migrations, "-m", "nothing"],
+    )
+    (script,) = Path(migrations, "versions").glob("*.py")
+    proposed = script.read_text()
+    assert "op.create_table('note'" in proposed
+    assert "ollama_deck" not in proposed, proposed
+    assert f"schema empty -> {head_revision()}" in output
+    assert output.count("No changes in schema detected.") == 1
+    assert DECK_TABLES | {"note", "alembic_version"} <= tables_in(path)
+
+
+def hosts_include_object(obj, name, type_, reflected, compare_to):  # a host's own filter
+    return name != "host_scratch"
+
+
+@pytest.mark.parametrize("migrate_first", [True, False])
+def test_the_filter_chains_the_hosts_own(fake_ollama, tmp_path, migrate_first):
+    from flask_migrate import Migrate
+
+    app = Flask("host")
+    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'host.db'}"
+    app.config.update(test_settings(fake_ollama.url, "unused://"))
+    db = SQLAlchemy(app)
+    migrate = Migrate(db=db, include_object=hosts_include_object)
+    if migrate_first:
+        migrate.init_app(app)
+    OllamaDeck(app, db=db)
+    if not migrate_first:
+        migrate.init_app(app)
+    with app.app_context():  # as `flask db ...` runs
+        include = app.extensions["migrate"].configure_args["include_object"]
+    assert include(None, "ollama_deck_operation", "table", True, None) is False
+    assert include(None, "ollama_deck_alembic_version", "table", True, None) is False
+    assert include(None, "host_scratch", "table", True, None) is False
+    assert include(None, "note", "table", False, None) is True

@@ -263,7 +263,11 @@ def test_the_delete_query_takes_host_or_hosts(fleet):
         ([], "succeeded"),
         (["queued", "queued"], "queued"),
         (["queued", "running"], "running"),
-        (["succeeded", "queued"], "running"),
+        (["succeeded", "queued"], "queued"),
+        (["paused", "running"], "running"),
+        (["paused", "paused", "succeeded"], "paused"),  # nothing moves until a resume
+        (["paused", "scheduled"], "scheduled"),
+        (["paused", "queued"], "queued"),
         (["failed", "running"], "running"),  # failed only after all ended
         (["succeeded", "succeeded"], "succeeded"),
         (["succeeded", "failed"], "failed"),
@@ -556,3 +560,27 @@ def test_clear_finished_keeps_the_children_of_a_running_group(fleet, fake_ollama
     forgotten = fleet.delete(f"/progress/{group['id']}")
     assert forgotten.status_code == 200
     assert all(fleet.get(f"/progress/{c['id']}").status_code == 404 for c in done["children"])
+
+
+def test_pausing_a_group_pauses_its_children_and_resume_resumes_them(
+    fleet, fake_ollama, second_ollama
+):
+    for fake in (fake_ollama, second_ollama):
+        fake.allow_pull("m:1", PullScript(layers=[100_000], step=10_000, hold_after=2))
+    group = fleet.post("/api/models/pull", json={"model": "m:1", "hosts": "*"}).json
+    wait_until(lambda: fake_ollama.active_pulls == 1 and second_ollama.active_pulls == 1)
+    assert fleet.post(f"/progress/{group['id']}/pause").status_code in (200, 202)
+
+    def paused():
+        op = fleet.get(f"/progress/{group['id']}").json
+        return op if op["status"] == "paused" else None
+
+    held = wait_until(paused)
+    assert held["paused_by"] == "user"
+    assert [c["status"] for c in held["children"]] == ["paused", "paused"]
+    assert fleet.post(f"/progress/{group['id']}/pause").status_code == 409  # nothing to pause
+    for fake in (fake_ollama, second_ollama):
+        fake.allow_pull("m:1", QUICK)  # the next pull of it goes through
+    assert fleet.post(f"/progress/{group['id']}/resume").status_code == 200
+    assert finished(fleet, group["id"])["status"] == "succeeded"
+    assert fleet.post(f"/progress/{group['id']}/cancel").status_code == 409  # it ended

@@ -146,6 +146,10 @@ def test_health_checks_do_not_write_each_time(app, live):
     writes = []
 
     def count(_conn, cursor, statement, *_args):
+        # Not the process's share of /metrics (its Ollama requests), which goes out once
+        # a heartbeat whatever the number of requests.
+        if "ollama_deck_tally" in statement:
+            return
         if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
             writes.extend([statement] * max(cursor.rowcount, 0))  # rows written
 

@@ -80,7 +80,7 @@ def test_document_is_served_and_lists_every_route(live):
     routed = set()
     for rule in app.url_map.iter_rules():
         api = rule.endpoint.startswith(("ollama_deck_api.", "ollama_deck_progress."))
-        if not (api or rule.endpoint == "ollama_deck.healthz"):
+        if not (api or rule.endpoint in ("ollama_deck.healthz", "ollama_deck.metrics")):
             continue
         if rule.endpoint.endswith(".unknown"):
             continue

@@ -132,7 +132,7 @@ def test_multi_layer_pull_succeeds_with_a_rising_bar(fake_ollama, drained, monke
 
 @pytest.mark.parametrize("log_lines", [300, 4])
 def test_every_answer_and_event_of_an_operation_counts_its_log(
-    fake_ollama, make_app, database_url, monkeypatch, log_lines
+    fake_ollama, database_url, make_app, monkeypatch, log_lines
 ):
     deck = Drained(
         make_app(
@@ -255,14 +255,17 @@ def test_ollama_down_fails_clearly_once_the_wait_is_over(fake_ollama, drained):
     assert fake_ollama.url in final["error"]
 
 
-def test_stalled_stream_times_out(fake_ollama, drained):
-    deck = drained(OLLAMA_DECK_PULL_STALL_TIMEOUT=0.5)
+def test_a_silent_stream_is_retried_then_fails_as_stalled(fake_ollama, drained):
+    deck = drained(OLLAMA_DECK_PULL_STALL_TIMEOUT=0.3, OLLAMA_DECK_PULL_RETRIES=1)
     fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=3))
     op = deck.pull("m:1")
     deck.drain()
     final = deck.op(op["id"])
     assert final["status"] == "failed"
-    assert "sent nothing for 0.5 s" in final["error"]
+    assert final["error"].startswith("stalled: default sent nothing")
+    assert "sent nothing for 0.3 s" in final["error"]
+    assert "1 retries did not help" in final["error"]
+    assert fake_ollama.pull_count("m:1") == 2  # reopened once
     fake_ollama.release("m:1")
 
 

@@ -19,6 +19,8 @@ import requests
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
+from ollama_deck.lifecycle import ACTIVE
+from ollama_deck.lifecycle import FINAL
 from ollama_deck.testing import FakeOllama
 from ollama_deck.testing import PullScript
 
@@ -255,3 +257,57 @@ def test_a_killed_worker_hands_its_pull_to_another(deck, fake_b):
     op = deck.get(f"/progress/{op_id}").json()
     assert op["attempts"] >= 2 and op["percent"] == 100.0 and op["host"] == "b"
     assert fake_b.pull_count(model) >= 2  # resumed on the same host
+
+
+def metrics_by_worker(deck: Deck) -> dict[str, dict]:
+    """/metrics as each of the workers answers it (asked on new connections until all four
+    have answered), parsed with prometheus_client's parser."""
+    from .test_metrics import parse
+
+    answers: dict[str, dict] = {}
+
+    def all_answered() -> bool:
+        with requests.Session() as fresh:  # a new connection: any worker may take it
+            response = fresh.get(deck.base + "/metrics", timeout=10)
+        assert response.status_code == 200, response.text
+        answers[response.headers["X-Ollama-Deck-Pid"]] = parse(response.text)
+        return len(answers) == WORKERS
+
+    wait_until(all_answered, timeout=60, interval=0)
+    return answers
+
+
+def test_metrics_are_the_same_from_every_worker(deck, fake):
+    from .test_metrics import sample
+
+    model = f"counted-{uuid.uuid4().hex[:6]}:latest"
+    fake.allow_pull(model, PullScript(layers=[40_000, 1_000], step=20_000))
+    missing = f"missing-{uuid.uuid4().hex[:6]}:latest"  # never allowed: Ollama refuses it
+    ops = [
+        deck.post("/api/models/pull", json={"model": m, "host": "a"}).json()
+        for m in (model, missing)
+    ]
+    assert [wait_until(lambda op=op: deck.status_of(op["id"]) in FINAL) for op in ops]
+    assert [deck.status_of(op["id"]) for op in ops] == ["succeeded", "failed"]
+    watcher = SSEClient(deck.base + "/progress/stream", timeout=30, comments=True)
+    try:
+        assert watcher.next() is not None  # open on one worker, counted by all
+
+        def the_same() -> dict | None:
+            answers = list(metrics_by_worker(deck).values())
+            first = answers[0]
+            watching = sample(first, "ollama_deck_sse_watchers") or 0
+            return first if watching >= 1 and all(a == first for a in answers) else None
+
+        samples = wait_until(the_same, timeout=60)
+    finally:
+        watcher.close()
+    total = "ollama_deck_operations_total"
+    assert sample(samples, total, kind="pull", status="succeeded", host="a") >= 1
+    assert sample(samples, total, kind="pull", status="failed", host="a") >= 1
+    assert sample(samples, "ollama_deck_pull_bytes_total", host="a") >= 41_000
+    assert sample(samples, "ollama_deck_pull_duration_seconds_count", host="a") >= 1
+    assert sample(samples, "ollama_deck_ollama_up", host="a") == 1
+    assert sample(samples, "ollama_deck_database_up") == 1
+    for status in ACTIVE:
+        assert sample(samples, "ollama_deck_operations", status=status, host="b") is not None

@@ -237,6 +237,23 @@ def test_large_chunked_body_is_refused(live):
         sock.close()
 
 
+def test_an_endless_chunked_body_is_refused_once_past_the_limit(make_app, serve):
+    """Read only one byte past the limit, never to the end (which never comes here), on
+    every Flask the deck supports (3.0's request limit is read-only): 413, not 408."""
+    live = serve(make_app(OLLAMA_DECK_BODY_TIMEOUT=5))
+    chunk = b"x" * 70_000
+    head = (
+        b"POST /api/models/pull HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    response, sock = exchange(live.url, head + f"{len(chunk):x}\r\n".encode() + chunk)
+    try:
+        assert response.status == 413
+        assert json.loads(response.read())["error"]["code"] == "body_too_large"
+    finally:
+        sock.close()
+
+
 def test_body_just_under_the_limit_is_read(make_app, serve):
     live = serve(make_app(OLLAMA_DECK_MAX_BODY_BYTES=1000))
     padding = "x" * (1000 - len('{"model": "", "pad": ""}'))
@@ -425,7 +442,8 @@ def test_right_token_and_session_cookie(fake_ollama, locked):
     fake_ollama.add_model("llama3.2:1b")
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     assert locked.get("/api/models", headers=bearer).status_code == 200
-    assert locked.get("/api/session", headers=bearer).json() == {"token_required": True}
+    session = {"token_required": True, "token": "default", "role": "write"}
+    assert locked.get("/api/session", headers=bearer).json() == session
 
     opened = locked.post("/api/session", headers=bearer)
     assert opened.status_code == 200

@@ -18,8 +18,11 @@ from ..errors import NotFound
 from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
+from ..lifecycle import Action
 from ..lifecycle import Kind
 from ..openapi import openapi_document
+from ..recording import record_activity
+from ..recording import recorded
 from ..security import issue_session
 from ..security import protect
 from ..security import revoke_session
@@ -28,6 +31,7 @@ from ..security import session_status
 from ..serializers import iso_time
 from ..serializers import operation_payload as render_operation
 from ..serializers import operation_urls
+from ..services.activity import ActivityFilter
 from ..services.catalog import CATEGORIES
 from ..services.chat import open_chat
 from ..services.fleet import skipped_json
@@ -47,6 +51,7 @@ bp = Blueprint("ollama_deck_api", __name__)
 register_json_errors(bp)
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
+bp.after_request(record_activity)  # the views marked @recorded: one entry per request
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 
@@ -81,20 +86,28 @@ def list_models():
 
 
 @bp.post("/models/pull")
+@recorded(Action.PULL)
 @contract(body=S.PullRequest, responses={202: S.Operation}, errors=(409, 429))
 def pull_model():
-    """Start a pull, or join the one already running for that model: 202 either way.
-    With ``hosts``, a group of one pull per host."""
+    """Start a pull, or join the one already active for that model: 202 either way.
+
+    ``not_before`` (and the host's download window) make it ``scheduled`` until then. A
+    paused pull of the model is joined as it is, paused (see Runner.submit). With
+    ``hosts``, a group of one pull per host.
+    """
     body = parse_body(S.PullRequest)
+    runner = deck().runner
+    not_before = runner.resolve_time(body.not_before) if body.not_before else None
     if body.hosts is not None:
-        group = deck().fleet.pull(body.model, body.hosts)
+        group = deck().fleet.pull(body.model, body.hosts, not_before=not_before)
         return jsonify(operation_payload(group, created=True)), 202
     host = host_of(body.host)
-    row, created = deck().runner.submit(Kind.PULL, body.model, host.url)
+    row, created = runner.submit(Kind.PULL, body.model, host.url, not_before=not_before)
     return jsonify(operation_payload(row, created=created)), 202
 
 
 @bp.post("/models/update")
+@recorded(Action.UPDATE)
 @contract(
     body=S.UpdateRequest,
     body_required=False,
@@ -129,6 +142,7 @@ def estimate():
 
 
 @bp.delete("/models/<path:name>")
+@recorded(Action.DELETE)
 @contract(
     query=S.ScopeQuery,
     responses={200: S.Deleted, 202: S.Operation},
@@ -182,6 +196,7 @@ def plan():
 
 
 @bp.post("/apply")
+@recorded(Action.APPLY)
 @contract(
     body=S.DesiredModels,
     body_required=False,
@@ -211,6 +226,7 @@ def get_desired_models():
 
 
 @bp.put("/desired-models")
+@recorded(Action.DESIRED_MODELS)
 @contract(body=S.DesiredModels, responses={200: S.StoredDesiredModels})
 def put_desired_models():
     """Store a desired model set, replacing the one stored before: the page then shows
@@ -220,6 +236,7 @@ def put_desired_models():
 
 
 @bp.delete("/desired-models")
+@recorded(Action.DESIRED_MODELS)
 @contract(responses={200: S.StoredDesiredModels})
 def delete_desired_models():
     """Forget the stored desired model set (nothing is deleted from any host)."""
@@ -248,6 +265,7 @@ def show_model(name: str):
 
 
 @bp.post("/models/<path:name>/load")
+@recorded(Action.LOAD)
 @contract(query=S.HostQuery, responses={202: S.Operation}, errors=(409, 429))
 def load_model(name: str):
     """Warm a model into memory as an operation (pulling it first if it is missing)."""
@@ -256,6 +274,7 @@ def load_model(name: str):
 
 
 @bp.post("/models/<path:name>/unload")
+@recorded(Action.UNLOAD)
 @contract(query=S.HostQuery, responses={200: S.Unloaded}, errors=(404, 502, 503, 504))
 def unload_model(name: str):
     """Free a model from memory now."""
@@ -316,6 +335,7 @@ def get_active_model():
 
 
 @bp.put("/active-model")
+@recorded(Action.ACTIVE_MODEL)
 @contract(body=S.ActiveModelRequest, responses={200: S.ActiveModel}, errors=(404, 502, 503, 504))
 def put_active_model():
     """Choose the active model (it must be installed): ``{"model": "llama3.2:1b"}``;
@@ -367,6 +387,7 @@ def session():
 
 
 @bp.post("/session")
+@recorded(Action.SESSION_OPEN)
 @contract(responses={200: S.Session})
 def open_session():
     """Trade the bearer token for a new session: a random id in an HttpOnly cookie (what
@@ -377,12 +398,44 @@ def open_session():
 
 
 @bp.delete("/session")
+@recorded(Action.SESSION_CLOSE)
 @contract(responses={200: S.Session})
 def close_session():
     """Log out: the session ends for every worker at once, and its cookie is dropped."""
     response = jsonify(session_status())
     revoke_session(response)
     return response
+
+
+@bp.get("/activity")
+@contract(query=S.ActivityQuery, responses={200: S.ActivityPage}, errors=(400,))
+def activity():
+    """Who changed what: every state-changing request, newest first, in pages (``next`` is
+    the ``?before=`` of the next); ``?action=``, ``?actor=``, ``?target=``,
+    ``?operation=``, ``?outcome=ok|error`` filter."""
+    query = parse_query(S.ActivityQuery)
+    where = ActivityFilter(
+        action=query.action,
+        actor=query.actor,
+        target=query.target,
+        operation_id=query.operation,
+        errors=None if query.outcome is None else query.outcome == "error",
+    )
+    entries, cursor = deck().activity.page(where, before=query.before, limit=query.limit)
+    return jsonify({"entries": entries, "next": cursor})
+
+
+@bp.get("/webhooks/deliveries")
+@contract(query=S.DeliveriesQuery, responses={200: S.Deliveries}, errors=(400,))
+def webhook_deliveries():
+    """Webhook deliveries, newest first: the event, the receiver (its host only), the
+    attempts, the last answer, and when the next try is; ``?status=``, ``?operation=``."""
+    query = parse_query(S.DeliveriesQuery)
+    state = deck()
+    found = state.outbox.recent(
+        limit=query.limit, status=query.status, operation_id=query.operation
+    )
+    return jsonify({"deliveries": found, "receivers": len(state.settings.webhook_urls)})
 
 
 @bp.get("/openapi.json")

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 from flask import render_template
+from flask import request
+from flask import Response
 from flask import url_for
 
 from .. import schemas as S
 from ..contracts import contract
+from ..dbhealth import DATABASE_ERRORS
+from ..dbhealth import first_line
 from ..errors import DatabaseUnavailable
+from ..errors import DeckError
+from ..lifecycle import Action
 from ..lifecycle import vocabulary
+from ..schema import missing_table
 from ..security import may_see_details
 from ..security import protect
 from ..services.health import health
 from ..services.health import summary
+from ..services.metrics import CONTENT_TYPE
 from ..state import activate_deck
 from ..state import deck
+from ..state import setup_of
 
 bp = Blueprint(
     "ollama_deck",
@@ -52,6 +63,7 @@ def page_config() -> dict[str, Any]:
             "chat": url_for("ollama_deck_api.chat"),
             "status": url_for("ollama_deck_api.status"),
             "session": url_for("ollama_deck_api.session"),
+            "activity": url_for("ollama_deck_api.activity"),
             "plan": url_for("ollama_deck_api.plan"),
             "apply": url_for("ollama_deck_api.apply"),
             "desired": url_for("ollama_deck_api.get_desired_models"),
@@ -62,6 +74,8 @@ def page_config() -> dict[str, Any]:
             "stream": url_for("ollama_deck_progress.stream_all"),
             "operation": url_for("ollama_deck_progress.get_operation", op_id=ID_SLOT),
             "cancel": url_for("ollama_deck_progress.cancel_operation", op_id=ID_SLOT),
+            "pause": url_for("ollama_deck_progress.pause_operation", op_id=ID_SLOT),
+            "resume": url_for("ollama_deck_progress.resume_operation", op_id=ID_SLOT),
         },
         "slots": {"model": NAME_SLOT, "op": ID_SLOT},
         "hosts": [host.name for host in deck().hosts],  # the selector's choices, in order
@@ -70,6 +84,7 @@ def page_config() -> dict[str, Any]:
         "max_concurrent": deck().runner.settings.max_concurrent,
         # Kinds, statuses and which of them are active, final, retryable: the page's sets.
         "lifecycle": vocabulary(),
+        "actions": [str(action) for action in Action],  # the activity filter's choices
     }
 
 
@@ -83,6 +98,36 @@ def index():
         config=page_config(),
         version=__version__,
     )
+
+
+def cannot_serve(exc: Exception) -> Response:
+    """The deck cannot start here (its schema, its database): 503 with the reason, which
+    names what to run, as text for the page and as a health report for ``/healthz``; to
+    those who may not use the API, only the code (the log has it all)."""
+    if isinstance(exc, DeckError):
+        status, code, message = exc.status, exc.code, exc.message
+    else:  # a database fault
+        status, code = 503, DatabaseUnavailable.code
+        message = f"the database is unavailable: {first_line(exc)}"
+        if missing_table(exc):  # dropped under us: made anew before the next request
+            setup_of(current_app).schema_lost()
+    current_app.logger.error("ollama-deck cannot serve: %s", message)
+    shown = may_see_details()  # the page shell and /healthz answer strangers too
+    if request.endpoint == "ollama_deck.healthz":
+        database = {"ok": False, "code": code, "error": message} if shown else {"ok": False}
+        response = jsonify({"ok": False, "database": database, "ollama": {"ok": None}})
+    else:
+        said = message if shown else f"{code} (the server's log says more)"
+        response = Response(f"Ollama Deck cannot serve: {said}\n", mimetype="text/plain")
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))
+    return response
+
+
+bp.register_error_handler(DeckError, cannot_serve)
+for _error in DATABASE_ERRORS:
+    bp.register_error_handler(_error, cannot_serve)
 
 
 @bp.get("/healthz")
@@ -99,4 +144,22 @@ def healthz():
     if not report["ok"]:
         response.status_code = 503
         response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))
+    return response
+
+
+@bp.get("/metrics")
+@contract(
+    responses={200: None},
+    media={200: CONTENT_TYPE},
+    descriptions={200: "Prometheus' text format (0.0.4)"},
+)
+def metrics():
+    """Metrics for Prometheus: operations, bytes and durations of pulls, Ollama's
+    reachability and latency, event streams, webhooks; the same from every worker.
+
+    With tokens set it needs one (a read token suffices). ``X-Ollama-Deck-Pid`` names the
+    worker that answered."""
+    body = deck().scrape()
+    response = current_app.response_class(body, content_type=CONTENT_TYPE)
+    response.headers["X-Ollama-Deck-Pid"] = str(os.getpid())
     return response

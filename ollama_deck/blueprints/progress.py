@@ -14,6 +14,7 @@ from flask import request
 from .. import schemas as S
 from ..contracts import contract
 from ..contracts import parse_query
+from ..disconnect import watch_client
 from ..errors import BadRequest
 from ..errors import Conflict
 from ..errors import NotFound
@@ -22,7 +23,11 @@ from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
 from ..http import whole_number
+from ..lifecycle import Action
 from ..lifecycle import FINAL
+from ..lifecycle import Status
+from ..recording import record_activity
+from ..recording import recorded
 from ..security import protect
 from ..security import session_bound
 from ..serializers import log_json
@@ -36,6 +41,7 @@ bp = Blueprint("ollama_deck_progress", __name__)
 register_json_errors(bp)
 protect(bp)  # first: a refused request must not start anything
 bp.before_request(activate_deck)
+bp.after_request(record_activity)  # the views marked @recorded: one entry per request
 bp.add_url_rule("/<path:_unknown>", "unknown", unknown_route, methods=ALL_METHODS)
 CANCEL_WAIT_SECONDS = 5.0
 
@@ -65,6 +71,7 @@ def list_operations():
 
 
 @bp.delete("", strict_slashes=False)
+@recorded(Action.FORGET_FINISHED)
 @contract(responses={200: S.ForgottenOperations})
 def forget_finished():
     """Forget every finished operation and its log ("Clear finished"); active ones stay."""
@@ -90,6 +97,7 @@ def get_operation(op_id: str):
 
 
 @bp.post("/<op_id>/cancel")
+@recorded(Action.CANCEL)
 @contract(
     responses={200: S.Operation, 202: S.Operation},
     descriptions={200: "it ended", 202: "it is winding down"},
@@ -106,7 +114,40 @@ def cancel_operation(op_id: str):
     return jsonify(operation_payload(row)), 200 if row["status"] in FINAL else 202
 
 
+@bp.post("/<op_id>/pause")
+@recorded(Action.PAUSE)
+@contract(
+    responses={200: S.Operation, 202: S.Operation},
+    descriptions={200: "it is paused", 202: "its runner is closing the stream"},
+    errors=(404, 409),
+)
+def pause_operation(op_id: str):
+    """Pause a queued, scheduled or running operation: its download stops, Ollama keeps
+    the partial blobs, and it keeps its host and model (a pull of the model joins it, still
+    paused) without taking a slot. 200 once paused, 202 while its runner (maybe in another
+    process) closes the stream; 409 when it ended or is paused already."""
+    _operation(op_id)
+    state = deck()
+    row = state.runner.pause(op_id)
+    if row["status"] == Status.RUNNING and state.runner.wait_finished(op_id, CANCEL_WAIT_SECONDS):
+        row = state.store.get(op_id) or row
+    return jsonify(operation_payload(row)), 202 if row["status"] == Status.RUNNING else 200
+
+
+@bp.post("/<op_id>/resume")
+@recorded(Action.RESUME)
+@contract(responses={200: S.Operation}, errors=(404, 409))
+def resume_operation(op_id: str):
+    """Queue a paused operation again (scheduled, when its window is closed or its
+    not_before ahead); Ollama resumes from its partial blobs, the percent goes on from
+    where it was. 409 unless a user paused it: a window's pause ends when the window
+    opens."""
+    _operation(op_id)
+    return jsonify(operation_payload(deck().runner.resume(op_id)))
+
+
 @bp.delete("/<op_id>")
+@recorded(Action.FORGET)
 @contract(responses={200: S.Deleted}, errors=(404, 409))
 def delete_operation(op_id: str):
     """Forget a finished operation and its log; 409 while it is still active."""
@@ -158,6 +199,7 @@ def follow_for(op_id: str | None) -> Iterator[bytes]:
         op_id=op_id,
         last_event_id=_last_event_id(),
         max_replay=state.settings.replay_max_events,
+        watch=watch_client(request.environ),
     )
 
 

@@ -242,11 +242,14 @@ class Fleet:
 
     # -- one action, several hosts ----------------------------------------------------
 
-    def pull(self, model: str, names: HostChoice) -> dict[str, Any]:
-        """A group pulling ``model`` on each host (joining a pull already running there)."""
+    def pull(
+        self, model: str, names: HostChoice, *, not_before: float | None = None
+    ) -> dict[str, Any]:
+        """A group pulling ``model`` on each host (joining a pull already active there),
+        each no earlier than ``not_before`` and within its host's download window."""
         display = parse_model_name(model).display
         targets = [(Kind.PULL, display, host.url) for host in self.pick(names)]
-        return self._group(display, targets)
+        return self._group(display, targets, not_before=not_before)
 
     def delete(self, model: str, names: HostChoice) -> dict[str, Any]:
         """A group deleting ``model`` on each host: children of kind ``delete``, each one
@@ -290,8 +293,14 @@ class Fleet:
         title = wanted[0].display if wanted and len(wanted) == 1 else "update"
         return self._group(title, targets)
 
-    def _group(self, title: str, targets: list[tuple[Kind, str, str]]) -> dict[str, Any]:
-        made = self.runner.submit_group(title, targets)
+    def _group(
+        self,
+        title: str,
+        targets: list[tuple[Kind, str, str]],
+        *,
+        not_before: float | None = None,
+    ) -> dict[str, Any]:
+        made = self.runner.submit_group(title, targets, not_before=not_before)
         assert made.group is not None  # without skip_busy a group is made or refused
         return made.group
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..lifecycle import FINAL
 from ..lifecycle import group_status
+from ..lifecycle import Hold
 from ..lifecycle import Status
 
 # A group row is rewritten at once when its status, whole percent, message or a child's
@@ -39,11 +40,13 @@ class GroupState:
     message: str
     error: str | None
     children: list[dict[str, Any]]
+    paused_by: Hold | None = None  # paused: by a user if any child is (resume undoes it)
 
     def fields(self) -> dict[str, Any]:
         """The group row's columns for this state."""
         return {
             "status": self.status,
+            "paused_by": self.paused_by,
             "percent": self.percent,
             "completed_bytes": self.completed_bytes,
             "total_bytes": self.total_bytes,
@@ -87,6 +90,10 @@ def aggregate(
     elif status not in FINAL:
         percent = max(percent, floor)
     running = [row for row in children if row["status"] == Status.RUNNING]
+    holds = {row.get("paused_by") for row in children if row["status"] == Status.PAUSED}
+    paused_by = None
+    if status == Status.PAUSED:
+        paused_by = Hold.USER if Hold.USER in holds else Hold.WINDOW
     speeds = [row["speed"] for row in running if row["speed"] is not None]
     etas = [row["eta_seconds"] for row in running]
     return GroupState(
@@ -99,6 +106,7 @@ def aggregate(
         message=group_message(outcomes),
         error=group_error(outcomes) if status in FINAL and status != Status.SUCCEEDED else None,
         children=outcomes,
+        paused_by=paused_by,
     )
 
 
@@ -124,7 +132,9 @@ def _by_weight(item: tuple[str, int]) -> tuple[int, str]:
         Status.INTERRUPTED,
         Status.CANCELLED,
         Status.RUNNING,
+        Status.PAUSED,
         Status.QUEUED,
+        Status.SCHEDULED,
     ]
     status = item[0]
     return (order.index(status) if status in order else len(order), status)
@@ -155,6 +165,7 @@ def write_due(group: Mapping[str, Any], state: GroupState, now: float) -> bool:
     ``BYTES_INTERVAL`` passed since it was last written."""
     if (
         group["status"] != state.status
+        or group.get("paused_by") != state.paused_by
         or int(group["percent"] or 0) != int(state.percent)
         or group["message"] != state.message
         or stored_children(group) != state.children

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +25,13 @@ from ..errors import OllamaUnavailable
 
 # Big reads keep a fast stream cheap; Ollama's chunked lines still arrive one by one.
 STREAM_CHUNK = 64 * 1024
+# Told of every request: its path, seconds until Ollama answered (or the request failed),
+# and whether Ollama answered at all (services/metrics.py adds these up).
+Observer = Callable[[str, float, bool], None]
+
+
+def _ignore(_path: str, _seconds: float, _answered: bool) -> None:
+    return None
 
 
 class Stream:
@@ -63,8 +72,10 @@ class OllamaClient:
         stall_timeout: float = 120.0,
         quick_timeout: float = 3.0,
         session: requests.Session | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.observe = observer or _ignore
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         # Reads a page makes often get a short limit: their callers have a fallback.
@@ -143,16 +154,20 @@ class OllamaClient:
         url = self.base_url + path
         limit = self.quick_timeout if quick else self.request_timeout
         connect = min(self.connect_timeout, limit)
+        started = time.perf_counter()
         try:
             response = self.session.request(method, url, json=body, timeout=(connect, limit))
         except requests.RequestException as exc:
+            self.observe(path, time.perf_counter() - started, False)
             raise self._connection_error(exc, limit=limit, connect=connect) from exc
+        self.observe(path, time.perf_counter() - started, True)
         self._raise_for_status(response)
         return response
 
     @contextmanager
     def _stream(self, method: str, path: str, body: dict) -> Iterator[Stream]:
         url = self.base_url + path
+        started = time.perf_counter()
         try:
             response = self.session.request(
                 method,
@@ -162,7 +177,9 @@ class OllamaClient:
                 timeout=(self.connect_timeout, self.stall_timeout),
             )
         except requests.RequestException as exc:
+            self.observe(path, time.perf_counter() - started, False)
             raise self._connection_error(exc) from exc
+        self.observe(path, time.perf_counter() - started, True)  # until it began to answer
         try:
             self._raise_for_status(response)
             yield Stream(response, self._lines(response))

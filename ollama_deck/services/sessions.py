@@ -1,10 +1,11 @@
 """Sessions of the page: random ids kept in the database, so every worker and machine agrees.
 
-``POST /api/session`` trades the token for a random session id (the cookie). The database
-keeps only a hash of the id, with an HMAC of the token keyed by the id, and three times:
-when it was opened, last used and when it ends whatever happens. A session is over when
-it is closed (logout), past its absolute end, idle for longer than the idle timeout, or
-opened under another token than the deck has now.
+``POST /api/session`` trades a token for a random session id (the cookie). The database
+keeps only a hash of the id, with an HMAC of the token keyed by the id, the token's name
+and three times: when it was opened, last used and when it ends whatever happens. A
+session is over when it is closed (logout), past its absolute end, idle for longer than the
+idle timeout, or when its token's name no longer has that token. It carries the token's
+name and its role as configured now.
 
 Hot path: checking a cookie is one read by primary key. The last-use time is written at
 most every ``touch_seconds`` per session, not on every request; the idle timeout is kept
@@ -33,6 +34,8 @@ from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 
+from ..config import AccessToken
+from ..config import DEFAULT_TOKEN_NAME
 from ..db import DeckSession
 from ..db import table_of
 from ..dbhealth import DATABASE_ERRORS
@@ -62,10 +65,12 @@ class SessionPolicy:
 
 @dataclass(frozen=True)
 class LiveSession:
-    """A session a request presented and that passed every check."""
+    """A session a request presented and that passed every check, with the token it was
+    opened with (its name and role)."""
 
     id_hash: str
     expires_at: float
+    token: AccessToken | None = None
 
 
 def hash_id(session_id: str) -> str:
@@ -96,7 +101,7 @@ class SessionStore:
 
     # -- requests ------------------------------------------------------------------
 
-    def open(self, token: str) -> tuple[str, LiveSession]:
+    def open(self, token: AccessToken) -> tuple[str, LiveSession]:
         """A new session under ``token``: its id (for the cookie only) and what it is.
 
         Sessions that are over are deleted here: logins are rare, so this keeps the table
@@ -104,40 +109,49 @@ class SessionStore:
         """
         session_id = secrets.token_urlsafe(ID_BYTES)
         now = self.clock()
-        session = LiveSession(hash_id(session_id), now + self.policy.max_age)
+        session = LiveSession(hash_id(session_id), now + self.policy.max_age, token)
         with self.engine.begin() as conn:
             conn.execute(delete(SESSION).where(self._over(now)))
             conn.execute(
                 insert(SESSION).values(
                     id_hash=session.id_hash,
-                    token_check=token_check(session_id, token),
+                    token_check=token_check(session_id, token.secret),
                     created_at=now,
                     seen_at=now,
                     expires_at=session.expires_at,
+                    token_name=token.name,
                 )
             )
         return session_id, session
 
-    def check(self, session_id: str, token: str) -> LiveSession | None:
+    def check(self, session_id: str, tokens: tuple[AccessToken, ...]) -> LiveSession | None:
         """The session of this id if it lives (refreshing its last use when that is old),
-        else None. A session found over is deleted."""
+        else None. A session found over is deleted, as is one whose token's name is gone
+        or names another token now."""
         id_hash = hash_id(session_id)
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(SESSION.c.token_check, SESSION.c.seen_at, SESSION.c.expires_at).where(
-                    SESSION.c.id_hash == id_hash
-                )
+                select(
+                    SESSION.c.token_check,
+                    SESSION.c.seen_at,
+                    SESSION.c.expires_at,
+                    SESSION.c.token_name,
+                ).where(SESSION.c.id_hash == id_hash)
             ).first()
         if row is None:
             return None
         now = self.clock()
-        right_token = hmac.compare_digest(row.token_check, token_check(session_id, token))
+        name = row.token_name or DEFAULT_TOKEN_NAME  # sessions from before named tokens
+        token = next((t for t in tokens if t.name == name), None)
+        right_token = token is not None and hmac.compare_digest(
+            row.token_check, token_check(session_id, token.secret)
+        )
         if not right_token or self._is_over(row.seen_at, row.expires_at, now):
             self._forget(id_hash)
             return None
         if now - row.seen_at >= self.policy.touch_seconds:
             self._touch([id_hash], now)
-        return LiveSession(id_hash, row.expires_at)
+        return LiveSession(id_hash, row.expires_at, token)
 
     def close(self, session_id: str) -> None:
         """End a session now (logout); its streams in this process stop at their next

@@ -46,19 +46,25 @@ from ..db import table_of
 from ..dbhealth import run_statement
 from ..errors import Conflict
 from ..errors import QueueFull
+from ..lifecycle import Hold
 from ..lifecycle import Kind
 from ..lifecycle import may_join
 from ..lifecycle import Orphan
 from ..lifecycle import OrphanReason
+from ..lifecycle import PRUNE_NOTE
 from ..lifecycle import Status
+from ..lifecycle import WAITING
+from ..lifecycle import WINDOWED
 from ..serializers import log_event
 from ..serializers import operation_event
+from . import tally
 from .events import DeckEvent
 from .groups import aggregate
 from .groups import ended_note
 from .groups import write_due
 from .progress import Snapshot
 from .rows import OPERATION_ROW
+from .webhooks import Outbox
 
 OP = table_of(Operation)
 LOG = table_of(OperationLog)
@@ -79,6 +85,8 @@ FORGETTABLE = OP.c.status.in_(FINAL_STATUSES) & OP.c.id.notin_(
     .join(GROUP, GROUP.c.id == MEMBER.c.group_id)
     .where(GROUP.c.status.notin_(FINAL_STATUSES))
 )
+# Waiting to start: what OLLAMA_DECK_MAX_QUEUED bounds (scheduled ones will be queued).
+WAITING_TO_START = (Status.QUEUED, Status.SCHEDULED)
 # Built once: the hot reads of polling skip SQLAlchemy's statement construction.
 SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
 ONE_OP = select(*OPERATION_ROW).where(OP.c.id == bindparam("op_id"))
@@ -103,12 +111,16 @@ def _delete_finished(conn: Connection, ids: list[str]) -> None:
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """One child a group needs: this kind of operation on this model on this host (URL)."""
+    """One child a group needs: this kind of operation on this model on this host (URL),
+    now or, for a pull that must wait (its not_before, its host's window), scheduled."""
 
     kind: Kind
     model: str
     model_key: str
     host: str
+    not_before: float | None = None
+    starts_at: float | None = None
+    schedule_note: str | None = None
 
 
 @dataclass
@@ -165,10 +177,12 @@ class OperationStore:
         *,
         log_lines: int = 300,
         host_names: Mapping[str, str] | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.engine = engine
         self.host_names = dict(host_names or {})  # Ollama URL -> its configured name
         self.bus = bus
+        self.outbox = outbox  # webhooks to write with the changes that are their events
         self.log_lines = log_lines
         # Held from taking a sequence number until the event is published. The database
         # serialises writers anyway; this keeps publishing in the same order as committing.
@@ -276,9 +290,13 @@ class OperationStore:
         model_key: str,
         host: str,
         max_queued: int | None = None,
+        not_before: float | None = None,
+        starts_at: float | None = None,
+        schedule_note: str | None = None,
     ) -> dict[str, Any]:
-        """Insert a queued operation; IntegrityError if one is already active for the model,
-        QueueFull if ``max_queued`` operations are queued already."""
+        """Insert a queued operation, or a scheduled one when ``starts_at`` is given (with
+        ``schedule_note``, what its message says); IntegrityError if one is already active
+        for the model, QueueFull if ``max_queued`` operations wait to start already."""
         now = time.time()
         op_id = str(uuid.uuid4())
         with self._write_lock, self.engine.connect() as conn:
@@ -287,8 +305,10 @@ class OperationStore:
             first = self._take_seq(conn, 2)
             if max_queued is not None:
                 _check_room(conn, 1, max_queued)
-            spec = ChildSpec(Kind(kind), model, model_key, host)
-            log = _insert_queued(conn, op_id, spec, first, now)
+            spec = ChildSpec(
+                Kind(kind), model, model_key, host, not_before, starts_at, schedule_note
+            )
+            log = _insert_child(conn, op_id, spec, first, now)
             row = dict(conn.execute(ONE_OP, {"op_id": op_id}).mappings().one())
             conn.commit()
             self.bus.publish([log_event(log), operation_event(row, self.host_names)])
@@ -305,11 +325,12 @@ class OperationStore:
         """A group of kind ``group`` over ``children``, created with them in one transaction.
 
         A child whose model already has an active operation on its host joins it when
-        :func:`~..lifecycle.may_join` allows; otherwise the whole group is refused
-        (Conflict), or with ``skip_busy`` that child is left out (``skipped``). QueueFull
-        when the new children do not fit in ``max_queued``: nothing is created then.
-        Created in one transaction with its children, the group misses none of their
-        changes: each later change of a child rewrites the group in its own transaction.
+        :func:`~..lifecycle.may_join` allows (as it is: a paused one stays paused);
+        otherwise the whole group is refused (Conflict), or with ``skip_busy`` that child
+        is left out (``skipped``). QueueFull when the new children do not fit in
+        ``max_queued``: nothing is created then. Created in one transaction with its
+        children, the group misses none of their changes: each later change of a child
+        rewrites the group in its own transaction.
         """
         now = time.time()
         group_id = str(uuid.uuid4())
@@ -344,7 +365,7 @@ class OperationStore:
                     ids.append(active["id"])
                     continue
                 child_id = str(uuid.uuid4())
-                logs.append(_insert_queued(conn, child_id, spec, seq, now))
+                logs.append(_insert_child(conn, child_id, spec, seq, now))
                 ids.append(child_id)
                 seq += 2
             rows = [dict(conn.execute(ONE_OP, {"op_id": i}).mappings().one()) for i in ids]
@@ -363,7 +384,7 @@ class OperationStore:
                     attempts=0,
                     created_at=now,
                     updated_at=now,
-                    started_at=None if state.status == Status.QUEUED else now,
+                    started_at=None if state.status in WAITING_TO_START else now,
                     seq=seq + 1,
                     **state.fields(),
                 )
@@ -399,12 +420,20 @@ class OperationStore:
         model_key: str,
         host: str,
         max_queued: int | None = None,
+        **schedule: Any,
     ) -> tuple[dict[str, Any], bool]:
-        """The new operation and True, or the one already active for the model and False."""
+        """The new operation and True, or the one already active for the model and False
+        (paused or scheduled too: joining changes nothing of it). ``schedule``: the
+        scheduling arguments of :meth:`create`."""
         for _ in range(3):
             try:
                 row = self.create(
-                    kind=kind, model=model, model_key=model_key, host=host, max_queued=max_queued
+                    kind=kind,
+                    model=model,
+                    model_key=model_key,
+                    host=host,
+                    max_queued=max_queued,
+                    **schedule,
                 )
                 return row, True
             except QueueFull:
@@ -441,10 +470,15 @@ class OperationStore:
                 conn.rollback()
                 return None
             changed, events = written
-            if changed.pop(GROUPED):
-                events += self._follow_groups(conn, changed, now)
+            enqueued = self._count_and_notify(conn, fields, changed, now)
+            if changed.pop(GROUPED):  # some group counts it as a child
+                grouped, notified = self._follow_groups(conn, changed, now)
+                events += grouped
+                enqueued = enqueued or notified
             conn.commit()
             self.bus.publish(events)
+        if enqueued and self.outbox is not None:
+            self.outbox.wake()
         return changed
 
     def _write(
@@ -478,9 +512,12 @@ class OperationStore:
         events = [log_event(r) for r in rows] + [operation_event(changed, self.host_names)]
         return changed, events
 
-    def _follow_groups(self, conn: Connection, child: dict[str, Any], now: float) -> Events:
+    def _follow_groups(
+        self, conn: Connection, child: dict[str, Any], now: float
+    ) -> tuple[Events, bool]:
         """Rewrite each active group of ``child`` whose state its change moved, in the same
-        transaction (later sequence numbers, so a group's end comes after its last child's).
+        transaction (later sequence numbers, so a group's end comes after its last child's);
+        its events, and whether webhook deliveries were written (a group's end is one).
 
         Bounded: a child is written a few times a second at most, and its group only when
         what it shows changed (:func:`~.groups.write_due`).
@@ -488,6 +525,7 @@ class OperationStore:
         note = [ended_note(child, self.host_names)] if child["status"] in FINAL_STATUSES else []
         query = select(MEMBER.c.group_id).where(MEMBER.c.operation_id == child["id"])
         events: Events = []
+        enqueued = False
         for group_id in conn.execute(query).scalars().all():
             group = conn.execute(ONE_OP, {"op_id": group_id}).mappings().first()
             if group is None or group["status"] in FINAL_STATUSES:
@@ -499,29 +537,209 @@ class OperationStore:
             fields = state.fields()
             if state.status in FINAL_STATUSES:
                 fields["finished_at"] = now
-            elif state.status != Status.QUEUED:
+            elif state.status not in WAITING_TO_START:
                 fields["started_at"] = func.coalesce(OP.c.started_at, now)
             where = [OP.c.status.notin_(FINAL_STATUSES)]
             written = self._write(conn, group_id, fields, note, where, now)
             if written is not None:
                 events += written[1]
-        return events
+                enqueued = self._count_and_notify(conn, fields, written[0], now) or enqueued
+        return events, enqueued
+
+    def _count_and_notify(
+        self, conn: Connection, fields: Mapping[str, Any], row: dict[str, Any], now: float
+    ) -> bool:
+        """In the transaction of a change: an end adds to /metrics' tallies, and a change
+        that is a webhook event writes its deliveries (so neither can be lost or doubled
+        apart from the change). True when deliveries were written."""
+        # A group's end is counted by its children's, not again by itself.
+        if fields.get("status") in FINAL_STATUSES and row["kind"] != Kind.GROUP:
+            tally.add(conn, tally.final_deltas(row), now)
+        outbox = self.outbox
+        if outbox is None:
+            return False
+        event = outbox.event_of(fields, row)
+        if event is None or not outbox.wants(event):
+            return False
+        outbox.enqueue(conn, event, row, self.host_names, now)
+        return True
 
     # -- transitions ----------------------------------------------------------------
     # Each returns the changed row, or None when the row is no longer in the state the
     # transition starts from (another runner, a cancel or a recovery came first).
 
-    def cancel_queued(self, op_id: str) -> dict[str, Any] | None:
-        """queued -> cancelled: nobody started it, so it ends here."""
+    def cancel_waiting(self, op_id: str) -> dict[str, Any] | None:
+        """queued, scheduled or paused -> cancelled: no runner holds it, so it ends here."""
+        row = self.get(op_id)
+        started = row is not None and row["started_at"] is not None
         fields = _ended(Status.CANCELLED, Status.CANCELLED, keep_speed=True)
-        where = [OP.c.status == Status.QUEUED, NOT_RUN]  # a group ends with its children
-        return self._update(op_id, fields, ["cancelled before it started"], where=where)
+        where = [OP.c.status.in_(WAITING), NOT_RUN]  # a group ends with its children
+        note = "cancelled" if started else "cancelled before it started"
+        return self._update(op_id, fields, [note], where=where)
 
     def request_cancel(self, op_id: str) -> dict[str, Any] | None:
         """Ask the runner of a running operation to stop it (once)."""
         fields = {"cancel_requested": True, "message": "cancelling"}
         where = [OP.c.status == Status.RUNNING, OP.c.cancel_requested.is_(False)]
         return self._update(op_id, fields, ["cancel requested"], where=where)
+
+    def hold_waiting(self, op_id: str, *, at: float) -> dict[str, Any] | None:
+        """queued, scheduled or paused by the window -> paused by a user: it waits for a
+        resume (the window opening no longer starts it). ``at``: the runner's wall time,
+        from which lifecycle.PRUNE_AFTER_SECONDS counts."""
+        fields = {
+            "status": Status.PAUSED,
+            "paused_by": Hold.USER,
+            "paused_at": func.coalesce(OP.c.paused_at, at),
+            "starts_at": None,
+            "message": Status.PAUSED,
+        }
+        where = [
+            OP.c.status.in_((Status.QUEUED, Status.SCHEDULED))
+            | ((OP.c.status == Status.PAUSED) & (OP.c.paused_by == Hold.WINDOW)),
+            NOT_RUN,  # a group pauses through its children
+        ]
+        return self._update(op_id, fields, ["paused"], where=where)
+
+    def request_pause(self, op_id: str) -> dict[str, Any] | None:
+        """Ask the runner of a running operation to pause it (once; a cancel wins)."""
+        fields = {"paused_by": Hold.USER, "message": "pausing"}
+        where = [
+            OP.c.status == Status.RUNNING,
+            OP.c.cancel_requested.is_(False),
+            OP.c.paused_by.is_(None),
+            NOT_RUN,
+        ]
+        return self._update(op_id, fields, ["pause requested"], where=where)
+
+    def pause_running(
+        self,
+        op_id: str,
+        runner_id: str,
+        hold: Hold,
+        message: str,
+        logs: Iterable[str] = (),
+        *,
+        at: float,
+        starts_at: float | None = None,
+        snap: Snapshot | None = None,
+    ) -> dict[str, Any] | None:
+        """running -> paused (``hold`` says by whom) at wall time ``at``, by the runner that
+        holds it, whose stream is closed; not once a cancel was asked. ``starts_at``: when
+        the window opens."""
+        fields: dict[str, Any] = {
+            "status": Status.PAUSED,
+            "paused_by": hold,
+            "paused_at": at,
+            "starts_at": starts_at,
+            "runner_id": None,
+            "speed": None,
+            "eta_seconds": None,
+            "message": message,
+        }
+        if snap is not None:
+            fields.update(
+                phase=snap.phase,
+                percent=snap.percent,
+                completed_bytes=snap.completed_bytes,
+                total_bytes=snap.total_bytes,
+            )
+        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False)]
+        return self._update(op_id, fields, logs, where=where)
+
+    def pause_orphan(
+        self, op_id: str, orphan: Orphan, *, at: float, note: str
+    ) -> dict[str, Any] | None:
+        """running -> paused (at wall time ``at``) for an operation nobody runs whose pause
+        was asked."""
+        fields = {
+            "status": Status.PAUSED,
+            "paused_at": at,
+            "runner_id": None,
+            "speed": None,
+            "eta_seconds": None,
+            "message": Status.PAUSED,
+        }
+        where = [
+            OP.c.status == Status.RUNNING,
+            OP.c.paused_by.is_not(None),
+            OP.c.cancel_requested.is_(False),
+            _still_orphan(orphan),
+        ]
+        return self._update(op_id, fields, [note], where=where)
+
+    def resume(
+        self, op_id: str, *, starts_at: float | None, message: str | None = None
+    ) -> dict[str, Any] | None:
+        """paused by a user -> queued, or scheduled until ``starts_at`` (its window or its
+        not_before is still ahead; ``message`` says when)."""
+        status = Status.QUEUED if starts_at is None else Status.SCHEDULED
+        fields = {
+            "status": status,
+            "paused_by": None,
+            "paused_at": None,
+            "starts_at": starts_at,
+            "message": message or "resuming",
+        }
+        where = [OP.c.status == Status.PAUSED, OP.c.paused_by == Hold.USER, NOT_RUN]
+        note = "resumed" if status == Status.QUEUED else f"resumed: {message}"
+        return self._update(op_id, fields, [note], where=where)
+
+    def wake_due(self, now: float) -> Rows:
+        """scheduled, or paused by the window, whose start time has come -> queued."""
+        due = (OP.c.status == Status.SCHEDULED) | (
+            (OP.c.status == Status.PAUSED) & (OP.c.paused_by == Hold.WINDOW)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(OP.c.id, OP.c.status).where(due, OP.c.starts_at <= now)
+            ).all()
+        woken = []
+        fields = {
+            "status": Status.QUEUED,
+            "paused_by": None,
+            "paused_at": None,
+            "starts_at": None,
+            "message": Status.QUEUED,
+        }
+        for op_id, status in rows:
+            note = "its start time has come" if status == Status.SCHEDULED else "resuming"
+            row = self._update(op_id, fields, [note], where=[due, OP.c.starts_at <= now])
+            if row is not None:
+                woken.append(row)
+        return woken
+
+    def defer_queued(self, host: str, starts_at: float, message: str) -> Rows:
+        """Every queued pull and update of ``host`` -> scheduled until ``starts_at`` (its
+        download window closed while they waited for a slot)."""
+        queued_here = [OP.c.status == Status.QUEUED, OP.c.host == host, OP.c.kind.in_(WINDOWED)]
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(select(OP.c.id).where(*queued_here)).scalars())
+        fields = {"status": Status.SCHEDULED, "starts_at": starts_at, "message": message}
+        deferred = []
+        for op_id in ids:
+            where = [OP.c.status == Status.QUEUED]
+            row = self._update(op_id, fields, [f"scheduled: {message}"], where=where)
+            if row is not None:
+                deferred.append(row)
+        return deferred
+
+    def note_prune_risk(self, paused_before: float) -> Rows:
+        """Paused operations paused before ``paused_before`` say, once, that an Ollama
+        restart would delete their partial download (lifecycle.PRUNE_NOTE)."""
+        old = [
+            OP.c.status == Status.PAUSED,
+            OP.c.paused_at < paused_before,
+            (OP.c.message != PRUNE_NOTE) | OP.c.message.is_(None),
+        ]
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(select(OP.c.id).where(*old)).scalars())
+        noted = []
+        for op_id in ids:
+            row = self._update(op_id, {"message": PRUNE_NOTE}, [PRUNE_NOTE], where=old)
+            if row is not None:
+                noted.append(row)
+        return noted
 
     def end_orphan(
         self, op_id: str, orphan: Orphan, status: Status, *, message: str, note: str
@@ -540,7 +758,7 @@ class OperationStore:
             "speed": None,
             "eta_seconds": None,
         }
-        where = [OP.c.status == Status.RUNNING, _still_orphan(orphan)]
+        where = [OP.c.status == Status.RUNNING, OP.c.paused_by.is_(None), _still_orphan(orphan)]
         return self._update(op_id, fields, [note], where=where)
 
     def record_progress(
@@ -603,19 +821,22 @@ class OperationStore:
         return self._update(op_id, fields, logs, where=_held_by(runner_id))
 
     def release(self, op_id: str, runner_id: str, *, note: str) -> dict[str, Any] | None:
-        """running -> queued on shutdown, unless a user asked to cancel it meanwhile."""
+        """running -> queued on shutdown, unless a user asked to cancel or pause it meanwhile."""
         fields = {
             "status": Status.QUEUED,
             "runner_id": None,
             "message": "resuming",
             "speed": None,
         }
-        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False)]
+        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False), OP.c.paused_by.is_(None)]
         return self._update(op_id, fields, [note], where=where)
 
-    def claim_next_queued(self, runner_id: str, limit: int) -> dict[str, Any] | None:
+    def claim_next_queued(
+        self, runner_id: str, limit: int, *, closed_hosts: Iterable[str] = ()
+    ) -> dict[str, Any] | None:
         """Atomically move the oldest queued operation to running, if fewer than ``limit``
-        run on its Ollama host."""
+        run on its Ollama host and that host is not in ``closed_hosts`` (outside its
+        download window). Paused and scheduled operations take no slot."""
         if not self.has_queued():
             return None
         now = time.time()
@@ -633,16 +854,15 @@ class OperationStore:
                 )
                 .scalar_subquery()
             )
-            candidate = conn.execute(
-                select(OP.c.id)
-                .where(
-                    OP.c.status == Status.QUEUED,
-                    NOT_RUN,
-                    (running_there < limit) | OP.c.kind.in_(SLOTLESS),
-                )
-                .order_by(OP.c.created_at)
-                .limit(1)
-            ).first()
+            query = select(OP.c.id).where(
+                OP.c.status == Status.QUEUED,
+                NOT_RUN,
+                (running_there < limit) | OP.c.kind.in_(SLOTLESS),
+            )
+            closed = list(closed_hosts)
+            if closed:  # outside their window; loads are not held by windows (WINDOWED)
+                query = query.where(~(OP.c.host.in_(closed) & OP.c.kind.in_(WINDOWED)))
+            candidate = conn.execute(query.order_by(OP.c.created_at).limit(1)).first()
             if candidate is None:
                 conn.rollback()
                 return None
@@ -662,13 +882,17 @@ class OperationStore:
                 .returning(*OPERATION_ROW)
             )
             row = dict(conn.execute(statement).mappings().one())
+            enqueued = self._count_and_notify(conn, {"status": Status.RUNNING}, row, now)
             conn.commit()
             self.bus.publish([operation_event(row, self.host_names)])
+        if enqueued and self.outbox is not None:
+            self.outbox.wake()
         return row
 
-    def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> Ids:
+    def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> Rows:
         """Mark alive the operations this runner has a live job for; return those someone
-        asked to cancel.
+        asked to cancel or pause (id, cancel_requested, paused_by: see
+        lifecycle.stop_request).
 
         Only live jobs: a row this runner holds without a job (its final write failed)
         must go stale, so that recovery takes it over.
@@ -679,16 +903,19 @@ class OperationStore:
             return []
         now = time.time()
         owned = (OP.c.runner_id == runner_id, OP.c.status == Status.RUNNING, OP.c.id.in_(op_ids))
+        asked = OP.c.cancel_requested | OP.c.paused_by.is_not(None)
         with self.engine.begin() as conn:
             conn.execute(update(OP).where(*owned).values(heartbeat_at=now))
-            rows = conn.execute(select(OP.c.id).where(*owned, OP.c.cancel_requested)).all()
-        return [r.id for r in rows]
+            query = select(OP.c.id, OP.c.cancel_requested, OP.c.paused_by).where(*owned, asked)
+            rows = conn.execute(query).mappings().all()
+        return [dict(r) for r in rows]
 
     def running(self) -> Rows:
-        """Who holds each running operation: id, runner_id, heartbeat_at, cancel_requested."""
-        query = select(OP.c.id, OP.c.runner_id, OP.c.heartbeat_at, OP.c.cancel_requested).where(
-            OP.c.status == Status.RUNNING, NOT_RUN
-        )
+        """Who holds each running operation and what was asked of it: id, runner_id,
+        heartbeat_at, cancel_requested, paused_by."""
+        query = select(
+            OP.c.id, OP.c.runner_id, OP.c.heartbeat_at, OP.c.cancel_requested, OP.c.paused_by
+        ).where(OP.c.status == Status.RUNNING, NOT_RUN)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
@@ -697,7 +924,7 @@ class OperationStore:
         ``before``, and all but the newest ``keep`` (the children of a running group stay)."""
         final = FORGETTABLE
         with self.engine.begin() as conn:
-            ids: Ids = []
+            ids: list[str] = []
             if before is not None:
                 old = select(OP.c.id).where(final, OP.c.finished_at < before)
                 ids += [r.id for r in conn.execute(old)]
@@ -784,22 +1011,27 @@ def _active_on(conn: Connection, host: str, model_key: str) -> dict[str, Any] | 
 
 
 def _check_room(conn: Connection, adding: int, max_queued: int) -> None:
-    """QueueFull (after a rollback) unless ``adding`` more queued operations fit."""
-    query = select(func.count()).select_from(OP).where(OP.c.status == Status.QUEUED, NOT_RUN)
+    """QueueFull (after a rollback) unless ``adding`` more operations fit among those
+    waiting to start (scheduled ones count: each will be queued by itself; groups run
+    nothing)."""
+    query = select(func.count()).select_from(OP).where(OP.c.status.in_(WAITING_TO_START), NOT_RUN)
     queued = conn.execute(query).scalar_one()
     if queued + adding > max_queued:
         conn.rollback()
         raise QueueFull(
-            f"{queued} operations are queued already (the limit is {max_queued}); "
-            "try again when some have started"
+            f"{queued} operations are queued or scheduled already (the limit is "
+            f"{max_queued}); try again when some have started"
         )
 
 
-def _insert_queued(
+def _insert_child(
     conn: Connection, op_id: str, spec: ChildSpec, first_seq: int, now: float
 ) -> dict[str, Any]:
-    """Insert a queued operation (sequence numbers ``first_seq`` for its first log line,
-    the next for the row); returns that log line as inserted."""
+    """Insert a new operation (alone, or a group's child), queued or (with ``starts_at``)
+    scheduled (sequence
+    numbers ``first_seq`` for its first log line, the next for the row); returns that log
+    line as inserted."""
+    status = Status.QUEUED if spec.starts_at is None else Status.SCHEDULED
     conn.execute(
         insert(OP).values(
             id=op_id,
@@ -807,20 +1039,25 @@ def _insert_queued(
             model=spec.model,
             model_key=spec.model_key,
             host=spec.host,
-            status=Status.QUEUED,
+            status=status,
             phase=None,
             percent=0.0,
             completed_bytes=0,
             total_bytes=0,
-            message=Status.QUEUED,  # the message until it starts
+            # The message until it starts.
+            message=spec.schedule_note if status == Status.SCHEDULED else Status.QUEUED,
             cancel_requested=False,
             attempts=0,
+            not_before=spec.not_before,
+            starts_at=spec.starts_at,
             created_at=now,
             updated_at=now,
             seq=first_seq + 1,
         )
     )
-    log = {"seq": first_seq, "operation_id": op_id, "created_at": now}
-    log["text"] = f"{spec.kind} of {spec.model} queued"
+    text = f"{spec.kind} of {spec.model} {status}"
+    if spec.schedule_note and status == Status.SCHEDULED:
+        text += f": {spec.schedule_note}"
+    log = {"seq": first_seq, "operation_id": op_id, "created_at": now, "text": text}
     conn.execute(insert(LOG).values(**log))
     return log

@@ -14,6 +14,7 @@ import { connect } from "./js/actions/live.js";
 import { notifyEnded } from "./js/actions/notify.js";
 import { loadOperations } from "./js/actions/operations.js";
 import { STATUS_EVERY_MS, refreshActive, refreshModels, refreshStatus } from "./js/actions/server.js";
+import { initActivity } from "./js/views/activity.js";
 import { initCatalog } from "./js/views/catalog.js";
 import { initDetails } from "./js/views/details.js";
 import { initFleet } from "./js/views/fleet.js";
@@ -22,6 +23,7 @@ import { initModels } from "./js/views/models.js";
 import { initOps } from "./js/views/ops.js";
 import { initPrompt } from "./js/views/prompt.js";
 import { initPulls } from "./js/views/pulls.js";
+import { initRole } from "./js/views/role.js";
 import { initScopes } from "./js/views/scopes.js";
 import { initSession } from "./js/views/session.js";
 import { initStatus } from "./js/views/status.js";
@@ -31,6 +33,7 @@ import { initToken } from "./js/views/token.js";
 async function start() {
   initToken();
   initSession();
+  initRole();
   initStatus();
   initHosts();
   initScopes();
@@ -41,6 +44,7 @@ async function start() {
   initOps();
   initCatalog();
   initPrompt();
+  initActivity();
   initFleet();
   // Another host: its models and status (the catalog reloads itself); operations show
   // every host's.

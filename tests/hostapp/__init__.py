@@ -5,7 +5,10 @@ and ``/api`` routes, a model and a 404 page. Settings come from the environment,
 same app runs in-process in tests, under gunicorn and under ``flask db ...``:
 ``HOST_DATABASE_URL`` (required), ``HOST_DECK_BIND_URL`` (optional: the deck's tables in a
 bind of their own), ``HOST_LOGIN=1`` (optional: a Flask-Login login, with the deck behind
-``login_required``; see auth.py) and the deck's own ``OLLAMA_HOST`` / ``OLLAMA_DECK_*``.
+``login_required``; see auth.py), ``HOST_CREATE_ALL=1`` (optional: ``db.create_all()`` at
+start, as many Flask-SQLAlchemy apps and tutorials do), ``HOST_MIGRATE_LAST=1`` (optional:
+Flask-Migrate registered after the deck rather than before) and the deck's own
+``OLLAMA_HOST`` / ``OLLAMA_DECK_*``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def create_host_app(**config) -> Flask:
         app.config["SQLALCHEMY_BINDS"] = {"ollama_deck": bind}
     app.config.update(config)
     db.init_app(app)
-    migrate.init_app(app, db)
+    migrate_last = os.environ.get("HOST_MIGRATE_LAST") == "1"
+    if not migrate_last:
+        migrate.init_app(app, db)
     app.register_blueprint(api, url_prefix="/api")
 
     @app.get("/")
@@ -66,4 +71,9 @@ def create_host_app(**config) -> Flask:
     OllamaDeck(
         app, db=db, url_prefix="/models", bind_key="ollama_deck" if bind else None, guard=guard
     )
+    if migrate_last:
+        migrate.init_app(app, db)
+    if os.environ.get("HOST_CREATE_ALL") == "1":
+        with app.app_context():
+            db.create_all()  # every table in the metadata: the host's and the deck's
     return app

@@ -1,7 +1,8 @@
 """The schema of Ollama Deck 0.1.0.
 
-A database made by 0.1.0 (which created these tables itself) is stamped with this revision
-instead of being upgraded through it, so it is adopted as it is.
+A database made by 0.1.0 (which created these tables itself), by a host's create_all or
+by a host's own migration goes through this revision too: each step finds its table or
+index made already and leaves it (migrations/ops.py), and the counter gets its row.
 
 Revision ID: 0001
 Revises:
@@ -13,6 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from ollama_deck.migrations import ops
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -22,7 +25,7 @@ ACTIVE = "status IN ('queued', 'running')"
 
 
 def upgrade() -> None:
-    op.create_table(
+    ops.create_table(
         "ollama_deck_operation",
         sa.Column("id", sa.String(36), primary_key=True),
         sa.Column("kind", sa.String(16), nullable=False),
@@ -48,10 +51,10 @@ def upgrade() -> None:
         sa.Column("runner_id", sa.String(120), nullable=True),
         sa.Column("seq", sa.BigInteger(), nullable=False),
     )
-    op.create_index("ix_ollama_deck_operation_status", "ollama_deck_operation", ["status"])
-    op.create_index("ix_ollama_deck_operation_seq", "ollama_deck_operation", ["seq"])
+    ops.create_index("ix_ollama_deck_operation_status", "ollama_deck_operation", ["status"])
+    ops.create_index("ix_ollama_deck_operation_seq", "ollama_deck_operation", ["seq"])
     # At most one active operation per (host, model), held by the database itself.
-    op.create_index(
+    ops.create_index(
         "ollama_deck_one_active_per_model",
         "ollama_deck_operation",
         ["host", "model_key"],
@@ -59,35 +62,40 @@ def upgrade() -> None:
         sqlite_where=sa.text(ACTIVE),
         postgresql_where=sa.text(ACTIVE),
     )
-    op.create_table(
+    ops.create_table(
         "ollama_deck_operation_log",
         sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
         sa.Column("operation_id", sa.String(36), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
     )
-    op.create_index(
+    ops.create_index(
         "ix_ollama_deck_operation_log_operation_id", "ollama_deck_operation_log", ["operation_id"]
     )
-    op.create_table(
+    ops.create_table(
         "ollama_deck_installed_model",
         sa.Column("host", sa.String(600), primary_key=True),
         sa.Column("name", sa.String(600), primary_key=True),
         sa.Column("data", sa.Text(), nullable=False),
         sa.Column("seen_at", sa.Float(), nullable=False),
     )
-    op.create_table(
+    ops.create_table(
         "ollama_deck_setting",
         sa.Column("key", sa.String(200), primary_key=True),
         sa.Column("value", sa.Text(), nullable=True),
         sa.Column("updated_at", sa.Float(), nullable=False),
     )
-    counter = op.create_table(
+    counter = ops.create_table(
         "ollama_deck_counter",
         sa.Column("name", sa.String(40), primary_key=True),
         sa.Column("value", sa.BigInteger(), nullable=False),
     )
-    op.bulk_insert(counter, [{"name": "seq", "value": 0}])
+    # Adopted tables may hold operations already: the counter starts above their numbers.
+    seq = max(
+        op.get_bind().execute(sa.text(f"SELECT COALESCE(MAX(seq), 0) FROM {table}")).scalar_one()
+        for table in ("ollama_deck_operation", "ollama_deck_operation_log")
+    )
+    ops.insert_missing(counter, [{"name": "seq", "value": seq}])
 
 
 def downgrade() -> None:

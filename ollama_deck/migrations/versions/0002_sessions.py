@@ -1,5 +1,8 @@
 """Sessions kept in the database: the page's cookie is a random id that ends.
 
+Made with migrations/ops.py's create_table: a host's create_all with this version
+installed may have made the table before this step runs; it is then left as it is.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-03
@@ -10,6 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from ollama_deck.migrations import ops
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -17,7 +22,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    ops.create_table(
         "ollama_deck_session",
         sa.Column("id_hash", sa.String(64), primary_key=True),
         sa.Column("token_check", sa.String(64), nullable=False),

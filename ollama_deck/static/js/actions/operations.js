@@ -120,6 +120,16 @@ export async function cancelOp(op) {
   upsertOp(await api(opUrl(PROGRESS.cancel, op.id), { method: "POST" }));
 }
 
+/** Pause an operation (its download stops, Ollama keeps the partial files); throws with the API's message. */
+export async function pauseOp(op) {
+  upsertOp(await api(opUrl(PROGRESS.pause, op.id), { method: "POST" }));
+}
+
+/** Queue a paused operation again; throws with the API's message. */
+export async function resumeOp(op) {
+  upsertOp(await api(opUrl(PROGRESS.resume, op.id), { method: "POST" }));
+}
+
 /** Start an ended operation again, as what it was: a load, an update or a pull. */
 export async function retryOp(op) {
   if (op.kind === KIND.LOAD) {

@@ -11,6 +11,7 @@ export const state = {
   downReason: null,
   stale: false,
   cachedAt: null, // when the last list seen was seen, while Ollama is down (null: never)
+  role: "write", // what the session may do: "read" hides every action that changes something
   // The stored desired model set and its plan: {set, updatedAt, plan, error} (null: unread).
   drift: null,
 };

@@ -63,7 +63,8 @@ export async function readJson(response) {
 // ---------------------------------------------------------------- the session
 
 const TOKEN_CODE = "unauthorized"; // the deck's own 401 (OLLAMA_DECK_TOKEN)
-const NOT_THE_SESSION = new Set(["cross_origin"]); // 403s about one request, not the session
+// 403s about one request, not the session: another origin, a read token's write.
+const NOT_THE_SESSION = new Set(["cross_origin", "read_only_token"]);
 let ended = null; // the refusal that ended the session; no call goes out after it
 
 /**
@@ -119,8 +120,12 @@ export async function ensureSession() {
   } catch (err) {
     return true; // the server is unreachable: the page shows that itself
   }
-  const refusal = sessionRefusal(response, await readJson(response));
-  if (!refusal) return true;
+  const data = await readJson(response);
+  const refusal = sessionRefusal(response, data);
+  if (!refusal) {
+    sessionKnown(data);
+    return true;
+  }
   if (refusal.kind === "token") {
     await askForToken();
     return true;
@@ -144,6 +149,16 @@ export function sendToken(token) {
     method: "POST",
     headers: { Accept: "application/json", Authorization: "Bearer " + token },
   });
+}
+
+/**
+ * What the server said of this session (GET or POST /api/session): its token's name and
+ * role ("read" or "write"; an answer without one is a deck that asks for no token).
+ */
+export function sessionKnown(data) {
+  const role = data && data.role === "read" ? "read" : "write";
+  state.role = role;
+  emit("session-known", { role: role, token: (data && data.token) || null });
 }
 
 /** The token was accepted: whoever waited in askForToken goes on. */

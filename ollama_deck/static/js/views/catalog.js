@@ -92,7 +92,7 @@ function familyCard(family) {
         tag.installed
           ? el("span", { className: "badge badge-installed", text: "installed" })
           : el("button", { type: "button", className: "small primary", "aria-label": "Pull " + tag.model,
-            dataset: { action: "pull", model: tag.model } }, "Pull"),
+            dataset: { action: "pull", model: tag.model, write: "" } }, "Pull"),
       ),
     ),
   );

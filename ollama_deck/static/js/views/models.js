@@ -86,8 +86,12 @@ function modelSignature(model) {
 
 let menuCount = 0;
 
+// Actions that change something: a read token's page hides them (data-write, app.css).
+const WRITES = new Set(["update", "activate", "load", "unload", "delete"]);
+
 function action(name, label, extra) {
-  return el("button", Object.assign({ type: "button", className: "small", dataset: { action: name } }, extra || {}), label);
+  const dataset = WRITES.has(name) ? { action: name, write: "" } : { action: name };
+  return el("button", Object.assign({ type: "button", className: "small", dataset: dataset }, extra || {}), label);
 }
 
 function modelRow(model) {
@@ -131,7 +135,7 @@ function modelRow(model) {
         // buttons inline and hides the toggle; elsewhere the toggle opens them as a list.
         el(
           "div",
-          { className: "more" },
+          { className: "more", dataset: { write: "" } }, // it holds only changes
           el("button", {
             type: "button",
             className: "small more-toggle",

@@ -3,13 +3,15 @@
 // The operations themselves live in operations/operations.js; this view redraws a card
 // (once per frame) when it hears op-changed.
 
-import { ACTIVE, FINAL, KIND, LOG_KEEP, RETRYABLE, STATUS, manyHosts } from "../core/config.js";
+import { ACTIVE, FINAL, HOLD, KIND, LOG_KEEP, PAUSABLE, RETRYABLE, STATUS, manyHosts } from "../core/config.js";
 import { on } from "../core/events.js";
 import {
   $, el, formatPercent, humanBytes, humanDuration, ordinal, setText, show, svg,
 } from "../core/util.js";
 import { getEntry, groupOf, logLines, logText, queue, summary } from "../operations/operations.js";
-import { cancelOp, clearFinished, dismissOp, fetchLog, retryOp } from "../actions/operations.js";
+import {
+  cancelOp, clearFinished, dismissOp, fetchLog, pauseOp, resumeOp, retryOp,
+} from "../actions/operations.js";
 
 const TITLE = document.title;
 const WIDE = "(min-width: 981px)"; // app.css puts the side panel beside the tabs from here
@@ -44,7 +46,7 @@ function flush() {
 }
 
 function renderSummary() {
-  const { count, active, running, percent } = summary();
+  const { count, active, running, queued, paused, scheduled, percent } = summary();
   setText($("#stat-pulls"), String(active));
   show($("#ops-empty"), count === 0);
   const finished = $("#op-done-list").childElementCount;
@@ -53,6 +55,9 @@ function renderSummary() {
   // The tab title tells a user in another tab how far the pulls are.
   let title = TITLE;
   if (running) title = Math.floor(percent) + "% · " + TITLE;
+  else if (queued) title = "queued · " + TITLE;
+  else if (scheduled) title = "scheduled · " + TITLE;
+  else if (paused) title = "paused · " + TITLE;
   else if (active) title = "queued · " + TITLE;
   if (document.title !== title) document.title = title;
 }
@@ -148,6 +153,25 @@ function renderChildren(op, card) {
   list.replaceChildren(...lines);
 }
 
+/** "01:00" within the next day, else "Dec 3, 01:00": in the browser's own time zone. */
+function clockText(iso) {
+  const when = new Date(iso);
+  if (isNaN(when)) return "";
+  const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (Math.abs(when - Date.now()) < 20 * 3600 * 1000) return time;
+  return when.toLocaleDateString([], { month: "short", day: "numeric" }) + ", " + time;
+}
+
+/** When a scheduled operation starts, or a window-paused one resumes; else "". */
+function whenText(op) {
+  if (!op.starts_at) return "";
+  if (op.status === STATUS.SCHEDULED) return "starts at " + clockText(op.starts_at);
+  if (op.status === STATUS.PAUSED && op.paused_by === HOLD.WINDOW) {
+    return "resumes at " + clockText(op.starts_at);
+  }
+  return "";
+}
+
 function resultText(op) {
   const result = op.result;
   if (!result) return "";
@@ -192,13 +216,16 @@ function renderCard(entry) {
     stalled ? "stalled for " + stalled[1] + " s" : running && op.speed ? humanBytes(op.speed) + "/s" : "",
   );
   setText($(".op-eta", card), running && op.eta_seconds && !stalled ? "ETA " + humanDuration(op.eta_seconds) : "");
-  // The phase an operation reached says nothing once it ended ("downloading" on a
+  // The phase an operation reached says nothing once it stopped ("downloading" on a
   // cancelled card read as if it still were); the status and message say how it ended.
-  setText($(".op-phase", card), ACTIVE.has(op.status) ? op.phase || "" : "");
+  // A paused one is not "downloading" either.
+  setText($(".op-phase", card), running || queued ? op.phase || "" : "");
   if (!queued) {
-    setText($(".op-queue", card), "");
+    setText($(".op-queue", card), whenText(op));
     delete card.dataset.queuePlace;
   }
+  if (op.paused_by) card.dataset.pausedBy = op.paused_by;
+  else delete card.dataset.pausedBy;
   const result = resultText(op);
   const resultBox = $(".op-result", card);
   setText(resultBox, result);
@@ -206,7 +233,8 @@ function renderCard(entry) {
   else delete card.dataset.result;
   // The message repeats what the numbers, the stall or the result already say.
   const repeats = result || stalled || (op.error && op.message === op.error) ||
-    (queued && op.message === STATUS.QUEUED); // the queue place says it
+    (queued && op.message === STATUS.QUEUED) || // the queue place says it
+    op.status === STATUS.SCHEDULED; // "starts at" says it
   const message = repeats ? "" : op.message;
   setText($(".op-message", card), message || "");
   const error = $(".op-error", card);
@@ -215,6 +243,10 @@ function renderCard(entry) {
   show(error, Boolean(op.error) && !group);
   renderChildren(op, card);
   $('[data-action="cancel"]', card).hidden = !ACTIVE.has(op.status) || Boolean(op.cancel_requested);
+  // A running pull being paused shows neither: "pausing" says it.
+  $('[data-action="pause"]', card).hidden =
+    !PAUSABLE.has(op.status) || Boolean(op.cancel_requested) || Boolean(op.paused_by);
+  $('[data-action="resume"]', card).hidden = !(op.status === STATUS.PAUSED && op.paused_by === HOLD.USER);
   // A group is started again by what made it (a pull on all hosts, an apply), not here;
   // a delete is no pull to retry.
   $('[data-action="retry"]', card).hidden =
@@ -353,6 +385,16 @@ export function initOps() {
       button.disabled = true;
       try {
         await cancelOp(op);
+      } catch (err) {
+        setText($(".op-error", card), err.message);
+        show($(".op-error", card), true);
+      } finally {
+        button.disabled = false;
+      }
+    } else if (action === "pause" || action === "resume") {
+      button.disabled = true;
+      try {
+        await (action === "pause" ? pauseOp(op) : resumeOp(op));
       } catch (err) {
         setText($(".op-error", card), err.message);
         show($(".op-error", card), true);

@@ -1,10 +1,12 @@
 // Tabs with the ARIA tabs pattern: arrow keys move between them, the URL hash keeps one.
 // A selection goes out as a tab-selected event (the catalog loads on its first).
 
-import { emit } from "../core/events.js";
+import { emit, on } from "../core/events.js";
 import { $, $$ } from "../core/util.js";
 
 const tabs = () => $$('[role="tab"]');
+// The tabs shown: a read token's page has none of changes (data-write, views/role.js).
+const shownTabs = () => tabs().filter((t) => t.getClientRects().length > 0);
 
 export function selectTab(tab) {
   for (const other of tabs()) {
@@ -18,7 +20,7 @@ export function selectTab(tab) {
 }
 
 export function tabFromHash() {
-  return tabs().find((t) => "#" + t.dataset.tab === location.hash);
+  return shownTabs().find((t) => "#" + t.dataset.tab === location.hash);
 }
 
 export function initTabs() {
@@ -27,8 +29,12 @@ export function initTabs() {
     const wanted = tabFromHash();
     if (wanted) selectTab(wanted);
   });
+  on("session-known", ({ role }) => {
+    const selected = $('[role="tab"][aria-selected="true"]');
+    if (role === "read" && selected && selected.hasAttribute("data-write")) selectTab(tabs()[0]);
+  });
   $(".tabs").addEventListener("keydown", (event) => {
-    const all = tabs();
+    const all = shownTabs();
     const index = all.indexOf(document.activeElement);
     if (index === -1) return;
     let next = null;

@@ -3,7 +3,7 @@
 
 import { on } from "../core/events.js";
 import { $, setText, show } from "../core/util.js";
-import { sendToken, tokenAccepted } from "../http/http.js";
+import { readJson, sendToken, sessionKnown, tokenAccepted } from "../http/http.js";
 
 function ask() {
   const dialog = $("#token-dialog");
@@ -33,6 +33,7 @@ export function initToken() {
       }
       input.value = "";
       $("#token-dialog").close();
+      sessionKnown(await readJson(response));
       tokenAccepted();
       // Asked again mid-session (the token changed): start afresh with the new session.
       if (document.body.dataset.ready) location.reload();

@@ -1,7 +1,10 @@
 """Fleets: groups of operations across hosts, a stored desired model set, leases.
 
-Revision ID: 0003
-Revises: 0002
+A ``children`` column on operations (a group's children and their outcomes, as JSON), the
+group membership table, the stored desired model set and named leases (the reconciler's).
+
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-10
 """
 
@@ -10,30 +13,33 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+from ollama_deck.migrations import ops
+
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("ollama_deck_operation", sa.Column("children", sa.Text(), nullable=True))
-    op.create_table(
+    # migrations/ops.py: a host's create_all may have made these already.
+    ops.add_column("ollama_deck_operation", sa.Column("children", sa.Text(), nullable=True))
+    ops.create_table(
         "ollama_deck_group_member",
         sa.Column("group_id", sa.String(36), primary_key=True),
         sa.Column("operation_id", sa.String(36), primary_key=True),
         sa.Column("position", sa.Integer(), nullable=False),
     )
-    op.create_index(
+    ops.create_index(
         "ix_ollama_deck_group_member_operation_id", "ollama_deck_group_member", ["operation_id"]
     )
-    op.create_table(
+    ops.create_table(
         "ollama_deck_desired_models",
         sa.Column("name", sa.String(40), primary_key=True),
         sa.Column("document", sa.Text(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
     )
-    op.create_table(
+    ops.create_table(
         "ollama_deck_lease",
         sa.Column("name", sa.String(40), primary_key=True),
         sa.Column("holder", sa.String(120), nullable=False),
