@@ -252,6 +252,33 @@ def test_concurrent_pulls_of_one_model_share_one_operation(fake_ollama, live):
     assert fake_ollama.pull_count("llama3.2:1b") == 1
 
 
+def test_a_pull_right_after_a_cancel_in_another_process_is_a_new_operation(
+    fake_ollama, live, drained
+):
+    """The cancel lands on a process that does not run the pull (as on one of several
+    workers), so it can only ask; a pull right after must not join the one being cancelled."""
+    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=2))
+    old = start_pull(live, "m:1")
+    wait_until(lambda: get_op(live, old["id"])["percent"] > 0)
+    other = drained()  # a second deck on the same database, running nothing itself
+
+    cancel = other.client.post(f"/progress/{old['id']}/cancel")
+    assert cancel.status_code == 202 and cancel.json["cancel_requested"] is True
+    again = other.pull("m:1")
+    assert again["created"] is True and again["id"] != old["id"], again
+    assert again["status"] == "queued"
+    assert other.pull("m:1")["id"] == again["id"]  # the new one is what later pulls join
+
+    # The runner sees the request at its next heartbeat and closes the held stream.
+    assert wait_final(live, old["id"])["status"] == "cancelled"
+    fake_ollama.release("m:1")
+    assert wait_final(live, again["id"])["status"] == "succeeded"
+    assert fake_ollama.pull_count("m:1") == 2
+    store = other.deck.store
+    ended, started = store.get(old["id"])["finished_at"], store.get(again["id"])["started_at"]
+    assert started >= ended, "the new pull started before the cancelled stream closed"
+
+
 def test_third_pull_waits_queued_at_the_limit(fake_ollama, live):
     for name in ("a:1", "b:1", "c:1"):
         fake_ollama.allow_pull(name, PullScript(layers=LAYERS, step=10_000, hold_after=1))

@@ -83,6 +83,59 @@ def test_a_finished_operation_frees_the_model(store):
     assert created and second["id"] != first["id"]
 
 
+def test_a_pull_after_a_cancel_request_is_new_and_waits_for_the_old_stream(store):
+    old = new_op(store, "m:1")
+    store.claim_next_queued("r1", limit=2)
+    assert store.request_cancel(old["id"]) is not None  # its stream is still open
+    other = new_op(store, "other:1")
+
+    fresh, created = store.create_or_join(kind="pull", model="m:1", model_key="m:1", host=HOST)
+    assert created and fresh["id"] != old["id"] and fresh["status"] == "queued"
+    joined, again = store.create_or_join(kind="pull", model="m:1", model_key="m:1", host=HOST)
+    assert (joined["id"], again) == (fresh["id"], False)  # the new one is joined, not the old
+    # One stream per model: the new pull waits while the cancelled one runs; others go on.
+    assert store.claim_next_queued("r2", limit=2)["id"] == other["id"]
+    assert store.claim_next_queued("r2", limit=3) is None
+    store.finish(old["id"], "r1", Status.CANCELLED, "cancelled")
+    assert store.claim_next_queued("r2", limit=3)["id"] == fresh["id"]
+    assert store.get(old["id"])["status"] == "cancelled"
+
+
+def test_the_database_refuses_two_running_operations_of_one_model(store, engine):
+    from sqlalchemy.exc import IntegrityError
+
+    old = new_op(store, "m:1")
+    store.claim_next_queued("r1", limit=2)
+    store.request_cancel(old["id"])
+    fresh = new_op(store, "m:1")
+    with pytest.raises(IntegrityError):  # as a claim that skipped the check would do
+        store._update(fresh["id"], {"status": "running", "runner_id": "r2"})
+    assert store.get(fresh["id"])["status"] == "queued"
+
+
+def test_racing_pulls_after_a_cancel_request_make_one_new_operation(store, racing_stores):
+    old = new_op(store, "m:1")
+    store.claim_next_queued("r1", limit=2)
+    store.request_cancel(old["id"])
+    stores = racing_stores(6)
+    barrier = threading.Barrier(6)
+    results = []
+
+    def create(racer: OperationStore) -> None:
+        barrier.wait()
+        results.append(racer.create_or_join(kind="pull", model="m:1", model_key="m:1", host=HOST))
+
+    threads = [threading.Thread(target=create, args=(racer,)) for racer in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(results) == 6
+    ids = {row["id"] for row, _ in results}
+    assert len(ids) == 1 and old["id"] not in ids
+    assert sum(created for _, created in results) == 1
+
+
 @pytest.mark.parametrize("attempt", range(3))
 def test_claims_respect_the_limit_when_racing(store, racing_stores, attempt):
     for i in range(8):

@@ -64,7 +64,10 @@ class ModelService:
             for r in self.store.list(statuses=ACTIVE)
             if r["host"] == self.host
         ]
-        active_by_key = {op["model"].lower(): op for op in active}
+        # Newest first: a pull made after a cancel, not the cancelled one winding down.
+        active_by_key: dict[str, dict[str, Any]] = {}
+        for op in active:
+            active_by_key.setdefault(op["model"].lower(), op)
         listed = []
         for model in models:
             name = model.get("name") or model.get("model") or ""

@@ -182,8 +182,22 @@ class OperationStore:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def active_for(self, host: str, model_key: str) -> dict[str, Any] | None:
+        """An operation queued or running for the model (one being cancelled too)."""
         query = select(OP).where(
             OP.c.host == host, OP.c.model_key == model_key, OP.c.status.in_(ACTIVE_STATUSES)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    def joinable_for(self, host: str, model_key: str) -> dict[str, Any] | None:
+        """The operation a new request for the model joins: queued, or running with no
+        cancel asked for. One being cancelled is never joined: it ends ``cancelled``."""
+        query = select(OP).where(
+            OP.c.host == host,
+            OP.c.model_key == model_key,
+            OP.c.status.in_(ACTIVE_STATUSES),
+            OP.c.cancel_requested.is_(False),
         )
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
@@ -260,7 +274,11 @@ class OperationStore:
         host: str,
         max_queued: int | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """The new operation and True, or the one already active for the model and False."""
+        """The new operation and True, or the one already active for the model and False.
+
+        An operation whose cancel was asked for is not joined: the new one waits queued
+        until its stream has closed (see :meth:`claim_next_queued`).
+        """
         for _ in range(3):
             try:
                 row = self.create(
@@ -268,12 +286,12 @@ class OperationStore:
                 )
                 return row, True
             except QueueFull:
-                existing = self.active_for(host, model_key)  # joining needs no room
+                existing = self.joinable_for(host, model_key)  # joining needs no room
                 if existing is None:
                     raise
                 return existing, False
             except IntegrityError:
-                existing = self.active_for(host, model_key)
+                existing = self.joinable_for(host, model_key)
                 if existing is not None:
                     return existing, False
                 # It finished between our insert and our read: try again.
@@ -425,7 +443,8 @@ class OperationStore:
 
     def claim_next_queued(self, runner_id: str, limit: int) -> dict[str, Any] | None:
         """Atomically move the oldest queued operation to running, if fewer than ``limit``
-        run on its Ollama host."""
+        run on its Ollama host and none of its model runs there (a cancelled stream that
+        has not closed yet: Ollama gets one pull of a model at a time)."""
         if not self.has_queued():
             return None
         now = time.time()
@@ -439,9 +458,18 @@ class OperationStore:
                 .where(RUNNING.c.status == Status.RUNNING, RUNNING.c.host == OP.c.host)
                 .scalar_subquery()
             )
+            model_running = (
+                select(RUNNING.c.id)
+                .where(
+                    RUNNING.c.status == Status.RUNNING,
+                    RUNNING.c.host == OP.c.host,
+                    RUNNING.c.model_key == OP.c.model_key,
+                )
+                .exists()
+            )
             candidate = conn.execute(
                 select(OP.c.id)
-                .where(OP.c.status == Status.QUEUED, running_there < limit)
+                .where(OP.c.status == Status.QUEUED, running_there < limit, ~model_running)
                 .order_by(OP.c.created_at)
                 .limit(1)
             ).first()
