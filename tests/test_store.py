@@ -113,6 +113,18 @@ def test_the_database_refuses_two_running_operations_of_one_model(store, engine)
     assert store.get(fresh["id"])["status"] == "queued"
 
 
+def test_an_orphan_whose_cancel_came_meanwhile_is_not_queued_again(store):
+    from ollama_deck.lifecycle import Orphan
+    from ollama_deck.lifecycle import OrphanReason
+
+    op = new_op(store, "m:1")
+    store.claim_next_queued("dead", limit=2)
+    orphan = Orphan(OrphanReason.NO_JOB, "dead", 0.0)  # judged before the cancel came
+    store.request_cancel(op["id"])
+    assert store.requeue_orphan(op["id"], orphan, note="x") is None
+    assert store.get(op["id"])["status"] == "running"  # the next recovery ends it cancelled
+
+
 def test_racing_pulls_after_a_cancel_request_make_one_new_operation(store, racing_stores):
     old = new_op(store, "m:1")
     store.claim_next_queued("r1", limit=2)

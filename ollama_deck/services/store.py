@@ -360,7 +360,11 @@ class OperationStore:
         return self._update(op_id, fields, [note], where=where)
 
     def requeue_orphan(self, op_id: str, orphan: Orphan, *, note: str) -> dict[str, Any] | None:
-        """running -> queued for an operation nobody runs: the next runner resumes it."""
+        """running -> queued for an operation nobody runs: the next runner resumes it.
+
+        Not once a cancel was asked for (it may come after the caller read the row): the
+        next recovery ends that one as cancelled instead.
+        """
         fields = {
             "status": Status.QUEUED,
             "runner_id": None,
@@ -368,7 +372,11 @@ class OperationStore:
             "speed": None,
             "eta_seconds": None,
         }
-        where = [OP.c.status == Status.RUNNING, _still_orphan(orphan)]
+        where = [
+            OP.c.status == Status.RUNNING,
+            _still_orphan(orphan),
+            OP.c.cancel_requested.is_(False),
+        ]
         return self._update(op_id, fields, [note], where=where)
 
     def record_progress(
