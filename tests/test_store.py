@@ -148,6 +148,35 @@ def test_racing_pulls_after_a_cancel_request_make_one_new_operation(store, racin
     assert sum(created for _, created in results) == 1
 
 
+def test_racing_batches_are_all_or_nothing_within_the_queue_bound(store, racing_stores):
+    from ollama_deck.errors import QueueFull
+
+    stores = racing_stores(4)
+    barrier = threading.Barrier(4)
+    outcomes = []
+
+    def create(index: int, racer: OperationStore) -> None:
+        models = [(f"b{index}-{i}:1", f"b{index}-{i}:1") for i in range(3)]
+        barrier.wait()
+        try:
+            racer.create_all(kind="update", models=models, host=HOST, max_queued=7)
+            outcomes.append(index)
+        except QueueFull:
+            outcomes.append(None)
+
+    threads = [threading.Thread(target=create, args=item) for item in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    made = [index for index in outcomes if index is not None]
+    assert len(outcomes) == 4 and len(made) == 2  # 3 + 3 fit in 7, a third batch does not
+    models = sorted(row["model"] for row in store.list())
+    assert models == sorted(f"b{index}-{i}:1" for index in made for i in range(3))
+    seqs = sorted(e.seq for e in ChangeFeed(store.engine).replay(0)[0])
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap in the sequence"
+
+
 @pytest.mark.parametrize("attempt", range(3))
 def test_claims_respect_the_limit_when_racing(store, racing_stores, attempt):
     for i in range(8):

@@ -175,6 +175,26 @@ class Runner:
                 log.warning("dispatch after submit failed: %s", first_line(exc))
         return row, created
 
+    def submit_all(
+        self, kind: Kind, models: list[str], host: str | None = None
+    ) -> list[tuple[dict[str, Any], bool]]:
+        """Start (or join) an operation for each of ``models`` at once: all of them, or,
+        when the new ones do not fit in the queue, none (QueueFull, 429)."""
+        names = [parse_model_name(model) for model in models]
+        results = self.store.create_all(
+            kind=kind,
+            models=[(name.display, name.key) for name in names],
+            host=host or self.settings.host,
+            max_queued=self.settings.max_queued,
+        )
+        if any(created for _, created in results):
+            try:  # accepted and recorded: as in submit, a fault here is not the answer
+                self.dispatch()
+                results = [(self.store.get(r["id"]) or r, c) for r, c in results]
+            except DATABASE_ERRORS as exc:
+                log.warning("dispatch after submit failed: %s", first_line(exc))
+        return results
+
     def cancel(self, op_id: str) -> dict[str, Any]:
         """Cancel a queued or running operation; returns its row as it is now.
 

@@ -67,6 +67,8 @@ PURGE_BATCH = 500  # ids per DELETE ... IN (...): well under SQLite's variable l
 # Inside OperationStore ``list`` names its method, so its annotations use these.
 Rows = list[dict[str, Any]]
 Ids = list[str]
+Events = list[DeckEvent]
+Joined = list[tuple[dict[str, Any], bool]]  # each row, and whether it was created
 
 
 class Publisher(Protocol):
@@ -222,48 +224,65 @@ class OperationStore:
         """Insert a queued operation; IntegrityError if one is already active for the model,
         QueueFull if ``max_queued`` operations are queued already."""
         now = time.time()
-        op_id = str(uuid.uuid4())
         with self._write_lock, self.engine.connect() as conn:
             # Taking the sequence first serialises creators (the counter row's lock), so
             # the queue bound holds across processes too.
             first = self._take_seq(conn, 2)
             if max_queued is not None:
-                queued = conn.execute(
-                    select(func.count()).select_from(OP).where(OP.c.status == Status.QUEUED)
-                ).scalar_one()
-                if queued >= max_queued:
-                    conn.rollback()
-                    raise QueueFull(
-                        f"{queued} operations are queued already (the limit is {max_queued}); "
-                        "try again when some have started"
-                    )
-            conn.execute(
-                insert(OP).values(
-                    id=op_id,
-                    kind=kind,
-                    model=model,
-                    model_key=model_key,
-                    host=host,
-                    status=Status.QUEUED,
-                    phase=None,
-                    percent=0.0,
-                    completed_bytes=0,
-                    total_bytes=0,
-                    message=Status.QUEUED,  # the message until it starts
-                    cancel_requested=False,
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                    seq=first + 1,
-                )
-            )
-            log = {"seq": first, "operation_id": op_id, "created_at": now}
-            log["text"] = f"{kind} of {model} queued"
-            conn.execute(insert(LOG).values(**log))
-            row = dict(conn.execute(select(OP).where(OP.c.id == op_id)).mappings().one())
+                self._check_room(conn, max_queued, 1)
+            events = self._insert_queued(conn, first, kind, model, model_key, host, now)
+            row = dict(conn.execute(ONE_OP, {"op_id": events[1].operation_id}).mappings().one())
             conn.commit()
-            self.bus.publish([log_event(log), operation_event(row, self.host_names)])
+            self.bus.publish(events)
         return row
+
+    def create_all(
+        self,
+        *,
+        kind: str,
+        models: Iterable[tuple[str, str]],
+        host: str,
+        max_queued: int | None = None,
+    ) -> Joined:
+        """For each (model, model_key): the operation joinable for it (and False), else a
+        new queued one (and True), in one transaction.
+
+        All or nothing: QueueFull, and nothing created, when the new ones do not fit in
+        ``max_queued``, so a caller never gets a refusal after some were made.
+        """
+        wanted = list(dict((key, model) for model, key in models).items())  # one per key
+        now = time.time()
+        with self._write_lock, self.engine.connect() as conn:
+            # Locks the counter row without taking a number: how many we need is known only
+            # once we know which to join, and the sequence must have no gaps (see bus.py).
+            self._take_seq(conn, 0)
+            query = select(OP).where(
+                OP.c.host == host,
+                OP.c.model_key.in_([key for key, _ in wanted]),
+                OP.c.status.in_(ACTIVE_STATUSES),
+                OP.c.cancel_requested.is_(False),
+            )
+            joined = {r["model_key"]: dict(r) for r in conn.execute(query).mappings()}
+            new = [(key, model) for key, model in wanted if key not in joined]
+            if max_queued is not None and new:
+                self._check_room(conn, max_queued, len(new))
+            events: Events = []
+            if new:
+                first = self._take_seq(conn, 2 * len(new))
+                for index, (key, model) in enumerate(new):
+                    seq = first + 2 * index
+                    events += self._insert_queued(conn, seq, kind, model, key, host, now)
+            made = {}
+            if events:
+                ids = [e.operation_id for e in events[1::2]]
+                made = {
+                    r["model_key"]: dict(r)
+                    for r in conn.execute(select(OP).where(OP.c.id.in_(ids))).mappings()
+                }
+            conn.commit()
+            if events:
+                self.bus.publish(events)
+        return [(joined[key], False) if key in joined else (made[key], True) for key, _ in wanted]
 
     def create_or_join(
         self,
@@ -566,6 +585,65 @@ class OperationStore:
         return True
 
     # -- helpers --------------------------------------------------------------------
+
+    @staticmethod
+    def _check_room(conn: Connection, max_queued: int, adding: int) -> None:
+        """QueueFull (after a rollback) unless ``adding`` more fit in ``max_queued``."""
+        queued = conn.execute(
+            select(func.count()).select_from(OP).where(OP.c.status == Status.QUEUED)
+        ).scalar_one()
+        if queued + adding <= max_queued:
+            return
+        conn.rollback()
+        more = "" if adding == 1 else f" and {adding} more do not fit"
+        raise QueueFull(
+            f"{queued} operations are queued already{more} (the limit is {max_queued}); "
+            "try again when some have started"
+        )
+
+    def _insert_queued(
+        self,
+        conn: Connection,
+        first: int,
+        kind: str,
+        model: str,
+        model_key: str,
+        host: str,
+        now: float,
+    ) -> Events:
+        """Insert a queued operation and its first log line with sequence numbers ``first``
+        and ``first + 1``; returns their events (the log's, then the operation's)."""
+        op_id = str(uuid.uuid4())
+        row = {
+            "id": op_id,
+            "kind": kind,
+            "model": model,
+            "model_key": model_key,
+            "host": host,
+            "status": Status.QUEUED,
+            "phase": None,
+            "percent": 0.0,
+            "completed_bytes": 0,
+            "total_bytes": 0,
+            "speed": None,
+            "eta_seconds": None,
+            "message": Status.QUEUED,  # the message until it starts
+            "error": None,
+            "cancel_requested": False,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+            "started_at": None,
+            "finished_at": None,
+            "heartbeat_at": None,
+            "runner_id": None,
+            "seq": first + 1,
+        }
+        conn.execute(insert(OP).values(**row))
+        log = {"seq": first, "operation_id": op_id, "created_at": now}
+        log["text"] = f"{kind} of {model} queued"
+        conn.execute(insert(LOG).values(**log))
+        return [log_event(log), operation_event(row, self.host_names)]
 
     @staticmethod
     def _take_seq(conn: Connection, count: int) -> int:
