@@ -194,14 +194,34 @@ def test_error_line_mid_stream_fails(fake_ollama, drained):
     assert 0 < final["percent"] < 100
 
 
-def test_dropped_connection_fails(fake_ollama, drained):
-    deck = drained()
+def test_dropped_connection_fails_once_the_wait_is_over(fake_ollama, drained):
+    deck = drained(OLLAMA_DECK_OLLAMA_WAIT_SECONDS=0)
     fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, drop_after=5))
     op = deck.pull("m:1")
     deck.drain()
     final = deck.op(op["id"])
     assert final["status"] == "failed"
     assert "lost" in final["error"] or "ended before" in final["error"]
+
+
+def test_a_running_pull_waits_for_a_restarting_ollama_and_resumes(fake_ollama, live):
+    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=3))
+    op = start_pull(live, "m:1")
+    before = wait_until(lambda: (s := get_op(live, op["id"]))["percent"] > 0 and s)
+    fake_ollama.stop()  # cuts the stream: Ollama went away mid-pull
+    waiting = wait_until(
+        lambda: (
+            "waiting for Ollama" in ((s := get_op(live, op["id"], log=300))["message"] or "") and s
+        )
+    )
+    assert waiting["status"] == "running"
+    assert any("was lost; waiting for it" in t for t in log_texts(waiting))
+    assert waiting["percent"] >= before["percent"]
+    fake_ollama.start()  # the same port, and the partial blobs are still on its disk
+    final = wait_final(live, op["id"])
+    assert final["status"] == "succeeded", final
+    assert final["attempts"] == 1  # the same run went on: not failed, not re-queued
+    assert fake_ollama.pull_count("m:1") == 2
 
 
 def test_ollama_down_fails_clearly_once_the_wait_is_over(fake_ollama, drained):

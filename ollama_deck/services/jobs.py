@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextlib import ExitStack
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -176,20 +175,51 @@ class Job:
             log.warning("could not store the model list: %s", first_line(exc))
 
     def _pull(self, client: OllamaClient) -> PullProgress:
-        """Stream Ollama's pull into the operation; the tracker once Ollama said success."""
-        row, clock = self.row, self.clock
+        """Stream Ollama's pull into the operation; the tracker once Ollama said success.
+
+        While Ollama cannot be reached, before the stream or in its middle (a restart), the
+        pull waits for it with backoff and then opens the stream again: Ollama resumes from
+        the partial blobs it kept, and the percent never goes back.
+        """
+        row = self.row
         model, host = row["model"], row["host"]
-        tracker = PullProgress(clock(), floor_percent=row["percent"] or 0.0)
+        tracker = PullProgress(self.clock(), floor_percent=row["percent"] or 0.0)
         attempt = row["attempts"]
         start_note = f"pulling {model} from {self.store.host_names.get(host, host)} ({host})"
         if attempt > 1:
             start_note += f" (attempt {attempt}, resuming)"
         self.write(tracker, [start_note], message="connecting to Ollama")
+        outage: Backoff | None = None  # while Ollama is unreachable: how long we still wait
+        completed_then = -1  # bytes when it was last lost: more since means a new outage
+        while True:
+            try:
+                self._stream_pull(client, model, tracker)
+                break
+            except OllamaUnavailable as exc:
+                if tracker.succeeded:  # lost after Ollama said success: nothing is missing
+                    break
+                if tracker.completed > completed_then:
+                    outage = None
+                outage = self._wait_for_ollama(exc, tracker, outage)
+                completed_then = tracker.completed
+        if self.cancel.is_set():
+            raise Cancelled(tracker)
+        if tracker.error is not None:
+            raise OperationFailed(f"Ollama: {tracker.error}", tracker.error, tracker)
+        if not tracker.succeeded:
+            message = "the pull stream ended before Ollama reported success"
+            raise OperationFailed(message, message, tracker)
+        return tracker
+
+    def _stream_pull(self, client: OllamaClient, model: str, tracker: PullProgress) -> None:
+        """Open Ollama's pull stream and feed it to ``tracker`` until it ends (or says an
+        error), writing when it matters; OllamaUnavailable when Ollama cannot be reached or
+        the connection is lost."""
+        clock = self.clock
         last_write = clock()
         last_percent = -1
         feed, is_cancelled = tracker.feed, self.cancel.is_set
-        with self._watched(tracker), ExitStack() as stack:
-            lines = self._open_pull(client, model, tracker, stack)
+        with self._watched(tracker), client.pull(model) as lines:
             self.attach(lines)
             self.tracker = tracker
             for line in lines:
@@ -197,7 +227,7 @@ class Job:
                     raise Cancelled(tracker)
                 if feed(line):  # a new status line or an error: always worth a write
                     if tracker.error is not None:
-                        break
+                        return
                     self.write(tracker, [tracker.status] if tracker.status else [])
                     last_write, last_percent = clock(), tracker.whole_percent()
                     continue
@@ -207,14 +237,6 @@ class Job:
                 ):
                     self.write(tracker, [])
                     last_write, last_percent = clock(), tracker.whole_percent()
-        if is_cancelled():
-            raise Cancelled(tracker)
-        if tracker.error is not None:
-            raise OperationFailed(f"Ollama: {tracker.error}", tracker.error, tracker)
-        if not tracker.succeeded:
-            message = "the pull stream ended before Ollama reported success"
-            raise OperationFailed(message, message, tracker)
-        return tracker
 
     def _update(self, client: OllamaClient) -> tuple[PullProgress, str]:
         """Pull an installed model again; the message says whether its digest changed."""
@@ -223,26 +245,31 @@ class Job:
         tracker = self._pull(client)
         return tracker, update_message(before, installed_digest(client, model))
 
-    def _open_pull(
-        self, client: OllamaClient, model: str, tracker: PullProgress, stack: ExitStack
-    ) -> Stream:
-        """Open Ollama's pull stream; while Ollama is not reachable, wait with backoff."""
-        backoff = Backoff(
-            1.0, cap=MAX_WAIT_INTERVAL, seconds=self.settings.ollama_wait_seconds, clock=self.clock
-        )
-        while True:
-            try:
-                return stack.enter_context(client.pull(model))
-            except OllamaUnavailable as exc:
-                first = backoff.tries == 0
-                wait = backoff.next()
-                if wait is None or self.cancel.is_set():
-                    raise
-                note = [f"{exc.message}; waiting for it"] if first else []
-                message = f"waiting for Ollama: not reachable; next try in {wait:.0f} s"
-                self.write(tracker, note, message=message)
-                if self.cancel.wait(wait):
-                    raise Cancelled(tracker) from None
+    def _wait_for_ollama(
+        self, lost: OllamaUnavailable, tracker: PullProgress, outage: Backoff | None
+    ) -> Backoff:
+        """Wait before trying Ollama again, with the backoff of this outage (a new one for
+        None); ``lost`` again once ``ollama_wait_seconds`` have passed, Cancelled on a
+        cancel or a shutdown."""
+        if self.cancel.is_set():
+            raise Cancelled(tracker)
+        if outage is None:
+            outage = Backoff(
+                1.0,
+                cap=MAX_WAIT_INTERVAL,
+                seconds=self.settings.ollama_wait_seconds,
+                clock=self.clock,
+            )
+        first = outage.tries == 0
+        wait = outage.next()
+        if wait is None:
+            raise lost
+        note = [f"{lost.message}; waiting for it"] if first else []
+        message = f"waiting for Ollama: not reachable; next try in {wait:.0f} s"
+        self.write(tracker, note, message=message)
+        if self.cancel.wait(wait):
+            raise Cancelled(tracker)
+        return outage
 
     def _load(self, client: OllamaClient) -> PullProgress:
         """Pull the model if it is missing, then have Ollama load it into memory."""

@@ -114,7 +114,7 @@ class ModelService:
         """Ask Ollama to free a model from memory now (keep-alive 0)."""
         model = parse_model_name(name)
         try:
-            with self.client.generate(model.display, keep_alive=0) as lines:
+            with self.client.generate(model.display, keep_alive=0, quick=True) as lines:
                 for line in lines:
                     if line.get("error"):
                         raise DeckError(str(line["error"]), code="ollama_error", status=502)
