@@ -10,10 +10,13 @@ from __future__ import annotations
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+import requests
 
 from ollama_deck.testing import FakeOllama
 from ollama_deck.testing import PullScript
@@ -173,6 +176,46 @@ def test_database_directory_removed(processes, tmp_path, fake):  # noqa: F811
     wait_until(lambda: "m:1" in fake.installed())
     assert deck.get("/healthz").status_code == 503
     assert not data.exists(), "the deck created a new database behind the operator's back"
+    assert_no_500(deck)
+
+
+LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+def test_database_locked_by_another_process_never_holds_reads(processes, tmp_path, fake):  # noqa: F811
+    """Another process holds SQLite's write lock and Ollama's state changed: status and the
+    model list would cache the change. Each call answers at once, skipping that write,
+    instead of waiting the busy timeout (30 s) in gevent's thread pool."""
+    database = tmp_path / "deck.db"
+    deck = start_deck(processes, tmp_path, fake.url, database)
+    fake.add_model("old:1")
+    assert deck.get("/api/models").status_code == 200  # caches the list and the status
+    assert deck.get("/api/status").json()["running"] == []
+    fake.add_model("new:1")
+    requests.post(fake.url + "/api/generate", json={"model": "old:1"}, timeout=5)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(database)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for _ in range(3):  # every call, not only the first
+            status = deck.get("/api/status", timeout=10).json()  # well under 30 s
+            assert [m["name"] for m in status["running"]] == ["old:1"]
+            models = deck.get("/api/models", timeout=10).json()
+            assert {m["name"] for m in models["models"]} == {"old:1", "new:1"}
+    finally:
+        holder.communicate("\n", timeout=10)
+    assert deck.get("/healthz").status_code == 200
     assert_no_500(deck)
 
 
