@@ -17,6 +17,8 @@ from ollama_deck.services.runner import Runner
 from ollama_deck.services.runner import RunnerSettings
 from ollama_deck.services.store import OperationStore
 
+from .helpers import wait_until
+
 OP = Operation.__table__
 HOST = "http://127.0.0.1:1"
 
@@ -322,3 +324,33 @@ def test_pull_end_to_end_on_this_database(fake_ollama, database_url, make_app, s
         lambda: (s := live.get(f"/progress/{op['id']}").json())["status"] == "succeeded" and s
     )
     assert final["percent"] == 100.0
+
+
+def test_a_cache_write_gives_up_at_once_on_a_held_lock(engine, database_url):
+    from sqlalchemy import text
+
+    from ollama_deck.services import modelcache
+
+    assert modelcache.remember(engine, HOST, [{"name": "a:1"}])
+    other = make_engine(database_url)
+    try:
+        with other.connect() as holder:
+            if other.dialect.name == "sqlite":
+                holder.exec_driver_sql("BEGIN IMMEDIATE")  # the whole file's write lock
+            else:
+                holder.begin()
+                holder.execute(text("SELECT * FROM ollama_deck_installed_model FOR UPDATE"))
+            # Without giving up it would wait 30 s (SQLite) or for ever (PostgreSQL).
+            answers: list[bool] = []
+            writer = threading.Thread(
+                target=lambda: answers.append(modelcache.remember(engine, HOST, [{"name": "b:1"}]))
+            )
+            writer.start()
+            wait_until(lambda: answers, timeout=10)
+            holder.rollback()
+            writer.join(60)
+    finally:
+        other.dispose()
+    assert answers == [False]
+    assert modelcache.remember(engine, HOST, [{"name": "b:1"}]) is True
+    assert [m["name"] for m in modelcache.cached(engine, HOST)[0]] == ["b:1"]
