@@ -27,6 +27,7 @@ from .processes import FakeOllamaProcess
 from .processes import immutable
 from .processes import needs_root_and_chattr
 from .processes import processes  # noqa: F401 - a fixture
+from .processes import RedisProcess
 from .sse import SSEClient
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.fault]
@@ -436,4 +437,92 @@ def test_flood_of_pulls_and_replays_stays_bounded(processes, tmp_path, fake):  #
             stream.close()
     single = SSEClient(f"{deck.url}/progress/{one}/stream", last_event_id=1).read_to_end()
     assert [e.event for e in single] == ["done"]
+    assert_no_500(deck)
+
+
+def bus_of_every_worker(deck: Deck, workers: int = 2) -> dict[int, dict]:
+    """Each worker's ``bus`` from /api/status, asked on fresh connections until all answered."""
+    seen: dict[int, dict] = {}
+
+    def all_answered() -> bool:
+        with requests.Session() as fresh:  # a new connection: any worker may take it
+            status = fresh.get(deck.url + "/api/status", timeout=10).json()
+        seen[status["pid"]] = status["bus"]
+        return len(seen) == workers
+
+    wait_until(all_answered, timeout=30, interval=0)
+    return seen
+
+
+def watchers_on_every_worker(deck: Deck, workers: int = 2) -> list[SSEClient]:
+    """One stream of every operation on each worker (each stream names its worker first)."""
+    found: dict[str, SSEClient] = {}
+    for _ in range(200):
+        watcher = SSEClient(deck.url + "/progress/stream", timeout=30, comments=True)
+        comment = watcher.next()
+        assert comment is not None and comment.comment.startswith("worker ")
+        if comment.comment in found:
+            watcher.close()
+        else:
+            found[comment.comment] = watcher
+        if len(found) == workers:
+            return list(found.values())
+    raise AssertionError(f"streams landed on only {len(found)} workers")
+
+
+def test_redis_outage_is_shown_and_events_come_from_the_database(processes, tmp_path, fake):  # noqa: F811
+    """Redis stopped (hung), then killed, then back: /api/status tells each time, and the
+    watchers of both workers get every event of a pull run by one of them throughout."""
+    redis = RedisProcess().start()
+    processes.append(redis)
+    deck = Deck(
+        fake.url,
+        sqlite_url(tmp_path / "deck.db"),
+        tmp_path / "deck.log",
+        workers=2,
+        OLLAMA_DECK_EVENT_BUS="redis",
+        OLLAMA_DECK_REDIS_URL=redis.url,
+        OLLAMA_DECK_POLL_SECONDS=0.2,
+    )
+    processes.append(deck)
+    deck.wait_ready()
+    wait_until(lambda: all(b["connected"] for b in bus_of_every_worker(deck).values()), 30)
+    watchers = watchers_on_every_worker(deck)
+
+    def every_watcher_sees_a_pull(model: str) -> None:
+        fake.allow_pull(model, PullScript(layers=LAYERS, step=100_000, interval=0.02))
+        op = pull(deck, model)
+        for watcher in watchers:
+            events = watcher.read_until(
+                lambda e: e.event == "done" and e.data["id"] == op["id"], timeout=30
+            )
+            ids = [e.id for e in events if e.id is not None]
+            assert ids == sorted(set(ids)), "events out of order or repeated"
+            seen = [
+                e.data["text"]
+                for e in events
+                if e.event == "log" and e.data["operation_id"] == op["id"]
+            ]
+            assert seen == texts(deck.op(op["id"], log=300)), f"{model}: a log line was missed"
+
+    def every_worker_says(connected: bool) -> bool:
+        buses = bus_of_every_worker(deck).values()
+        return all(b["connected"] is connected for b in buses)
+
+    try:
+        every_watcher_sees_a_pull("before:1")
+        redis.signal(signal.SIGSTOP)  # accepts connections, answers nothing
+        wait_until(lambda: every_worker_says(False), timeout=20)
+        buses = bus_of_every_worker(deck).values()
+        assert all(b["via"] == "database" and b["error"] for b in buses), buses
+        every_watcher_sees_a_pull("hung:1")
+        redis.kill()  # refuses connections
+        every_watcher_sees_a_pull("down:1")
+        assert every_worker_says(False)
+        redis.start()  # the same port
+        wait_until(lambda: every_worker_says(True), timeout=30)
+        every_watcher_sees_a_pull("back:1")
+    finally:
+        for watcher in watchers:
+            watcher.close()
     assert_no_500(deck)
