@@ -474,9 +474,10 @@ class OperationStore:
         has not closed yet: Ollama gets one pull of a model at a time)."""
         if not self.has_queued():
             return None
-        now = time.time()
         with self._write_lock, self.engine.connect() as conn:
             seq = self._take_seq(conn, 1)  # taken first: it serialises concurrent claims
+            # After the lock: the start time follows the end of whatever it waited for.
+            now = time.time()
             # The oldest queued operation whose Ollama host runs fewer than ``limit``: each
             # host downloads on its own, so the limit is per host.
             running_there = (
