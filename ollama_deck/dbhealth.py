@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,6 +87,7 @@ def harden_engine(engine: Engine, *, offload: bool = True) -> None:
         event.listen(engine, "do_connect", guard.before_connect)
         event.listen(engine, "connect", guard.after_connect)
         event.listen(engine, "checkout", guard.checkout)
+        guard.guard_closing(engine.dialect)
     run = gevent_runner() if offload else None
     if run is not None:
         waits = LockWaits(run)
@@ -111,16 +113,58 @@ def _sqlite_error(context: ExceptionContext) -> None:
 
 
 class SqliteFile:
-    """Watches the SQLite file an engine opened."""
+    """Watches the SQLite file an engine opened.
+
+    Its shared-memory file (``-shm``, WAL's index) is mapped into memory by every
+    connection of the process and written through the map, even to read: once it cannot
+    be written (made immutable, say), the kernel answers such a write with SIGBUS, which
+    kills the process. So while it is not writable no connection is used, opened or
+    closed (closing the last one writes it too): each is set aside, and the database
+    answers 503 until the file is writable again.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.shm = path + "-shm"
         self.identity: tuple[int, int] | None = None  # the file first opened
+        self.set_aside: list[Any] = []  # driver connections not closed while -shm is not writable
+        self._lock = threading.Lock()
+
+    def shm_unwritable(self) -> bool:
+        """Whether the -shm file exists and cannot be written (one syscall when it can)."""
+        return not os.access(self.shm, os.W_OK) and os.path.exists(self.shm)
+
+    def shm_error(self) -> str:
+        return f"the database's shared-memory file is not writable ({self.shm})"
+
+    def guard_closing(self, dialect: Any) -> None:
+        """Set connections aside instead of closing them while -shm is not writable."""
+        close = dialect.do_close
+
+        def do_close(dbapi_connection: Any) -> None:
+            if self.shm_unwritable():
+                with self._lock:
+                    self.set_aside.append(dbapi_connection)
+                return
+            close(dbapi_connection)
+
+        dialect.do_close = do_close
+
+    def _close_set_aside(self) -> None:
+        with self._lock:
+            connections, self.set_aside = self.set_aside, []
+        for connection in connections:
+            try:
+                connection.close()
+            except sqlite3.Error:
+                pass
 
     def before_connect(
         self, _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
     ) -> None:
         """Open the file read-write without creating it, once it has existed."""
+        if self.shm_unwritable():  # opening reads the database, which writes -shm
+            raise sqlite3.OperationalError(self.shm_error())
         if not os.path.exists(self.path):
             if self.identity is not None:
                 raise sqlite3.OperationalError(
@@ -142,7 +186,12 @@ class SqliteFile:
         record.info[READ_ONLY] = not self.writable()
 
     def checkout(self, _dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        """Refuse a connection to a file that is gone, or a read-only one that can now write."""
+        """Refuse a connection to a file that is gone, or a read-only one that can now
+        write, or any while -shm is not writable (it is set aside, and a new one refused)."""
+        if self.shm_unwritable():
+            raise DisconnectionError(self.shm_error())
+        if self.set_aside:
+            self._close_set_aside()  # writable again: they may close now
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:

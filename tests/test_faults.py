@@ -136,8 +136,8 @@ def test_a_worker_that_booted_while_the_database_was_unwritable_heals(
 
 
 def test_shared_memory_file_made_unwritable_too(processes, tmp_path, fake):  # noqa: F811
-    """With -shm immutable the kernel may kill the worker (SIGBUS on its shared map): then
-    gunicorn starts another, which takes the pull over as soon as it can write."""
+    """With -shm immutable, a write through SQLite's shared map would be answered with
+    SIGBUS, killing the worker: the deck uses no connection meanwhile (503), and goes on."""
     needs_root_and_chattr(tmp_path)
     database = tmp_path / "deck.db"
     deck = start_deck(processes, tmp_path, fake.url, database)
@@ -145,13 +145,35 @@ def test_shared_memory_file_made_unwritable_too(processes, tmp_path, fake):  # n
     op = pull(deck, "m:1")
     wait_until(lambda: deck.op(op["id"])["percent"] > 0)
     workers = deck.pids()[1:]
+
+    def refused_or_died() -> bool:
+        if deck.pids()[1:] != workers:
+            return True
+        try:
+            return deck.get(f"/progress/{op['id']}").status_code == 503
+        except requests.RequestException:  # the worker died under the request
+            return True
+
     with immutable(database, shm=True):
-        fake.release("m:1")
-        wait_until(lambda: "m:1" in fake.installed() or deck.pids()[1:] != workers)
+        fake.release("m:1")  # the pull ends: its final write and heartbeats meet the map
+        wait_until(lambda: "m:1" in fake.installed())
+        wait_until(refused_or_died, timeout=30)
+        assert deck.pids()[1:] == workers, f"a worker died{deck.output()}"
+        for _ in range(20):
+            polled = deck.get(f"/progress/{op['id']}")
+            assert polled.status_code == 503, polled.text
+            assert polled.json()["error"]["code"] == "database_unavailable"
+        health = deck.get("/healthz")
+        assert health.status_code == 503 and health.json()["database"]["ok"] is False
+        assert deck.get("/api/status").status_code == 200  # needs no database
+        assert deck.pids()[1:] == workers, f"a worker died{deck.output()}"
     final = wait_final(deck, op["id"])
     assert final["status"] == "succeeded", final
     assert {"success", "pulled"} <= set(texts(final))
-    assert_no_500(deck)
+    assert final["attempts"] == 1, "the pull was taken over: its worker died"
+    assert deck.pids()[1:] == workers, f"a worker died{deck.output()}"
+    assert "SIGBUS" not in deck.output()
+    assert not any(s >= 500 and s != 503 for s in deck.statuses), deck.statuses
 
 
 def test_database_directory_removed(processes, tmp_path, fake):  # noqa: F811
