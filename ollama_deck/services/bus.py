@@ -82,14 +82,20 @@ class _Catcher:
         self.reader = reader
         self.max_behind = max_behind
         self.last = 0  # every event up to this sequence number is in the hub (or skipped)
+        self.begun = False
         self.fills = 0
 
     def begin(self) -> None:
         """Start from what is committed now: streams read the past from the database."""
         self.last = max(self.last, self.reader.committed_seq())
+        self.begun = True
 
     def fill(self) -> int:
-        """Publish what committed after ``last``; return the new ``last``."""
+        """Publish what committed after ``last``; return the new ``last``. Before
+        :meth:`begin` (its read failed), begin instead: the past is not the hub's."""
+        if not self.begun:
+            self.begin()
+            return self.last
         reader = self.reader
         upto = reader.committed_seq()
         if upto <= self.last:
@@ -360,10 +366,7 @@ class RedisBus:
             self._own_since = None
 
     def _catch_up(self) -> None:
-        if self._catcher.last == 0:
-            self._catcher.begin()
-        else:
-            self._fill()
+        self._fill()  # or, the first time, begin from what is committed now
 
     def _safe_fill(self) -> None:
         with self._deliver:
