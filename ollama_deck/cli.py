@@ -13,13 +13,17 @@ from collections.abc import Callable
 from importlib.util import find_spec
 from typing import Any
 from typing import IO
+from typing import TYPE_CHECKING
 
 import click
-from flask import Flask
 
 from . import __version__
 from .config import DeckSettings
 from .config import SettingError
+from .terminal.commands import register as register_client_commands
+
+if TYPE_CHECKING:  # the client commands start without loading Flask
+    from flask import Flask
 
 # What `ollama-deck serve` needs beyond the library (the `serve` extra). gunicorn's gevent
 # worker imports packaging at start-up in current releases.
@@ -90,8 +94,10 @@ database_url_option = click.option(
 def cli(ctx: click.Context) -> None:
     """Ollama Deck: pull Ollama models as durable background operations and watch them live.
 
-    Settings come from the environment (OLLAMA_HOST, OLLAMA_DECK_*); the options below
-    take precedence.
+    serve and db run the deck; its settings come from the environment (OLLAMA_HOST,
+    OLLAMA_DECK_*), and command options take precedence. pull, attach, ps, logs, cancel,
+    ls, rm and update talk to a running deck at --url (default $OLLAMA_DECK_URL, else
+    http://127.0.0.1:8000) with the token in $OLLAMA_DECK_TOKEN.
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -212,6 +218,10 @@ def db_current(database_url: str | None) -> None:
     from .commands import schema_status
 
     with_deck_app(deck_config(database_url=database_url), schema_status)
+
+
+# The client commands (pull, attach, ps, logs, cancel, ls, rm, update) live apart.
+register_client_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import fields
+from datetime import tzinfo
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfoNotFoundError
+
+from .windows import ALL_HOSTS
+from .windows import local_zone
+from .windows import parse_windows
+from .windows import Window
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
@@ -176,6 +183,53 @@ def _memory(value: Any) -> int | None:
     return size
 
 
+def _registries(value: Any) -> tuple[str, ...]:
+    # Imported here: services/ is the logic layer, config must load without it.
+    from .services.names import normalize_registry
+
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(normalize_registry(str(item)) for item in items if str(item).strip())
+
+
+def _zone_name(value: Any) -> str | None:
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        local_zone(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("use an IANA time zone name such as Europe/Berlin or UTC") from None
+    return text
+
+
+def _windows(value: Any) -> dict[str, Window] | None:
+    if isinstance(value, Mapping):
+        value = ",".join(f"{name}={span}" for name, span in value.items())
+    try:
+        return parse_windows(str(value)) or None
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc}; use host=HH:MM-HH:MM pairs such as gpu1=01:00-06:00 (a window without "
+            "a host applies to every host)"
+        ) from None
+
+
+RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?(?:/s)?", re.IGNORECASE)
+RATE_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+
+
+def _bytes_per_second(value: Any) -> int:
+    """A rate in bytes per second: ``512000``, ``512KB`` (decimal, as the page shows
+    sizes), ``500KiB``, ``1MB/s``; 0 is off."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = RATE.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError("use bytes per second: a whole number, or a size such as 512KB; 0: off")
+    unit = (match.group(2) or "").lower().removesuffix("b")
+    return int(float(match.group(1)) * RATE_UNITS[unit])
+
+
 def setting(default: Any, env: str, parse: Parse) -> Any:
     """A field of :class:`DeckSettings`: its default, its environment variable, its parser
     (which takes text from the environment or a value from the app's config)."""
@@ -212,10 +266,24 @@ class DeckSettings:
     # check before a chat): past it the deck answers from its cache or with a 504, so no
     # request waits long for a hung Ollama.
     quick_timeout: float = setting(3.0, "OLLAMA_DECK_QUICK_TIMEOUT", _positive)
-    # Ollama sends a pull line about every 60 ms, so this much silence means a stall.
+    # A stream from Ollama that sends nothing at all for this long (Ollama sends a pull line
+    # about every 60 ms): while a pull downloads it is a stall, reopened as below; while
+    # Ollama verifies, writes or loads a model, it fails as timed out.
     pull_stall_timeout: float = setting(120.0, "OLLAMA_DECK_PULL_STALL_TIMEOUT", _positive)
-    # After this many seconds without bytes a pull shows "stalled" (speed 0, no ETA).
+    # After this many seconds without new bytes a pull shows "stalled" (speed 0, no ETA).
     stall_notice_seconds: float = setting(5.0, "OLLAMA_DECK_STALL_NOTICE_SECONDS", _positive)
+    # A pull without new bytes this long (Ollama still ticking), or slower than
+    # pull_crawl_bytes per second over this long, has its stream closed and opened again:
+    # Ollama resumes from its partial files. That many times in a row, then it fails.
+    pull_stall_retry_seconds: float = setting(
+        60.0, "OLLAMA_DECK_PULL_STALL_RETRY_SECONDS", _positive
+    )
+    pull_crawl_bytes: int = setting(0, "OLLAMA_DECK_PULL_CRAWL_BYTES", _bytes_per_second)
+    pull_retries: int = setting(3, "OLLAMA_DECK_PULL_RETRIES", _count_or_zero)
+    # Per host, the daily local times in which pulls may run: "gpu1=01:00-06:00".
+    pull_windows: Mapping[str, Window] | None = setting(None, "OLLAMA_DECK_PULL_WINDOWS", _windows)
+    # The zone of download windows and of not_before times without one; None: the machine's.
+    timezone: str | None = setting(None, "OLLAMA_DECK_TIMEZONE", _zone_name)
     # How long a pull waits (with backoff) for an Ollama that is not reachable; 0: no wait.
     ollama_wait_seconds: float = setting(300.0, "OLLAMA_DECK_OLLAMA_WAIT_SECONDS", _seconds_or_zero)
     # With no GPU known, the page asks before pulling a model whose VRAM estimate is over
@@ -270,6 +338,18 @@ class DeckSettings:
     # When set, every endpoint but the page shell, its static files and the health check
     # needs "Authorization: Bearer <token>" (or the session cookie the page trades it for).
     token: str | None = setting(None, "OLLAMA_DECK_TOKEN", _text)
+    # A session (the page's cookie) ends this many seconds after it was opened, whatever
+    # happens, and earlier after this many seconds without a request (an open event stream
+    # counts as use).
+    session_max_age: float = setting(12 * 3600.0, "OLLAMA_DECK_SESSION_MAX_AGE", _positive)
+    session_idle_timeout: float = setting(3600.0, "OLLAMA_DECK_SESSION_IDLE_TIMEOUT", _positive)
+    # Registries Ollama may pull from besides its own and Hugging Face's: host or
+    # host:port, comma-separated. Names that name any other host answer 400.
+    allowed_registries: tuple[str, ...] = setting((), "OLLAMA_DECK_ALLOWED_REGISTRIES", _registries)
+    # /healthz trusts the outcome of the deck's own writes; when none is newer than this
+    # many seconds, it writes one small row itself (at most once per this many seconds in
+    # each process), so a full disk or a read-only database shows as failing.
+    health_write_seconds: float = setting(60.0, "OLLAMA_DECK_HEALTH_WRITE_SECONDS", _positive)
     # Bodies larger than this answer 413 before anything is read.
     max_body_bytes: int = setting(64 * 1024, "OLLAMA_DECK_MAX_BODY_BYTES", _count)
     # A client that has not sent its whole body after this many seconds is cut off (408).
@@ -279,6 +359,24 @@ class DeckSettings:
         # A rule across two settings, so it is checked here rather than by one parser.
         if self.event_bus == "redis" and not self.redis_url:
             raise SettingError("OLLAMA_DECK_EVENT_BUS=redis needs OLLAMA_DECK_REDIS_URL")
+        if self.stall_notice_seconds >= self.pull_stall_retry_seconds:
+            raise SettingError(
+                f"OLLAMA_DECK_STALL_NOTICE_SECONDS ({self.stall_notice_seconds:g}) must be "
+                f"less than OLLAMA_DECK_PULL_STALL_RETRY_SECONDS "
+                f"({self.pull_stall_retry_seconds:g}): a stall shows before its stream is "
+                "reopened"
+            )
+        unknown = sorted(set(self.pull_windows or {}) - set(self.hosts) - {ALL_HOSTS})
+        if unknown:
+            raise SettingError(
+                f"OLLAMA_DECK_PULL_WINDOWS names {', '.join(map(repr, unknown))}, not a "
+                f"configured host ({', '.join(self.hosts)})"
+            )
+
+    @property
+    def zone(self) -> tzinfo:
+        """The deck's time zone: ``timezone``, else the machine's local zone."""
+        return local_zone(self.timezone)
 
     @property
     def bus(self) -> str:

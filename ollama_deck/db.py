@@ -71,13 +71,20 @@ class Operation(Base):
     finished_at: Mapped[float | None] = mapped_column(Float)
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
     runner_id: Mapped[str | None] = mapped_column(String(120))
+    # The earliest start its request asked for (``not_before``), if any.
+    not_before: Mapped[float | None] = mapped_column(Float)
+    # Scheduled, or paused by its host's window: when it is queued again.
+    starts_at: Mapped[float | None] = mapped_column(Float)
+    # Paused: who paused it (lifecycle.Hold); running: a pause asked, for its runner to do.
+    paused_by: Mapped[str | None] = mapped_column(String(16))
+    paused_at: Mapped[float | None] = mapped_column(Float)
     # Grows with every change of any operation: the SSE event id.
     seq: Mapped[int] = mapped_column(BigInteger, index=True)
 
     __table_args__ = (
         # Held by the database itself, so they also hold across worker processes. At most
-        # one operation per (host, model) that new requests join: queued or running, with
-        # no cancel asked for (a pull after a cancel makes a new one) ...
+        # one operation per (host, model) that new requests join: an active one with no
+        # cancel asked for (a pull after a cancel makes a new one) ...
         Index(
             "ollama_deck_one_joinable_per_model",
             "host",
@@ -138,6 +145,24 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeckSession(Base):
+    """A signed-in page (the session cookie ``POST /api/session`` gives for the token).
+
+    Neither the session id nor the token is stored: a copy of this table opens nothing.
+    ``token_check`` is an HMAC of the token keyed with the session id, so a session made
+    under another token fails the check, and without the id it says nothing of the token.
+    """
+
+    __tablename__ = "ollama_deck_session"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id, hex
+    token_check: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    # The last use, refreshed at most every so many seconds (see services/sessions.py).
+    seen_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)  # absolute: created_at + the max age
 
 
 def table_of(model: type[Base]) -> Table:

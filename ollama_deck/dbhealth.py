@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -358,19 +359,137 @@ def is_busy(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == "55P03"  # PostgreSQL's lock_not_available
 
 
-def database_health(engine: Engine) -> dict[str, Any]:
-    """``{"ok": bool, ...}``: one query, and for SQLite the state of the file it opened."""
+# Write faults that a read (``SELECT 1``) does not show. SQLite primary result codes:
+# READONLY, IOERR, CANTOPEN, FULL; PostgreSQL SQLSTATE prefixes: insufficient resources
+# (53100 disk full), a read-only transaction (25006, e.g. a standby or
+# default_transaction_read_only), system errors (58: I/O).
+SQLITE_WRITE_FAULTS = frozenset({8, 10, 13, 14})
+POSTGRES_WRITE_FAULTS = ("53", "25006", "58")
+WRITE_STATEMENTS = ("INSERT", "UPDATE", "DELETE")
+# Less free space than this next to a SQLite file is a full disk: writes are about to
+# fail, or do already (SQLite may still fit a small write into its WAL file meanwhile).
+MIN_FREE_BYTES = 1 << 20
+
+
+def is_write_fault(exc: BaseException) -> bool:
+    """Whether a driver error means the database cannot take writes (full, read-only,
+    I/O), as opposed to a busy lock, a lost connection or a bug."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in SQLITE_WRITE_FAULTS
+    state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return bool(state) and str(state).startswith(POSTGRES_WRITE_FAULTS)
+
+
+class WriteOutcomes:
+    """The newest outcome of this process's own writes to one database, and a small write
+    of its own when none is recent: what /healthz says of writing.
+
+    A read answers on a full disk or a read-only database while every write fails, so
+    the check that matters is a write; the deck's writes are watched for free (engine
+    events), and a probe writes only when they say nothing new, at most once per
+    ``every`` seconds. Kept per process: each worker reports what it sees.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.ok_at: float | None = None
+        self.failed_at: float | None = None
+        self.failure = ""
+        self._probed_at: float | None = None
+        self._probing = threading.Lock()
+
+    def executed(
+        self, _conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any, _many: Any
+    ) -> None:
+        if statement.lstrip()[:6].upper() in WRITE_STATEMENTS:
+            self.ok_at = self.clock()
+
+    def failed(self, context: ExceptionContext) -> None:
+        error = context.original_exception
+        if is_write_fault(error):
+            self.failed_at = self.clock()
+            self.failure = first_line(error)
+
+    @property
+    def failing(self) -> bool:
+        if self.failed_at is None:
+            return False
+        return self.ok_at is None or self.failed_at >= self.ok_at
+
+    def check(self, probe: Callable[[], None], every: float) -> tuple[bool, str]:
+        """(writable, why not): from the newest outcome, after probing with ``probe`` (a
+        small real write) when no outcome is newer than ``every`` seconds."""
+        now = self.clock()
+        newest = max((t for t in (self.ok_at, self.failed_at) if t is not None), default=None)
+        stale = newest is None or now - newest >= every
+        due = self._probed_at is None or now - self._probed_at >= every
+        if stale and due and self._probing.acquire(blocking=False):
+            try:
+                self._probed_at = now
+                probe()
+            except Exception:  # noqa: BLE001 - a write fault was recorded by failed()
+                pass
+            finally:
+                self._probing.release()
+        if self.failing:
+            return False, f"writes fail: {self.failure}"
+        return True, "ok"
+
+
+def watch_writes(engine: Engine) -> WriteOutcomes:
+    """The write outcomes of ``engine`` in this process, watched from the first call on.
+
+    Listening changes nothing of how the engine works, so a host's engine is watched too.
+    """
+    outcomes: WriteOutcomes | None = getattr(engine, "_ollama_deck_writes", None)
+    if outcomes is None:
+        outcomes = WriteOutcomes()
+        event.listen(engine, "after_cursor_execute", outcomes.executed)
+        event.listen(engine, "handle_error", outcomes.failed)
+        engine._ollama_deck_writes = outcomes  # type: ignore[attr-defined]
+    return outcomes
+
+
+def disk_full(engine: Engine) -> str | None:
+    """For a SQLite file: why its disk counts as full, or None."""
+    path = sqlite_path(engine)
+    if path is None:
+        return None
+    try:
+        stat = os.statvfs(os.path.dirname(path))
+    except OSError:
+        return None  # a directory that is gone: the file check says so
+    free = stat.f_bavail * stat.f_frsize
+    if free < MIN_FREE_BYTES:
+        return f"the disk of the database file is full ({free} bytes free)"
+    return None
+
+
+def database_health(
+    engine: Engine, probe: Callable[[], None] | None = None, probe_every: float = 60.0
+) -> dict[str, Any]:
+    """``{"ok": bool, "dialect", "error"?}``: for SQLite the state of the file it opened and
+    its disk, one read, and whether writes work (``probe`` writes when nothing else did
+    for ``probe_every`` seconds; see WriteOutcomes)."""
     result: dict[str, Any] = {"ok": True, "dialect": engine.dialect.name}
     guard: SqliteFile | None = getattr(engine, "_ollama_deck_sqlite_file", None)
     if guard is not None:
         ok, why = guard.healthy()
         if not ok:
             return dict(result, ok=False, error=why)
+    full = disk_full(engine)
+    if full is not None:
+        return dict(result, ok=False, error=full)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any failure is the answer here
         return dict(result, ok=False, error=first_line(exc))
+    if probe is not None:
+        ok, why = watch_writes(engine).check(probe, probe_every)
+        if not ok:
+            return dict(result, ok=False, error=why)
     return result
 
 

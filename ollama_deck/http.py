@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from .dbhealth import first_line
 from .errors import BadRequest
 from .errors import DatabaseUnavailable
 from .errors import DeckError
+from .numbers import whole_number
 from .services.names import InvalidModelName
 
 
@@ -135,18 +135,6 @@ def _check_json(data: Any) -> None:
             )
         elif isinstance(value, float) and not math.isfinite(value):
             raise BadRequest("numbers must be finite", code="invalid_json")
-
-
-_DIGITS = re.compile(r"[0-9]{1,19}")
-
-
-def whole_number(raw: str) -> int | None:
-    """A non-negative decimal integer that fits 64 bits, or None (no signs, no '_')."""
-    text = raw.strip()
-    if not _DIGITS.fullmatch(text):
-        return None
-    value = int(text)
-    return value if value < 2**63 else None
 
 
 def int_arg(name: str, default: int, *, low: int, high: int) -> int:

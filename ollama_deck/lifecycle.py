@@ -25,10 +25,12 @@ class Kind(StrEnum):
 
 
 class Status(StrEnum):
-    """Where an operation is in its life. Queued and running are active; the rest final."""
+    """Where an operation is in its life: active (it holds its model) or final."""
 
-    QUEUED = "queued"
+    QUEUED = "queued"  # waits for a free slot
+    SCHEDULED = "scheduled"  # waits for a time: its not_before, or its host's download window
     RUNNING = "running"
+    PAUSED = "paused"  # stopped, partial download kept: by a user, or by its host's window
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -46,7 +48,19 @@ class Phase(StrEnum):
     DONE = "done"
 
 
-ACTIVE: tuple[Status, ...] = (Status.QUEUED, Status.RUNNING)
+class Hold(StrEnum):
+    """Who paused an operation (``paused_by``); on a running one, a pause asked for."""
+
+    USER = "user"  # until someone resumes it
+    WINDOW = "window"  # its host's download window closed; it resumes when it opens
+
+
+# Active: not ended, and holding its (host, model): a second pull of the model joins it.
+ACTIVE: tuple[Status, ...] = (Status.QUEUED, Status.SCHEDULED, Status.RUNNING, Status.PAUSED)
+# Active but not running: no runner holds it, so a cancel ends it at once.
+WAITING: tuple[Status, ...] = (Status.QUEUED, Status.SCHEDULED, Status.PAUSED)
+# What a user may pause (a pull paused by the window too: the user's pause then holds it).
+PAUSABLE: tuple[Status, ...] = (Status.QUEUED, Status.SCHEDULED, Status.RUNNING)
 FINAL: tuple[Status, ...] = (
     Status.SUCCEEDED,
     Status.FAILED,
@@ -67,6 +81,51 @@ def is_final(status: str) -> bool:
 
 # Phases in which a pull expects bytes; silence there is a stall (None: not started yet).
 STALLABLE: tuple[Phase | None, ...] = (None, Phase.MANIFEST, Phase.DOWNLOADING)
+# Kinds held by download windows and not_before: those that download. A load of an
+# installed model downloads nothing, and a person waits for it.
+WINDOWED: tuple[Kind, ...] = (Kind.PULL, Kind.UPDATE)
+# Ollama deletes partial downloads idle for longer than this when it starts (unless
+# OLLAMA_NOPRUNE is set): a pull paused longer may start over after an Ollama restart.
+PRUNE_AFTER_SECONDS = 3600.0
+PRUNE_NOTE = (
+    "paused for over an hour: if Ollama restarts now it deletes this partial download "
+    "(unless OLLAMA_NOPRUNE is set), and resuming starts it over"
+)
+
+
+def may_resume(row: Mapping[str, Any]) -> bool:
+    """Only a user's pause is undone by a user: a window's ends when the window opens."""
+    return row["status"] == Status.PAUSED and row["paused_by"] == Hold.USER
+
+
+def stop_request(row: Mapping[str, Any]) -> Status | None:
+    """What a running operation's row asks of the runner that holds it: CANCELLED, PAUSED
+    (a user's pause), or None. A cancel wins over a pause."""
+    if row["cancel_requested"]:
+        return Status.CANCELLED
+    if row["paused_by"] is not None:
+        return Status.PAUSED
+    return None
+
+
+class Recovery(StrEnum):
+    """What becomes of an operation whose runner vanished."""
+
+    CANCEL = "cancel"  # a cancel was asked
+    PAUSE = "pause"  # a pause was asked: it keeps waiting for a resume
+    INTERRUPT = "interrupt"  # OLLAMA_DECK_ON_RESTART=interrupt
+    REQUEUE = "requeue"  # the default: the next runner resumes it
+
+
+def recovery_for(row: Mapping[str, Any], on_restart: str) -> Recovery:
+    """The fate of an orphaned running ``row``: what its users asked for comes first."""
+    if row["cancel_requested"]:
+        return Recovery.CANCEL
+    if row.get("paused_by") is not None:
+        return Recovery.PAUSE
+    if on_restart == "interrupt":
+        return Recovery.INTERRUPT
+    return Recovery.REQUEUE
 
 
 class OrphanReason(StrEnum):
@@ -131,4 +190,7 @@ def vocabulary() -> dict[str, Any]:
         "active": [s.value for s in ACTIVE],
         "final": [s.value for s in FINAL],
         "retryable": [s.value for s in RETRYABLE],
+        "waiting": [s.value for s in WAITING],
+        "pausable": [s.value for s in PAUSABLE],
+        "holds": [h.value for h in Hold],
     }

@@ -28,8 +28,9 @@ from .schemas import ModelName
 BLUEPRINTS = ("ollama_deck_api", "ollama_deck_progress", "ollama_deck")
 ERROR_TEXT = {
     400: "bad input",
-    401: "a token is needed (OLLAMA_DECK_TOKEN is set) or it was wrong",
-    403: "a change requested by a page on another origin",
+    401: "a token is needed (OLLAMA_DECK_TOKEN is set) or it was wrong; embedded behind "
+    "the host app's guard, login_required (with login_url) when not logged in",
+    403: "a change requested by a page on another origin, or the host app's guard refuses",
     404: "unknown",
     405: "method not allowed",
     408: "the body did not arrive in time",
@@ -37,13 +38,16 @@ ERROR_TEXT = {
     413: "the body is too large",
     415: "the body is not application/json",
     421: "the Host is not one this service answers to",
-    429: "too many operations wait already (OLLAMA_DECK_MAX_QUEUED); see Retry-After",
+    429: (
+        "too many operations wait already (queue_full, OLLAMA_DECK_MAX_QUEUED), or too many "
+        "wrong tokens came from this address (too_many_wrong_tokens); see Retry-After"
+    ),
     502: "Ollama answered with an error",
     503: "Ollama is unreachable, or the database is (database_unavailable, with Retry-After)",
     504: "Ollama did not answer in time",
 }
 # What the security layer and the router can answer on any deck route, whatever it does.
-EVERY_ROUTE = (401, 404, 405, 421)
+EVERY_ROUTE = (401, 404, 405, 421, 429)
 WRITES = (400, 403, 408, 413)  # origin check, body size and time limits
 BODIES = (400, 408, 413, 415)
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -55,11 +59,17 @@ _ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def openapi_document(
-    app: Flask, *, url_prefix: str = "", log_lines: int = 300, hosts: list[str] | None = None
+    app: Flask,
+    *,
+    url_prefix: str = "",
+    log_lines: int = 300,
+    hosts: list[str] | None = None,
+    session_cookie: str = "ollama_deck_session",
 ) -> dict[str, Any]:
     """The document of ``app``'s deck; paths are relative to its mount point, the one
     server URL. ``hosts`` are the configured names, the only values ``host`` takes;
-    ``log_lines`` bounds ``?log=``."""
+    ``log_lines`` bounds ``?log=``; ``session_cookie`` is the cookie's name where the
+    document is served (it carries the port and prefix)."""
     paths: dict[str, dict[str, Any]] = {}
     models: set[type[BaseModel]] = {Error}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
@@ -99,7 +109,7 @@ def openapi_document(
             "schemas": schemas,
             "securitySchemes": {
                 "token": {"type": "http", "scheme": "bearer"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "ollama_deck_session"},
+                "session": {"type": "apiKey", "in": "cookie", "name": session_cookie},
             },
         },
         "security": [{}, {"token": []}, {"session": []}],

@@ -8,6 +8,8 @@ let Ollama's own extra fields through.
 
 from __future__ import annotations
 
+import time
+from datetime import UTC
 from typing import Annotated
 from typing import Any
 from typing import ClassVar
@@ -23,14 +25,16 @@ from pydantic import model_validator
 from pydantic import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from .http import whole_number
+from .lifecycle import Hold
 from .lifecycle import Kind
 from .lifecycle import Phase
 from .lifecycle import Status
+from .numbers import whole_number
 from .services.catalog import CATEGORIES
 from .services.names import InvalidModelName
 from .services.names import name_pattern
 from .services.names import parse_model_name
+from .windows import resolve_not_before
 
 COMPONENTS = "#/components/schemas/{model}"
 
@@ -81,17 +85,50 @@ def _pull_schema(schema: dict[str, Any]) -> None:
     schema["oneOf"] = [{"required": ["model"]}, {"required": ["name"]}]
 
 
+NOT_BEFORE_HINT = (
+    "not_before must be an ISO 8601 date and time, e.g. 2026-12-01T01:00 (the deck's time "
+    "zone) or 2026-12-01T01:00:00Z, or a time of day such as 01:00 (the next one), and at "
+    "most a year ahead"
+)
+
+
+def _not_before(value: str) -> str:
+    # The form is checked here (any zone will do for that); the runner reads the time in
+    # the deck's own zone and clock (Runner.resolve_time).
+    try:
+        resolve_not_before(value, time.time(), UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise PydanticCustomError("invalid_not_before", "{reason}", {"reason": str(exc)}) from None
+    return value
+
+
+NotBefore = Annotated[
+    str,
+    AfterValidator(_not_before),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "start no earlier: an ISO 8601 date and time (without a zone: "
+            "the deck's, OLLAMA_DECK_TIMEZONE) or a time of day HH:MM (the next one)",
+            "examples": ["2026-12-01T01:00", "2026-12-01T01:00:00Z", "01:00"],
+        }
+    ),
+]
+
+
 class PullRequest(RequestModel):
-    """``{"model": "llama3.2:1b"}``, optionally with a host name."""
+    """``{"model": "llama3.2:1b"}``, optionally with a host name and a start time."""
 
     model_config = ConfigDict(json_schema_extra=_pull_schema)
     field_errors = {
         "model": ("model_required", 'say which model to pull: {"model": "llama3.2:1b"}'),
         "host": HOST_ERROR,
+        "not_before": ("invalid_not_before", NOT_BEFORE_HINT),
     }
 
     model: ModelName = Field(validation_alias=AliasChoices("model", "name"))
     host: HostName | None = None
+    not_before: NotBefore | None = None
 
 
 class UpdateRequest(RequestModel):
@@ -273,6 +310,11 @@ class StreamHeaders(QueryModel):
 class ErrorBody(BaseModel):
     code: str
     message: str
+    login_url: str | None = Field(
+        None,
+        description="login_required: where to log in (the host app's login page, when its "
+        "guard names one)",
+    )
 
 
 class Error(BaseModel):
@@ -285,6 +327,8 @@ class OperationUrls(BaseModel):
     progress: str
     stream: str
     cancel: str
+    pause: str
+    resume: str
 
 
 class UpdateResult(BaseModel):
@@ -321,15 +365,27 @@ class OperationState(BaseModel):
     message: str | None
     error: str | None
     cancel_requested: bool
+    paused_by: Hold | None = Field(
+        description="paused: who paused it (user, or window: its host's download window); "
+        "running: a user's pause is under way"
+    )
     attempts: int
     seq: int
     result: UpdateResult | None = Field(
         description="an update's outcome: updated (old and new digest) or current"
     )
+    log_count: Annotated[int, Field(ge=0)] | None = Field(
+        description="how many log lines it keeps (at most OLLAMA_DECK_LOG_LINES, the newest)"
+    )
     created_at: str | None
     updated_at: str | None
     started_at: str | None
     finished_at: str | None
+    not_before: str | None = Field(description="the earliest start its request asked for")
+    starts_at: str | None = Field(
+        description="scheduled: when it starts; paused by the window: when it resumes"
+    )
+    paused_at: str | None = Field(description="paused: since when")
 
 
 class Operation(OperationState):
@@ -343,6 +399,11 @@ class Operation(OperationState):
 class InstalledModel(BaseModel):
     name: str
     size: int | None = None
+    capabilities: list[str] | None = Field(
+        None,
+        description="what Ollama says the model can do (completion, embedding, vision, "
+        "...); absent where Ollama does not list it",
+    )
     operation: Operation | None = Field(None, description="its active pull, if any")
 
 
@@ -443,6 +504,10 @@ class Deleted(BaseModel):
     deleted: str
 
 
+class ForgottenOperations(BaseModel):
+    deleted: list[str] = Field(description="the ids of the operations forgotten")
+
+
 class Unloaded(BaseModel):
     unloaded: str
 
@@ -457,6 +522,9 @@ class Operations(BaseModel):
 
 
 class Health(BaseModel):
+    """Each part has ``ok``; ``dialect``, ``error``, ``version`` and ``url`` only for a
+    request that may use the API (the token, a session, or a deck without a token)."""
+
     ok: bool
     database: dict[str, Any]
     ollama: dict[str, Any]

@@ -11,31 +11,39 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import math
+import re
 import socket
 import threading
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint
 from flask import current_app
+from flask import jsonify
 from flask import request
 from flask import Response
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .dbhealth import DATABASE_ERRORS
 from .http import error_response
 from .state import current_settings
+from .state import deck
+from .state import setup_of
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The page shell, its files and the health check answer without the token: the page has to
 # load before it can ask for one, and probes carry no credentials.
 TOKEN_EXEMPT = frozenset({"ollama_deck.index", "ollama_deck.static", "ollama_deck.healthz"})
 PAGE_BLUEPRINT = "ollama_deck"
-SESSION_COOKIE = "ollama_deck_session"
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 PAGE_CSP = "; ".join(
@@ -130,25 +138,104 @@ def _refusal() -> ResponseReturnValue | None:
             "requests that change something must come from this service's own page "
             "(or from a client that sends no Origin, such as curl)",
         )
-    guard = getattr(current_app.extensions.get("ollama_deck"), "guard", None)
-    if guard is not None:
-        # A view decorator such as Flask-Login's login_required: run it around a no-op
-        # view; whatever it answers instead (a redirect, a 401) is the response.
-        result = guard(lambda: None)()
-        if result is not None:
-            return result
+    guarded = _guard_refusal()
+    if guarded is not None:
+        return guarded
     token = settings.token
-    if token and request.endpoint not in TOKEN_EXEMPT and not authorized(token):
-        response, status = error_response(
-            401,
-            "unauthorized",
-            "this service needs a token: send 'Authorization: Bearer <token>'",
-        )
-        response.headers["WWW-Authenticate"] = 'Bearer realm="ollama-deck"'
-        return response, status
+    if token and request.endpoint not in TOKEN_EXEMPT:
+        verdict = access(token)
+        if not verdict.granted:
+            return _unauthorized(verdict)
     if _has_body():
         return _read_body(limit, settings.body_timeout)
     return None
+
+
+# ---------------------------------------------------------------- a host's guard
+
+# The deck's answers that are JSON or an event stream: a client of these reads JSON.
+JSON_BLUEPRINTS = frozenset({"ollama_deck_api", "ollama_deck_progress"})
+HEALTH_ENDPOINT = "ollama_deck.healthz"
+# Sec-Fetch-Dest of fetch(), XMLHttpRequest and EventSource: a script reads the answer.
+SCRIPT_DEST = "empty"
+MACHINE_TYPES = ("application/json", "text/event-stream")
+
+
+def _guard_refusal() -> Response | None:
+    """Run the host's guard (``OllamaDeck(guard=...)``); its answer, or None to go on.
+
+    A guard such as Flask-Login's ``login_required`` answers a logged-out request with a
+    redirect to the host's HTML login page: right for a browser showing a page, useless
+    to a script, ``fetch()`` or ``EventSource``, which would read the login page as the
+    answer. Those get a JSON 401 instead, naming the login URL. ``/healthz`` is not
+    guarded unless the host asked (``guard_healthz=True``): probes carry no login.
+    """
+    setup = current_app.extensions.get("ollama_deck")
+    guard = getattr(setup, "guard", None)
+    if guard is None:
+        return None
+    if request.endpoint == HEALTH_ENDPOINT and not getattr(setup, "guard_healthz", False):
+        return None
+    try:
+        # A view decorator: run it around a no-op view; an answer instead is a refusal.
+        result = guard(_let_through)()
+    except HTTPException as exc:  # e.g. login_required with no login view: abort(401)
+        if exc.code in (401, 403) and reads_json():
+            return login_refusal(exc.code, None)
+        raise
+    if result is None:
+        return None
+    response = current_app.make_response(result)
+    if response.status_code in REDIRECTS and response.location and reads_json():
+        return login_refusal(401, response.location)
+    return response
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _let_through() -> None:
+    return None
+
+
+def reads_json() -> bool:
+    """Whether this request comes from a client that reads JSON or an event stream, rather
+    than a browser that shows what it gets (which follows a redirect to a login page).
+
+    Browsers say what a request is for (``Sec-Fetch-Dest``): ``empty`` is fetch, XHR or
+    EventSource. Other clients are judged by ``Accept``, and when it prefers neither HTML
+    nor JSON (curl's ``*/*``, or none) by the endpoint: the API, the progress routes and
+    the health check answer JSON, the page and its files do not.
+    """
+    dest = request.headers.get("Sec-Fetch-Dest")
+    if dest is not None:
+        return dest == SCRIPT_DEST
+    if request.headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
+        return True
+    accept = request.accept_mimetypes
+    html = accept.quality("text/html")
+    machine = max(accept.quality(kind) for kind in MACHINE_TYPES)
+    if machine != html:
+        return machine > html
+    return request.blueprint in JSON_BLUEPRINTS or request.endpoint == HEALTH_ENDPOINT
+
+
+def login_refusal(status: int, login_url: str | None) -> Response:
+    """The JSON answer of a guard's refusal: 401 ``login_required`` (with ``login_url``
+    when the guard named its login page) or 403 ``forbidden``."""
+    if status == 403:
+        code, message = "forbidden", "the app this deck is part of refuses this request"
+    else:
+        code = "login_required"
+        message = "log in to the app this deck is part of" + (
+            f" at {login_url}" if login_url else ""
+        )
+    error: dict[str, str] = {"code": code, "message": message}
+    if login_url:
+        error["login_url"] = login_url
+    response = jsonify({"error": error})
+    response.status_code = status
+    return response
 
 
 def _stop_reading(environ: Mapping[str, Any]) -> None:
@@ -390,25 +477,104 @@ def token_matches(given: str, token: str) -> bool:
     return hmac.compare_digest(_digest(sent), _digest(token.encode()))
 
 
-def session_value(token: str) -> str:
-    """The cookie the page gets for the token: derived from it, so it does not reveal it,
-    and a new token ends every session."""
-    return hmac.new(token.encode(), b"ollama-deck session", hashlib.sha256).hexdigest()
+ACCESS = "ollama_deck.access"  # in the WSGI environ: the request's Access, once known
+SESSION = "ollama_deck.session"  # in the WSGI environ: the LiveSession it came with
 
 
-def authorized(token: str) -> bool:
-    """A right bearer token, or the session cookie made from it."""
+@dataclass(frozen=True)
+class Access:
+    """How a request proved itself: ``by`` is "token", "session" or None (it did not);
+    ``wait`` > 0 when its token was not even looked at (too many wrong ones)."""
+
+    by: str | None
+    wait: float = 0.0
+
+    @property
+    def granted(self) -> bool:
+        return self.by is not None
+
+
+def access(token: str) -> Access:
+    """A right bearer token, or a live session cookie; worked out once per request.
+
+    A bearer token goes through the address's guess throttle (services/guesses.py); a
+    session cookie is a random 256-bit id, never worth guessing, so it does not.
+    """
+    known = request.environ.get(ACCESS)
+    if known is not None:
+        return known
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, given = header.strip().partition(" ")
-        return scheme.lower() == "bearer" and token_matches(given.strip(), token)
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie is None:
-        return False
-    return hmac.compare_digest(
-        _digest(cookie.encode("latin-1", errors="replace")),
-        _digest(session_value(token).encode()),
+        right, wait = setup_of(current_app).guesses.attempt(
+            request.remote_addr,
+            lambda: scheme.lower() == "bearer" and token_matches(given.strip(), token),
+        )
+        verdict = Access("token" if right else None, wait)
+    else:
+        cookie = request.cookies.get(session_cookie_name())
+        session = deck().sessions.check(cookie, token) if cookie else None
+        if session is not None:
+            request.environ[SESSION] = session
+        verdict = Access("session" if session is not None else None)
+    request.environ[ACCESS] = verdict
+    return verdict
+
+
+def _unauthorized(verdict: Access) -> ResponseReturnValue:
+    if verdict.wait > 0:
+        seconds = math.ceil(verdict.wait)
+        response, status = error_response(
+            429,
+            "too_many_wrong_tokens",
+            f"too many wrong tokens from this address: the next one is looked at in {seconds} s",
+        )
+        response.headers["Retry-After"] = str(seconds)
+        return response, status
+    response, status = error_response(
+        401,
+        "unauthorized",
+        "this service needs a token: send 'Authorization: Bearer <token>'",
     )
+    response.headers["WWW-Authenticate"] = 'Bearer realm="ollama-deck"'
+    return response, status
+
+
+def may_see_details() -> bool:
+    """Whether this request may see what /healthz knows (URLs, database errors): anyone
+    who could use the API. An open deck's API shows as much; with a token, only those
+    who bring it (or a live session); behind a host's guard, those it lets in."""
+    token = current_settings().token
+    if token:
+        try:
+            return access(token).granted
+        except DATABASE_ERRORS:
+            return False  # the session cannot be checked now: no details
+    setup = current_app.extensions.get("ollama_deck")
+    guard = getattr(setup, "guard", None)
+    if guard is None or getattr(setup, "guard_healthz", False):
+        return True  # an open deck, or the guard let this request in already
+    # /healthz answered without the guard (probes carry no login): ask it now, only to
+    # choose what to show.
+    try:
+        return guard(_let_through)() is None
+    except HTTPException:
+        return False
+
+
+def session_cookie_name() -> str:
+    """``ollama_deck_session_<port>``, plus ``_<prefix>`` when the deck is mounted under one.
+
+    Browsers keep cookies per host name, not per port: two decks on one host would
+    otherwise overwrite each other's session (and send each other theirs by name).
+    """
+    default = 443 if request.scheme == "https" else 80
+    try:
+        port = urlsplit(f"//{request.host}").port or default
+    except ValueError:  # refused by the Host check before any session is looked at
+        port = default
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", setup_of(current_app).url_prefix).strip("_")
+    return f"ollama_deck_session_{port}" + (f"_{slug}" if slug else "")
 
 
 def session_status() -> dict[str, bool]:
@@ -416,23 +582,50 @@ def session_status() -> dict[str, bool]:
     return {"token_required": bool(current_settings().token)}
 
 
-def set_session_cookie(response: Response, url_prefix: str) -> None:
-    """Trade a checked token for an HttpOnly, SameSite=Strict cookie (EventSource sends it)."""
-    token = current_settings().token
-    if not token:
+def issue_session(response: Response) -> None:
+    """Trade a checked bearer token for a new session: a random id in an HttpOnly,
+    SameSite=Strict cookie (EventSource sends it), Secure over https.
+
+    Only the token opens one: a session presented here is not renewed, so it cannot
+    outlive its absolute end by logging in again with itself.
+    """
+    settings = current_settings()
+    if not settings.token or access(settings.token).by != "token":
         return
+    session_id, _ = deck().sessions.open(settings.token)
     response.set_cookie(
-        SESSION_COOKIE,
-        session_value(token),
-        path=url_prefix or "/",
+        session_cookie_name(),
+        session_id,
+        max_age=max(1, int(settings.session_max_age)),
+        path=setup_of(current_app).url_prefix or "/",
         httponly=True,
         samesite="Strict",
         secure=request.is_secure,
     )
 
 
-def clear_session_cookie(response: Response, url_prefix: str) -> None:
-    response.delete_cookie(SESSION_COOKIE, path=url_prefix or "/", httponly=True, samesite="Strict")
+def revoke_session(response: Response) -> None:
+    """End the request's session for every worker (logout) and drop its cookie."""
+    name = session_cookie_name()
+    cookie = request.cookies.get(name)
+    if cookie and current_settings().token:
+        deck().sessions.close(cookie)
+    response.delete_cookie(
+        name,
+        path=setup_of(current_app).url_prefix or "/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+    )
+
+
+def session_bound(frames: Iterator[bytes]) -> Iterator[bytes]:
+    """An event stream that ends once the session it was opened with has ended (logout,
+    expiry, idle): see SessionStore.bounded for how soon."""
+    session = request.environ.get(SESSION)
+    if session is None:
+        return frames  # a bearer token, or no token at all: nothing that ends mid-stream
+    return deck().sessions.bounded(frames, session)
 
 
 # ---------------------------------------------------------------- serving

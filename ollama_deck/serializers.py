@@ -19,7 +19,15 @@ from .services.events import DeckEvent
 from .services.events import make_event
 from .services.updates import update_result
 
-TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
+TIME_FIELDS = (
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "not_before",
+    "starts_at",
+    "paused_at",
+)
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -54,9 +62,11 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
         "message": row["message"],
         "error": row["error"],
         "cancel_requested": bool(row["cancel_requested"]),
+        "paused_by": row["paused_by"],
         "attempts": row["attempts"],
         "seq": row["seq"],
         "result": update_result(row),  # an update's outcome: updated or current
+        "log_count": row.get("log_count"),  # lines its log keeps (services/rows.py)
     }
     for field in TIME_FIELDS:
         data[field] = iso_time(row[field])
@@ -64,11 +74,14 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
 
 
 def operation_urls(op_id: str) -> dict[str, str]:
-    """Where to poll, stream and cancel an operation (needs an app or request context)."""
+    """Where to poll, stream, cancel, pause and resume an operation (needs an app or
+    request context)."""
     return {
         "progress": url_for("ollama_deck_progress.get_operation", op_id=op_id),
         "stream": url_for("ollama_deck_progress.stream_operation", op_id=op_id),
         "cancel": url_for("ollama_deck_progress.cancel_operation", op_id=op_id),
+        "pause": url_for("ollama_deck_progress.pause_operation", op_id=op_id),
+        "resume": url_for("ollama_deck_progress.resume_operation", op_id=op_id),
     }
 
 

@@ -25,11 +25,13 @@ from sqlalchemy import Engine
 from .config import DeckSettings
 from .db import make_engine
 from .dbhealth import harden_engine
+from .dbhealth import watch_writes
 from .schema import ensure_current
 from .services.bus import make_bus
 from .services.events import EventHub
 from .services.feed import ChangeFeed
 from .services.gpu import detect_gpus
+from .services.guesses import GuessThrottle
 from .services.hosts import host_entries
 from .services.hosts import Hosts
 from .services.knowledge import GpuCache
@@ -38,6 +40,8 @@ from .services.ollama import OllamaClient
 from .services.polling import PollAnswers
 from .services.runner import Runner
 from .services.runner import RunnerSettings
+from .services.sessions import SessionPolicy
+from .services.sessions import SessionStore
 from .services.settings import SettingStore
 from .services.store import OperationStore
 
@@ -62,6 +66,7 @@ class DeckState:
     bus: Any  # carries committed events to the hub of every serving process (services/bus.py)
     polls: PollAnswers
     hosts: Hosts
+    sessions: SessionStore  # the page's sessions, kept in the database
     owns_engine: bool = True
 
     @classmethod
@@ -78,6 +83,7 @@ class DeckState:
             # Fault handling changes how connections open: only on a database the deck owns;
             # a host's engine is the host's to configure (e.g. SQLALCHEMY_ENGINE_OPTIONS).
             harden_engine(engine, offload=settings.sqlite_offload)
+        watch_writes(engine)  # what /healthz says of writing: from the first write on
         ensure_current(engine, auto_upgrade=settings.auto_upgrade)
         hub = EventHub(heartbeat_seconds=settings.sse_heartbeat_seconds)
         names = {url: name for name, url in settings.hosts.items()}  # what operations show
@@ -124,6 +130,14 @@ class DeckState:
             bus,
             PollAnswers(store),
             hosts,
+            SessionStore(
+                engine,
+                SessionPolicy(
+                    max_age=settings.session_max_age,
+                    idle_timeout=settings.session_idle_timeout,
+                    recheck_seconds=settings.sse_heartbeat_seconds,
+                ),
+            ),
             owns_engine,
         )
 
@@ -148,12 +162,17 @@ class DeckSetup:
         db: Any = None,
         bind_key: str | None = None,
         guard: Callable[..., Any] | None = None,
+        guard_healthz: bool = False,
     ) -> None:
         self.url_prefix = url_prefix
         self.settings = settings or DeckSettings()  # read once, in init_app
         self.db = db  # a Flask-SQLAlchemy instance, or None for a database of the deck's own
         self.bind_key = bind_key
         self.guard = guard  # a view decorator of the host's (e.g. login_required)
+        self.guard_healthz = guard_healthz  # False: /healthz answers probes without it
+        # Wrong tokens per client address, in this process (see services/guesses.py for
+        # why not in the database); needs no connection, so it is made here.
+        self.guesses = GuessThrottle()
         self.owns_db = False  # True when create_app made ``db`` for the deck alone
         self._state: DeckState | None = None
         self._lock = threading.Lock()

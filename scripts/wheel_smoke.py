@@ -7,12 +7,15 @@ from a folder outside the source tree and with ``-I`` so that the source tree is
     cd "$(mktemp -d)" && /path/to/venv/bin/python -I path/to/scripts/wheel_smoke.py
 
 It starts the fake Ollama and ``ollama-deck serve`` from that install (on free 127.0.0.1
-ports), loads the page and every script and stylesheet it references, and pulls a model to
-``succeeded``. It ends with one line ``wheel-smoke: ...`` and exits non-zero on any failure.
+ports), loads the page and every script and stylesheet it references, pulls a model to
+``succeeded`` over HTTP and another with the console script's client side (``ollama-deck
+pull``, then ``ps --json``), and checks that the Python client imports without Flask. It
+ends with one line ``wheel-smoke: ...`` and exits non-zero on any failure.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import socket
@@ -112,6 +115,29 @@ def check_page_modules(static) -> None:  # noqa: ANN001 - an importlib Traversab
         fail("app.js imports no modules: the import pattern of wheel_smoke.py is out of date")
 
 
+def check_client(bin_dir: Path, base: str, http_op: str) -> None:
+    """The console script's client commands, and the client importing without Flask."""
+    deck = [str(bin_dir / "ollama-deck")]
+    pulled = subprocess.run(
+        [*deck, "pull", "--url", base, "cli:latest"], capture_output=True, text=True, timeout=60
+    )
+    last = (pulled.stdout.strip().splitlines() or [""])[-1]
+    if pulled.returncode != 0 or not last.startswith("cli:latest  succeeded"):
+        fail(f"ollama-deck pull exited {pulled.returncode}: {pulled.stdout} {pulled.stderr}")
+    listed = subprocess.run(
+        [*deck, "ps", "--all", "--json", "--url", base], capture_output=True, text=True, timeout=60
+    )
+    try:
+        models = {op["model"] for op in json.loads(listed.stdout)["operations"]}
+    except (ValueError, KeyError):
+        fail(f"ollama-deck ps --json said {listed.stdout!r} {listed.stderr!r}")
+    if not {"cli:latest", "bench:latest"} <= models:
+        fail(f"ollama-deck ps --all --json lists {sorted(models)}, not both pulls ({http_op})")
+    code = "import sys, ollama_deck.client; sys.exit('flask' in sys.modules)"
+    if subprocess.run([sys.executable, "-I", "-c", code], timeout=60).returncode != 0:
+        fail("importing ollama_deck.client imported Flask")
+
+
 def main() -> None:
     where = check_install()
     bin_dir = Path(sys.executable).parent
@@ -123,7 +149,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="deck-smoke-"))
     database = f"sqlite:///{work / 'deck.db'}"
     fake = subprocess.Popen(
-        [sys.executable, "-m", "ollama_deck.testing", "--bench-lines", "2000"],
+        [sys.executable, "-m", "ollama_deck.testing", "--bench-lines", "2000"]
+        + ["--allow", "cli:latest"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -174,13 +201,16 @@ def main() -> None:
         final = wait_for("the pull to finish", finished)
         if final != "succeeded":
             fail(f"the pull ended {final}")
+        check_client(bin_dir, base, op_id)
         current = subprocess.run(
             [str(bin_dir / "ollama-deck"), "db", "current", "--database-url", database],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        if current.returncode != 0 or "current: 0001" not in current.stdout:
+        # Migrated to the newest revision the wheel ships, whichever that is.
+        said = dict(line.split(": ", 1) for line in current.stdout.splitlines() if ": " in line)
+        if current.returncode != 0 or not said.get("head") or said.get("current") != said["head"]:
             fail(f"ollama-deck db current: {current.stdout} {current.stderr}")
     finally:
         for process in (server, fake):

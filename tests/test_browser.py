@@ -92,10 +92,16 @@ def css(driver, selector: str):
 
 
 def cards(driver, model: str | None = None):
-    found = driver.find_elements(By.CSS_SELECTOR, "#op-list [data-op-id]")
+    # Active cards, then the finished ones (folded away on narrow screens).
+    found = driver.find_elements(By.CSS_SELECTOR, ".op-list [data-op-id]")
     if model is None:
         return found
-    return [c for c in found if c.find_element(By.CSS_SELECTOR, ".op-model").text == model]
+    return [c for c in found if text_of(c.find_element(By.CSS_SELECTOR, ".op-model")) == model]
+
+
+def text_of(element) -> str:
+    """An element's text even where it is hidden (``.text`` is only what is visible)."""
+    return element.get_attribute("textContent")
 
 
 def card_of(driver, model: str):
@@ -108,7 +114,8 @@ def percent(card) -> float:
 
 
 def status(card) -> str:
-    return card.find_element(By.CSS_SELECTOR, ".op-status").text.lower()
+    # The attribute, not the badge's text: a finished card may be in a closed fold.
+    return card.get_attribute("data-status")
 
 
 def row(driver, model: str):

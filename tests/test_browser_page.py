@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
+from datetime import timedelta
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -598,3 +601,46 @@ def test_everything_works_from_the_keyboard(fake_ollama, page, driver):  # noqa:
     focused(driver).send_keys(Keys.ESCAPE)
     wait(driver, lambda d: drawer.get_attribute("open") is None)
     assert focused(driver) == details
+
+
+# ---------------------------------------------------------------- 8. pause, resume, schedule
+
+
+def test_pause_and_resume_from_a_card_and_a_scheduled_start(fake_ollama, page, driver):  # noqa: F811
+    fake_ollama.allow_pull("pausy:1b", PullScript(layers=[3_000_000], step=20_000, interval=0.03))
+    live = page()
+    pull_through_box(driver, "pausy:1b")
+    card = card_of(driver, "pausy:1b")
+    wait(driver, lambda d: status(card) == "running" and percent(card) > 1)
+    pause = card.find_element(By.CSS_SELECTOR, '[data-action="pause"]')
+    resume = card.find_element(By.CSS_SELECTOR, '[data-action="resume"]')
+    assert pause.is_displayed() and not resume.is_displayed()
+    pause.click()
+    wait(driver, lambda d: status(card) == "paused")
+    assert card.get_attribute("data-paused-by") == "user"
+    assert card.find_element(By.CSS_SELECTOR, ".op-status").text.lower() == "paused"
+    assert (
+        "Ollama keeps the partial download"
+        in card.find_element(By.CSS_SELECTOR, ".op-message").text
+    )
+    assert resume.is_displayed() and not pause.is_displayed()
+    assert card.find_element(By.CSS_SELECTOR, '[data-action="cancel"]').is_displayed()
+    wait(driver, lambda d: d.title == "paused · " + TITLE)
+    at_pause = percent(card)
+    resume.click()
+    wait(driver, lambda d: status(card) == "running")
+    assert percent(card) >= at_pause
+    wait(driver, lambda d: status(card) == "succeeded", timeout=30)
+
+    # A pull asked for later waits, scheduled, and says when it starts (browser time).
+    fake_ollama.allow_pull("later:1b", PullScript(layers=[10_000]))
+    two_days = datetime.now(UTC) + timedelta(days=2)
+    answer = live.post(
+        "/api/models/pull", json={"model": "later:1b", "not_before": two_days.isoformat()}
+    )
+    assert answer.status_code == 202, answer.text
+    later = card_of(driver, "later:1b")
+    wait(driver, lambda d: status(later) == "scheduled")
+    when = later.find_element(By.CSS_SELECTOR, ".op-queue").text
+    assert re.fullmatch(r"starts at (\w+ \d+, )?\d\d:\d\d.*", when), when
+    assert later.find_element(By.CSS_SELECTOR, '[data-action="pause"]').is_displayed()

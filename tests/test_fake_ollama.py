@@ -42,6 +42,25 @@ def test_a_pull_runs_layer_by_layer_and_the_model_appears_in_tags(fake_ollama):
     assert len(tags[0]["digest"]) == 64
 
 
+def test_tags_and_show_list_what_each_model_can_do(fake_ollama, live):
+    fake_ollama.add_model("llama3.2:1b")
+    fake_ollama.add_model("nomic-embed-text", capabilities=["embedding"])
+    tags = requests.get(f"{fake_ollama.url}/api/tags", timeout=5).json()["models"]
+    assert {m["name"]: m["capabilities"] for m in tags} == {
+        "llama3.2:1b": ["completion", "tools"],
+        "nomic-embed-text:latest": ["embedding"],
+    }
+    shown = requests.post(
+        f"{fake_ollama.url}/api/show", json={"model": "nomic-embed-text"}, timeout=5
+    ).json()
+    assert shown["capabilities"] == ["embedding"]
+    # The deck passes them on, so the page can pick a model that chats.
+    listed = live.get("/api/models").json()["models"]
+    assert {m["name"]: m["capabilities"] for m in listed}["nomic-embed-text:latest"] == [
+        "embedding"
+    ]
+
+
 def test_unknown_model_fails_after_the_manifest_line(fake_ollama):
     assert pull_lines(fake_ollama, "nope:1b") == [
         {"status": "pulling manifest"},

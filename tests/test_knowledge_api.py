@@ -85,6 +85,32 @@ def test_catalog_filters_searches_and_marks_installed(fake_ollama, live):
     assert "chat" in bad.json()["error"]["message"]
 
 
+def test_an_installed_models_vram_is_the_same_in_the_catalog_and_its_details(fake_ollama, live):
+    # As the demo has it: the catalog alone would guess the KV cache from 3.2B parameters
+    # (3.1 GB), where the details read the model's architecture (3.2 GB).
+    fake_ollama.add_model("llama3.2:3b", parameter_size="3.2B", quantization="Q4_K_M")
+    details = live.get("/api/models/llama3.2:3b").json()["vram"]
+
+    def catalog_tags() -> dict[str, dict]:
+        families = live.get("/api/catalog", params={"q": "llama3.2"}).json()["families"]
+        family = next(f for f in families if f["name"] == "llama3.2")
+        return {tag["model"]: tag for tag in family["tags"]}
+
+    tags = catalog_tags()
+    assert tags["llama3.2:3b"]["installed"] is True
+    assert tags["llama3.2:3b"]["vram"] == details
+    assert details["total_gb"] == 3.2
+    assert tags["llama3.2:1b"]["vram"]["total_bytes"] > 0  # not installed: the catalog's
+    shows = [r for r in fake_ollama.requests if r[1] == "/api/show"]
+    catalog_tags()  # the model did not change: Ollama is not asked again
+    assert [r for r in fake_ollama.requests if r[1] == "/api/show"] == shows
+
+    fake_ollama.stop()  # down: the catalog still answers, with the figure it knew
+    tags = catalog_tags()
+    assert tags["llama3.2:3b"]["installed"] is True
+    assert tags["llama3.2:3b"]["vram"] == details
+
+
 def test_active_model_is_stored_refuses_missing_and_clears_on_delete(fake_ollama, live):
     assert live.get("/api/active-model").json() == {"model": None}
     missing = live.put("/api/active-model", json={"model": "nope:1b"})

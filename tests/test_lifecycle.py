@@ -8,9 +8,11 @@ from ollama_deck.lifecycle import ACTIVE
 from ollama_deck.lifecycle import FINAL
 from ollama_deck.lifecycle import is_orphan
 from ollama_deck.lifecycle import OrphanReason
+from ollama_deck.lifecycle import PAUSABLE
 from ollama_deck.lifecycle import RETRYABLE
 from ollama_deck.lifecycle import Status
 from ollama_deck.lifecycle import vocabulary
+from ollama_deck.lifecycle import WAITING
 from ollama_deck.services.backoff import Backoff
 
 NOW = 1_000.0
@@ -68,7 +70,11 @@ def test_the_status_sets_partition_the_statuses():
     assert set(ACTIVE) | set(FINAL) == set(Status)
     assert not set(ACTIVE) & set(FINAL)
     assert set(RETRYABLE) <= set(FINAL) and Status.SUCCEEDED not in RETRYABLE
-    assert vocabulary()["active"] == ["queued", "running"]
+    assert vocabulary()["active"] == ["queued", "scheduled", "running", "paused"]
+    # Waiting ones are the active ones no runner holds; a user may pause all but paused.
+    assert set(WAITING) == set(ACTIVE) - {Status.RUNNING}
+    assert set(PAUSABLE) == set(ACTIVE) - {Status.PAUSED}
+    assert vocabulary()["holds"] == ["user", "window"]
 
 
 def test_backoff_doubles_up_to_its_cap_and_stops_at_the_deadline():

@@ -6,8 +6,11 @@ import pytest
 
 from ollama_deck.config import normalize_ollama_host
 from ollama_deck.config import settings_from_env
+from ollama_deck.services.names import check_registry
 from ollama_deck.services.names import InvalidModelName
 from ollama_deck.services.names import parse_model_name
+from ollama_deck.services.names import REGISTRIES_SETTING
+from ollama_deck.services.names import RegistryNotAllowed
 
 
 @pytest.mark.parametrize(
@@ -89,3 +92,88 @@ def test_settings_from_env_parses_and_defaults():
 def test_settings_from_env_names_the_bad_variable():
     with pytest.raises(ValueError, match="OLLAMA_DECK_MAX_CONCURRENT_PULLS"):
         settings_from_env({"OLLAMA_DECK_MAX_CONCURRENT_PULLS": "two"})
+
+
+# ---------------------------------------------------------------- registries
+
+# Names that make Ollama fetch from a host of the requester's choosing.
+FOREIGN = [
+    "169.254.169.254/latest/meta-data",
+    "169.254.169.254/library/x:1",
+    "127.0.0.1:6379/a/b",
+    "evil.example:8080/ns/model:tag",
+    "https://evil.example/ns/model:tag",
+    "localhost:11434/library/llama3.2:1b",
+    "registry.ollama.ai:8080/library/llama3.2",  # the right name on another port
+    "hf.co.evil.example/ns/m",
+]
+OWN = [
+    "llama3.2:1b",
+    "library/llama3.2",
+    "jmorgan/custom:v1",
+    "registry.ollama.ai/library/llama3.2:1b",
+    "REGISTRY.OLLAMA.AI/library/llama3.2",
+    "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+    "huggingface.co/bartowski/Llama-3.2-1B-Instruct-GGUF",
+]
+
+
+@pytest.mark.parametrize("name", FOREIGN)
+def test_names_of_other_registries_are_refused_naming_the_setting(name):
+    with pytest.raises(RegistryNotAllowed, match=REGISTRIES_SETTING) as refused:
+        check_registry(parse_model_name(name))
+    assert refused.value.status == 400 and refused.value.code == "registry_not_allowed"
+
+
+@pytest.mark.parametrize("name", OWN)
+def test_ollama_and_hugging_face_names_are_pulled(name):
+    check_registry(parse_model_name(name))
+
+
+def test_allowed_registries_are_added_by_the_setting():
+    settings = settings_from_env({REGISTRIES_SETTING: " Registry.Example:5000 , hub.internal "})
+    extra = settings["OLLAMA_DECK_ALLOWED_REGISTRIES"]
+    assert extra == ("registry.example:5000", "hub.internal")
+    check_registry(parse_model_name("registry.example:5000/team/m:1"), extra)
+    check_registry(parse_model_name("hub.internal/team/m"), extra)
+    with pytest.raises(RegistryNotAllowed):  # another port is another server
+        check_registry(parse_model_name("registry.example/team/m"), extra)
+    with pytest.raises(ValueError, match=REGISTRIES_SETTING):
+        settings_from_env({REGISTRIES_SETTING: "not a host/"})
+
+
+@pytest.mark.parametrize("name", FOREIGN[:4])
+def test_pull_load_and_update_refuse_other_registries(fake_ollama, live, name):
+    fake_ollama.add_model("llama3.2:1b")
+    fake_ollama.add_model(name)  # even one Ollama has already: an update fetches again
+    answers = [
+        live.post("/api/models/pull", json={"model": name}),
+        live.post(f"/api/models/{name}/load"),
+        live.post("/api/models/update", json={"models": ["llama3.2:1b", name]}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "registry_not_allowed"
+        assert REGISTRIES_SETTING in error["message"]
+    assert live.get("/progress").json()["operations"] == []
+    assert fake_ollama.pull_count(name) == 0
+
+
+def test_update_of_everything_leaves_out_other_registries(fake_ollama, live):
+    fake_ollama.add_model("llama3.2:1b")
+    fake_ollama.add_model("evil.example:8080/ns/model:tag")
+    queued = live.post("/api/models/update")
+    assert queued.status_code == 202, queued.text
+    assert [op["model"] for op in queued.json()["operations"]] == ["llama3.2:1b"]
+
+
+def test_a_private_registry_in_the_setting_is_pulled(fake_ollama, make_app, serve):
+    from ollama_deck.testing import PullScript
+
+    name = "registry.example:5000/team/m:1"
+    fake_ollama.allow_pull(name, PullScript(layers=[1_000], step=1_000))
+    live = serve(make_app(OLLAMA_DECK_ALLOWED_REGISTRIES="registry.example:5000"))
+    pulled = live.post("/api/models/pull", json={"model": name})
+    assert pulled.status_code == 202, pulled.text
+    assert live.post("/api/models/pull", json={"model": "other.example/t/m"}).status_code == 400

@@ -7,6 +7,7 @@ serve the app over a real socket with its runner running.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -129,6 +130,45 @@ def test_multi_layer_pull_succeeds_with_a_rising_bar(fake_ollama, drained, monke
     assert listing["pulls"] == []
 
 
+@pytest.mark.parametrize("log_lines", [300, 4])
+def test_every_answer_and_event_of_an_operation_counts_its_log(
+    fake_ollama, make_app, database_url, monkeypatch, log_lines
+):
+    deck = Drained(
+        make_app(
+            database_url=database_url,
+            OLLAMA_DECK_START_RUNNER=False,
+            OLLAMA_DECK_LOG_LINES=log_lines,
+        )
+    )
+    fake_ollama.allow_pull("llama3.2:1b", PullScript(layers=[20_000, 100], step=5_000))
+    op = deck.pull("llama3.2:1b")
+    assert op["log_count"] == 1  # "pull of llama3.2:1b queued"
+    store = deck.deck.store
+    written = []
+    for name in ("record_progress", "finish"):
+        method = getattr(store, name)
+        monkeypatch.setattr(
+            store, name, lambda *a, _m=method, **k: written.append(row := _m(*a, **k)) or row
+        )
+    deck.drain()
+
+    answer = deck.client.get(f"/progress/{op['id']}", query_string={"log": log_lines})
+    final = answer.json
+    kept = len(final["log"])
+    assert kept == log_lines if log_lines < 10 else kept > 4  # trimmed to 4, or all of it
+    assert final["log_count"] == kept
+    assert deck.client.get("/progress").json["operations"][0]["log_count"] == kept
+    # What the runner's writes published (the live events) counted as they went.
+    assert [row["log_count"] for row in written][-1] == kept
+    assert all(0 < row["log_count"] <= log_lines for row in written)
+    # A stream that replays gets the same count.
+    events, _ = deck.deck.feed.replay(0, op["id"])
+    done = [e for e in events if e.kind == "done"]
+    data = json.loads(done[-1].frame.decode().split("data: ", 1)[1])
+    assert data["log_count"] == kept
+
+
 def test_cancel_a_running_pull(fake_ollama, live):
     fake_ollama.allow_pull("qwen2.5:0.5b", PullScript(layers=LAYERS, step=10_000, hold_after=5))
     op = start_pull(live, "qwen2.5:0.5b")
@@ -235,14 +275,17 @@ def test_ollama_down_fails_clearly_once_the_wait_is_over(fake_ollama, drained):
     assert fake_ollama.url in final["error"]
 
 
-def test_stalled_stream_times_out(fake_ollama, drained):
-    deck = drained(OLLAMA_DECK_PULL_STALL_TIMEOUT=0.5)
+def test_a_silent_stream_is_retried_then_fails_as_stalled(fake_ollama, drained):
+    deck = drained(OLLAMA_DECK_PULL_STALL_TIMEOUT=0.3, OLLAMA_DECK_PULL_RETRIES=1)
     fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=3))
     op = deck.pull("m:1")
     deck.drain()
     final = deck.op(op["id"])
     assert final["status"] == "failed"
-    assert "sent nothing for 0.5 s" in final["error"]
+    assert final["error"].startswith("stalled: default sent nothing")
+    assert "sent nothing for 0.3 s" in final["error"]
+    assert "1 retries did not help" in final["error"]
+    assert fake_ollama.pull_count("m:1") == 2  # reopened once
     fake_ollama.release("m:1")
 
 
@@ -425,3 +468,21 @@ def test_delete_an_operation_only_when_finished(fake_ollama, drained):
     assert deck.op(op["id"])["status"] == "succeeded"
     assert deck.client.delete(f"/progress/{op['id']}").status_code == 200
     assert deck.client.get(f"/progress/{op['id']}").status_code == 404
+
+
+def test_clear_finished_forgets_every_finished_operation_and_no_active_one(
+    fake_ollama, drained, database_url
+):
+    deck = drained(database_url=database_url)
+    for name in ("a:1", "b:1", "c:1"):
+        fake_ollama.allow_pull(name, PullScript(layers=[10_000], step=5_000))
+    done = [deck.pull(name)["id"] for name in ("a:1", "b:1")]
+    deck.drain()
+    waiting = deck.pull("c:1")["id"]  # queued: no runner thread
+    answer = deck.client.delete("/progress")
+    assert answer.status_code == 200
+    assert sorted(answer.json["deleted"]) == sorted(done)
+    assert [op["id"] for op in deck.client.get("/progress").json["operations"]] == [waiting]
+    for op_id in done:
+        assert deck.client.get(f"/progress/{op_id}").status_code == 404
+    assert deck.client.delete("/progress").json == {"deleted": []}

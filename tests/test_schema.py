@@ -36,7 +36,10 @@ def load_0_1_0(path: Path) -> None:
 def test_a_0_1_0_database_is_adopted_and_every_row_reads_back(tmp_path):
     path = tmp_path / "old.db"
     load_0_1_0(path)
-    app = create_app(test_settings(DOWN, f"sqlite:///{path}"))
+    # The dump's operations are years old: kept, or the runner's purge may take them
+    # between two requests of this test.
+    keep = {"OLLAMA_DECK_KEEP_FINISHED_HOURS": 10**7}
+    app = create_app(test_settings(DOWN, f"sqlite:///{path}", **keep))
     try:
         client = app.test_client()
         ops = {op["id"]: op for op in client.get("/progress").json["operations"]}
@@ -152,3 +155,40 @@ def test_a_bad_prefix_is_refused(bad):
 
     with pytest.raises(ValueError, match="url_prefix"):
         OllamaDeck(Flask("bad"), url_prefix=bad)
+
+
+def test_the_migrations_make_exactly_the_declared_tables(database_url):
+    """What the migrations build is what db.py declares (sessions, 0002, included), so a
+    host's autogenerate proposes nothing about the deck's tables."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import MetaData
+
+    from ollama_deck.db import register_tables
+
+    declared = MetaData()
+    register_tables(declared)  # as a host's metadata gets them, the version table too
+    engine = create_engine(database_url)
+    schema.upgrade(engine)
+    with engine.connect() as conn:
+        assert "ollama_deck_session" in inspect(conn).get_table_names()
+        assert compare_metadata(MigrationContext.configure(conn), declared) == []
+    engine.dispose()
+
+
+def test_the_sessions_migration_goes_down_and_up_again(sqlite_url):
+    from alembic import command
+    from alembic.config import Config
+
+    engine = create_engine(sqlite_url)
+    schema.upgrade(engine)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", "ollama_deck:migrations")
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    assert schema.current_revision(engine) == "0001"
+    assert "ollama_deck_session" not in inspect(engine).get_table_names()
+    assert schema.upgrade(engine) == schema.head_revision()
+    assert "ollama_deck_session" in inspect(engine).get_table_names()
+    engine.dispose()

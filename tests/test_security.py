@@ -18,7 +18,6 @@ from ollama_deck.config import settings_from_env
 from ollama_deck.security import bind_refusal
 from ollama_deck.security import host_allowed
 from ollama_deck.security import same_origin
-from ollama_deck.security import SESSION_COOKIE
 
 from .conftest import test_settings
 
@@ -431,7 +430,8 @@ def test_right_token_and_session_cookie(fake_ollama, locked):
     opened = locked.post("/api/session", headers=bearer)
     assert opened.status_code == 200
     cookie = opened.headers["Set-Cookie"]
-    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    name = f"ollama_deck_session_{locked.url.rsplit(':', 1)[1]}"
+    assert cookie.startswith(f"{name}=")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     assert TOKEN not in cookie and TOKEN.replace(" ", "%20") not in cookie
 
@@ -443,7 +443,7 @@ def test_right_token_and_session_cookie(fake_ollama, locked):
     stream.close()
     # A forged cookie does not.
     locked.session.cookies.clear()
-    locked.session.cookies.set(SESSION_COOKIE, "0" * 64)
+    locked.session.cookies.set(name, "0" * 64)
     assert_error(locked.get("/api/models"), 401)
 
 

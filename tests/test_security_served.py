@@ -6,10 +6,13 @@ import http.client
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 
+from ollama_deck.services.guesses import FREE_MISTAKES
 from ollama_deck.testing import FakeOllama
 
 from .harness import deck_command
@@ -152,8 +155,9 @@ def test_tokens_are_checked_and_never_logged(served):
     )
     assert served.get("/api/models", headers=BEARER).status_code == 200
     opened = served.post("/api/session", headers=BEARER)
-    cookie = opened.cookies.get("ollama_deck_session")
-    assert served.get("/api/models", cookies={"ollama_deck_session": cookie}).status_code == 200
+    name = f"ollama_deck_session_{served.port}"
+    cookie = opened.cookies.get(name)
+    assert served.get("/api/models", cookies={name: cookie}).status_code == 200
     # The access log has every request line by the time the next request is answered.
     wait_until(lambda: "/api/session" in served.log.read_text())
     log = served.log.read_text()
@@ -169,3 +173,93 @@ def test_half_sent_headers_are_cut_off(served):
         assert sock.recv(100) == b""
     finally:
         sock.close()
+
+
+def test_wrong_tokens_wait_while_others_are_served(served):
+    """A guesser's answers are rationed (429 unread) without sleeping a worker: on the one
+    gevent worker a session of the same address is served meanwhile, and the right token
+    works once the wait is over."""
+    name = f"ollama_deck_session_{served.port}"
+    session = served.post("/api/session", headers=BEARER).cookies.get(name)
+    statuses = []
+    for i in range(30):
+        statuses.append(
+            served.get("/api/status", headers={"Authorization": f"Bearer guess-{i}"}).status_code
+        )
+        if statuses[-1] == 429:
+            break
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) == {401} and len(statuses) - 1 >= FREE_MISTAKES + 1
+    refused = served.get("/api/status", headers=BEARER)  # not looked at during the wait
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert served.get("/api/status", cookies={name: session}).status_code == 200
+    wait_until(lambda: served.get("/api/status", headers=BEARER).status_code == 200)
+
+
+@pytest.fixture(scope="module")
+def two_workers(fake, tmp_path_factory) -> Iterator[ServerProcess]:
+    """``ollama-deck serve --workers 2`` with a token, over one SQLite file; each request
+    on a new connection, so either worker may answer it."""
+    tmp = tmp_path_factory.mktemp("two")
+    env = dict(
+        os.environ,
+        OLLAMA_DECK_TOKEN=TOKEN,
+        OLLAMA_DECK_SSE_HEARTBEAT_SECONDS="0.3",
+        OLLAMA_DECK_POLL_SECONDS="0.2",
+    )
+    port = free_port()
+    command = deck_command(
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--ollama",
+        fake.url,
+        "--database-url",
+        f"sqlite:///{tmp / 'deck.db'}",
+    )
+    server = ServerProcess(
+        command, port=port, env=env, log=tmp / "serve.log", ready_headers=BEARER, keep_alive=False
+    )
+    with server:
+        yield server
+
+
+def workers_seen(server: ServerProcess, headers: dict[str, str]) -> set[int]:
+    seen: set[int] = set()
+    wait_until(
+        lambda: (
+            seen.add(server.get("/api/status", headers=headers).json()["pid"]) or len(seen) == 2
+        ),
+        timeout=30,
+        interval=0,
+    )
+    return seen
+
+
+@pytest.mark.scaleout
+def test_session_replay_after_logout_under_two_workers(two_workers, fake):
+    name = f"ollama_deck_session_{two_workers.port}"
+    session_id = two_workers.post("/api/session", headers=BEARER).cookies.get(name)
+    cookie = {"Cookie": f"{name}={session_id}"}
+    assert len(workers_seen(two_workers, cookie)) == 2  # both workers know the session
+
+    stream = requests.get(
+        two_workers.url + "/progress/stream", headers=cookie, stream=True, timeout=10
+    )
+    assert stream.status_code == 200
+    assert two_workers.delete("/api/session", headers=cookie).status_code == 200
+    try:
+        # The open stream, on whichever worker, ends within heartbeats (0.3 s here).
+        deadline = time.monotonic() + 15
+        for _ in stream.iter_content(chunk_size=None):
+            assert time.monotonic() < deadline, "the stream outlived its session"
+    finally:
+        stream.close()
+    for _ in range(20):  # new connections: both workers answer some
+        assert two_workers.get("/api/status", headers=cookie).status_code == 401
+    pull = two_workers.post("/api/models/pull", json={"model": "qwen2.5:0.5b"}, headers=cookie)
+    assert pull.status_code == 401
+    assert two_workers.get("/progress", headers=BEARER).json()["operations"] == []
+    assert len(workers_seen(two_workers, BEARER)) == 2  # both were up all along

@@ -265,7 +265,7 @@ def test_a_finish_by_the_holder_ends_the_operation(store):
     row = store.finish(op["id"], "me", Status.SUCCEEDED, "pulled", ["pulled"])
     assert row["status"] == "succeeded" and row["eta_seconds"] == 0.0
     assert row["finished_at"] is not None
-    assert store.cancel_queued(op["id"]) is None
+    assert store.cancel_waiting(op["id"]) is None
 
 
 def test_only_one_runner_takes_over_a_stale_operation(engine):

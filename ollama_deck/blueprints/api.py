@@ -19,10 +19,11 @@ from ..http import sse_response
 from ..http import unknown_route
 from ..lifecycle import Kind
 from ..openapi import openapi_document
-from ..security import clear_session_cookie
+from ..security import issue_session
 from ..security import protect
+from ..security import revoke_session
+from ..security import session_cookie_name
 from ..security import session_status
-from ..security import set_session_cookie
 from ..serializers import operation_payload as render_operation
 from ..serializers import operation_urls
 from ..services.catalog import CATEGORIES
@@ -79,10 +80,16 @@ def list_models():
 @bp.post("/models/pull")
 @contract(body=S.PullRequest, responses={202: S.Operation}, errors=(409, 429))
 def pull_model():
-    """Start a pull, or join the one already running for that model: 202 either way."""
+    """Start a pull, or join the one already active for that model: 202 either way.
+
+    ``not_before`` (and the host's download window) make it ``scheduled`` until then. A
+    paused pull of the model is joined as it is, paused (see Runner.submit).
+    """
     body = parse_body(S.PullRequest)
     host = host_of(body.host)
-    row, created = deck().runner.submit(Kind.PULL, body.model, host.url)
+    runner = deck().runner
+    not_before = runner.resolve_time(body.not_before) if body.not_before else None
+    row, created = runner.submit(Kind.PULL, body.model, host.url, not_before=not_before)
     return jsonify(operation_payload(row, created=created)), 202
 
 
@@ -156,22 +163,41 @@ def catalog():
     """The curated catalog: ``?category=code&q=coder``, with installed flags and VRAM fit."""
     query = parse_query(S.CatalogQuery)
     state = deck()
+    models = host_of().models
+    listed = models.installed()
+    installed = _installed_by_key(listed["models"])
+    asked_in_vain = False
+
+    def installed_vram(key: str) -> dict[str, Any] | None:
+        # The details' figure for an installed model. With Ollama down (a stale list, or
+        # it stopped answering during this listing) only a figure known already, else
+        # the catalog's own: one slow Ollama must not hold the listing once per model.
+        nonlocal asked_in_vain
+        model = installed[key]
+        if not model.get("digest"):
+            return None
+        ask = not (listed["stale"] or asked_in_vain)
+        found = models.estimates.get(model["name"], str(model["digest"]), ask=ask)
+        asked_in_vain = asked_in_vain or (ask and found is None)
+        return found
+
     listing = catalog_listing(
         category=query.category,
         query=query.q,
-        installed=_installed_keys(host_of().models.installed()["models"]),
+        installed=set(installed),
         gpus=state.gpus.get(),
+        installed_vram=installed_vram,
     )
     return jsonify(dict(listing, categories=list(CATEGORIES)))
 
 
-def _installed_keys(models: list[dict[str, Any]]) -> set[str]:
+def _installed_by_key(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     # A model whose name the deck cannot parse is simply not in the catalog; it must not
     # turn the whole listing into an error.
-    keys = set()
+    keys = {}
     for model in models:
         try:
-            keys.add(parse_model_name(model["name"]).key)
+            keys[parse_model_name(model["name"]).key] = model
         except InvalidModelName:
             continue
     return keys
@@ -236,18 +262,19 @@ def session():
 @bp.post("/session")
 @contract(responses={200: S.Session})
 def open_session():
-    """Trade the bearer token for an HttpOnly session cookie (what EventSource can send)."""
+    """Trade the bearer token for a new session: a random id in an HttpOnly cookie (what
+    EventSource can send) that ends after its maximum age, when idle, or at logout."""
     response = jsonify(session_status())
-    set_session_cookie(response, deck().url_prefix)
+    issue_session(response)
     return response
 
 
 @bp.delete("/session")
 @contract(responses={200: S.Session})
 def close_session():
-    """Forget the session cookie."""
+    """Log out: the session ends for every worker at once, and its cookie is dropped."""
     response = jsonify(session_status())
-    clear_session_cookie(response, deck().url_prefix)
+    revoke_session(response)
     return response
 
 
@@ -262,5 +289,6 @@ def openapi():
             url_prefix=state.url_prefix,
             log_lines=state.store.log_lines,
             hosts=[host.name for host in state.hosts],
+            session_cookie=session_cookie_name(),
         )
     )

@@ -13,8 +13,10 @@ from .. import schemas as S
 from ..contracts import contract
 from ..errors import DatabaseUnavailable
 from ..lifecycle import vocabulary
+from ..security import may_see_details
 from ..security import protect
 from ..services.health import health
+from ..services.health import summary
 from ..state import activate_deck
 from ..state import deck
 
@@ -53,9 +55,12 @@ def page_config() -> dict[str, Any]:
         },
         "progress": {
             "list": url_for("ollama_deck_progress.list_operations"),
+            "clear": url_for("ollama_deck_progress.forget_finished"),
             "stream": url_for("ollama_deck_progress.stream_all"),
             "operation": url_for("ollama_deck_progress.get_operation", op_id=ID_SLOT),
             "cancel": url_for("ollama_deck_progress.cancel_operation", op_id=ID_SLOT),
+            "pause": url_for("ollama_deck_progress.pause_operation", op_id=ID_SLOT),
+            "resume": url_for("ollama_deck_progress.resume_operation", op_id=ID_SLOT),
         },
         "slots": {"model": NAME_SLOT, "op": ID_SLOT},
         "hosts": [host.name for host in deck().hosts],  # the selector's choices, in order
@@ -85,10 +90,11 @@ def index():
     descriptions={200: "the deck can work", 503: "its database is unavailable"},
 )
 def healthz():
-    """The database and Ollama as the deck sees them: 200 when it can work, else 503."""
+    """The database and Ollama as the deck sees them: 200 when it can work, else 503.
+    Details (URLs, versions, errors) only for a request that may use the API."""
     state = deck()
-    report = health(state.engine, state.client)
-    response = jsonify(report)
+    report = health(state.engine, state.client, probe_every=state.settings.health_write_seconds)
+    response = jsonify(report if may_see_details() else summary(report))
     if not report["ok"]:
         response.status_code = 503
         response.headers["Retry-After"] = str(round(DatabaseUnavailable.retry_after or 5))

@@ -23,7 +23,9 @@ from ..http import sse_response
 from ..http import unknown_route
 from ..http import whole_number
 from ..lifecycle import FINAL
+from ..lifecycle import Status
 from ..security import protect
+from ..security import session_bound
 from ..serializers import log_json
 from ..services.streams import follow
 from ..state import activate_deck
@@ -63,6 +65,13 @@ def list_operations():
     return jsonify({"operations": [operation_payload(r) for r in rows]})
 
 
+@bp.delete("", strict_slashes=False)
+@contract(responses={200: S.ForgottenOperations})
+def forget_finished():
+    """Forget every finished operation and its log ("Clear finished"); active ones stay."""
+    return jsonify({"deleted": deck().store.forget_finished()})
+
+
 @bp.get("/<op_id>")
 @contract(query=S.OperationQuery, responses={200: S.Operation}, errors=(400, 404))
 def get_operation(op_id: str):
@@ -98,6 +107,36 @@ def cancel_operation(op_id: str):
     return jsonify(operation_payload(row)), 200 if row["status"] in FINAL else 202
 
 
+@bp.post("/<op_id>/pause")
+@contract(
+    responses={200: S.Operation, 202: S.Operation},
+    descriptions={200: "it is paused", 202: "its runner is closing the stream"},
+    errors=(404, 409),
+)
+def pause_operation(op_id: str):
+    """Pause a queued, scheduled or running operation: its download stops, Ollama keeps
+    the partial blobs, and it keeps its host and model (a pull of the model joins it, still
+    paused) without taking a slot. 200 once paused, 202 while its runner (maybe in another
+    process) closes the stream; 409 when it ended or is paused already."""
+    _operation(op_id)
+    state = deck()
+    row = state.runner.pause(op_id)
+    if row["status"] == Status.RUNNING and state.runner.wait_finished(op_id, CANCEL_WAIT_SECONDS):
+        row = state.store.get(op_id) or row
+    return jsonify(operation_payload(row)), 202 if row["status"] == Status.RUNNING else 200
+
+
+@bp.post("/<op_id>/resume")
+@contract(responses={200: S.Operation}, errors=(404, 409))
+def resume_operation(op_id: str):
+    """Queue a paused operation again (scheduled, when its window is closed or its
+    not_before ahead); Ollama resumes from its partial blobs, the percent goes on from
+    where it was. 409 unless a user paused it: a window's pause ends when the window
+    opens."""
+    _operation(op_id)
+    return jsonify(operation_payload(deck().runner.resume(op_id)))
+
+
 @bp.delete("/<op_id>")
 @contract(responses={200: S.Deleted}, errors=(404, 409))
 def delete_operation(op_id: str):
@@ -119,7 +158,7 @@ def delete_operation(op_id: str):
 )
 def stream_all():
     """SSE of every operation: what the page listens to."""
-    return sse_response(follow_for(None))
+    return sse_response(session_bound(follow_for(None)))
 
 
 @bp.get("/<op_id>/stream")
@@ -134,7 +173,7 @@ def stream_all():
 def stream_operation(op_id: str):
     """SSE of one operation; it ends after the operation's final event."""
     _operation(op_id)
-    return sse_response(follow_for(op_id))
+    return sse_response(session_bound(follow_for(op_id)))
 
 
 def follow_for(op_id: str | None) -> Iterator[bytes]:

@@ -26,6 +26,7 @@ from ..db import table_of
 from ..serializers import log_event
 from ..serializers import operation_event
 from .events import DeckEvent
+from .rows import OPERATION_ROW
 
 OP = table_of(Operation)
 LOG = table_of(OperationLog)
@@ -105,7 +106,7 @@ class ChangeFeed:
         row at most), so windows bound what one read brings into memory.
         """
         logs = select(LOG).where(LOG.c.seq > after_seq, LOG.c.seq <= upto_seq)
-        ops = select(OP).where(OP.c.seq > after_seq, OP.c.seq <= upto_seq)
+        ops = select(*OPERATION_ROW).where(OP.c.seq > after_seq, OP.c.seq <= upto_seq)
         if op_id is not None:
             logs = logs.where(LOG.c.operation_id == op_id)
             ops = ops.where(OP.c.id == op_id)
@@ -121,7 +122,7 @@ class ChangeFeed:
         """The current state (no logs) of up to ``limit`` operations that changed in
         ``(after_seq, upto_seq]``, in seq order; page on with the last one's seq."""
         query = (
-            select(OP)
+            select(*OPERATION_ROW)
             .where(OP.c.seq > after_seq, OP.c.seq <= upto_seq)
             .order_by(OP.c.seq)
             .limit(limit)
@@ -136,7 +137,7 @@ class ChangeFeed:
 
         Returns the covered sequence number too, as ``replay`` does.
         """
-        query = select(OP).order_by(OP.c.seq)
+        query = select(*OPERATION_ROW).order_by(OP.c.seq)
         if op_id is not None:
             query = query.where(OP.c.id == op_id)
         else:

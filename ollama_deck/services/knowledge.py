@@ -9,11 +9,13 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from ..errors import DeckError
 from ..errors import ModelNotFound
 from ..errors import NotFound
 from ..errors import OllamaTimeout
 from ..errors import OllamaUnavailable
 from .catalog import catalog_entry_json
+from .catalog import CatalogFamily
 from .catalog import CatalogTag
 from .catalog import load_catalog
 from .catalog import search_catalog
@@ -99,16 +101,69 @@ def model_details(
     }
 
 
+class InstalledEstimates:
+    """The VRAM estimate of each installed model, as its details give it, by digest.
+
+    The catalog shows the same figure as the details drawer for a model that is installed:
+    both are ``estimate_from_show`` of Ollama's show answer, which knows the model's real
+    architecture (the catalog alone knows only parameters and quantization). A digest
+    names one exact model, so its estimate never changes: each is asked of Ollama once
+    per process (the newest ``limit`` kept).
+    """
+
+    def __init__(self, client: OllamaClient, limit: int = 256) -> None:
+        self._client = client
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._by_digest: dict[str, dict[str, Any]] = {}
+
+    def get(self, name: str, digest: str, *, ask: bool = True) -> dict[str, Any] | None:
+        """The estimate of the installed ``name`` whose manifest is ``digest``; None when
+        not known and Ollama is not to be asked (``ask``) or does not answer (the caller
+        falls back to the catalog's figure)."""
+        with self._lock:
+            found = self._by_digest.get(digest)
+        if found is not None or not ask:
+            return found
+        try:
+            estimate = estimate_from_show(self._client.show(name))
+        except DeckError:
+            return None
+        with self._lock:
+            if len(self._by_digest) >= self._limit:
+                self._by_digest.pop(next(iter(self._by_digest)))
+            self._by_digest[digest] = estimate
+        return estimate
+
+
 def catalog_listing(
-    *, category: str | None, query: str | None, installed: set[str], gpus: list[Gpu]
+    *,
+    category: str | None,
+    query: str | None,
+    installed: set[str],
+    gpus: list[Gpu],
+    installed_vram: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """The curated catalog, filtered, with installed flags and a VRAM estimate per tag."""
+    """The curated catalog, filtered, with installed flags and a VRAM estimate per tag.
+
+    ``installed_vram`` gives the estimate of an installed model by its key (the details'
+    figure, see InstalledEstimates); other tags are estimated from the catalog's figures.
+    """
     families = search_catalog(load_catalog(), category=category, query=query)
     largest = max((g.total_bytes for g in gpus), default=None)
+
+    def vram_of(family: CatalogFamily) -> Callable[[CatalogTag], dict[str, Any]]:
+        def vram(tag: CatalogTag) -> dict[str, Any]:
+            key = family.model_name(tag).lower()
+            found = installed_vram(key) if installed_vram and key in installed else None
+            return found or _tag_vram(tag)
+
+        return vram
+
     return {
         "families": [
             catalog_entry_json(
-                family, installed=installed, vram_for=_tag_vram, gpu_total_bytes=largest
+                family, installed=installed, vram_for=vram_of(family), gpu_total_bytes=largest
             )
             for family in families
         ],

@@ -21,6 +21,7 @@ from ..lifecycle import ACTIVE
 from ..serializers import iso_time
 from ..serializers import operation_json
 from . import modelcache
+from .knowledge import InstalledEstimates
 from .names import parse_model_name
 from .ollama import OllamaClient
 from .settings import ACTIVE_MODEL
@@ -48,6 +49,7 @@ class ModelService:
         self.host = host
         self._status_key = f"ollama_status:{host}"[:200]
         self._stored_status: str | None = None
+        self.estimates = InstalledEstimates(client)  # VRAM of installed models, by digest
 
     def installed(self) -> dict[str, Any]:
         """Installed models with disk use and active pulls; the cached list if Ollama is down."""

@@ -9,9 +9,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import BadRequest
+
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
+# Registries the deck lets Ollama pull from without being told: Ollama's own and Hugging
+# Face's. A name may name any host, and Ollama fetches from whatever host it names, so a
+# deck that passed names on as given would lend its network position to anyone who can
+# pull (cloud metadata addresses, services on the deck's loopback, ...).
+DEFAULT_REGISTRIES = (DEFAULT_HOST, "hf.co", "huggingface.co")
+REGISTRIES_SETTING = "OLLAMA_DECK_ALLOWED_REGISTRIES"
 
 # The grammar, written once: each part is a first character, then more of a wider set, up
 # to a length. The checks below and the OpenAPI document's pattern are both built from it.
@@ -32,6 +40,12 @@ _PATTERNS = {
 
 class InvalidModelName(ValueError):
     """The text is not a model name Ollama would accept."""
+
+
+class RegistryNotAllowed(BadRequest):
+    """The name is valid, but it names a registry the deck does not pull from."""
+
+    code = "registry_not_allowed"
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,35 @@ def name_pattern() -> str:
 
     host, namespace, model, tag = (part(k) for k in ("host", "namespace", "model", "tag"))
     return f"^\\s*(({host}/)?{namespace}/)?{model}(:{tag})?\\s*$"
+
+
+def normalize_registry(text: str) -> str:
+    """A registry as names spell it, ``host`` or ``host:port``, in lower case (Ollama
+    compares hosts case-insensitively); ValueError when it is not one."""
+    value = text.strip().lower()
+    if "://" in value:
+        value = value.split("://", 1)[1]
+    value = value.rstrip("/")
+    if not value or len(value) > _LIMITS["host"] or not _PATTERNS["host"].fullmatch(value):
+        raise ValueError(f"{text!r} is not a registry host (host or host:port)")
+    return value
+
+
+def check_registry(name: ModelName, extra: tuple[str, ...] = ()) -> None:
+    """Refuse (RegistryNotAllowed) a name whose registry is neither a default one nor in
+    ``extra`` (``OLLAMA_DECK_ALLOWED_REGISTRIES``, already normalised).
+
+    Hosts are compared with their port: ``registry.example:5000`` and ``registry.example``
+    are different servers.
+    """
+    host = name.host.lower()
+    if host in DEFAULT_REGISTRIES or host in extra:
+        return
+    raise RegistryNotAllowed(
+        f"{name.display} names the registry {name.host!r}, which this deck does not pull "
+        f"from (it pulls from {', '.join(DEFAULT_REGISTRIES)} and the registries listed "
+        f"in {REGISTRIES_SETTING}); add the registry there if it is yours"
+    )
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str], raw: str) -> None:

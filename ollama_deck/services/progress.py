@@ -8,6 +8,7 @@ percent, speed and ETA are computed when someone asks for them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from ..lifecycle import Phase
@@ -20,6 +21,16 @@ RUNNING_CAP = 99.0
 # Weight of the newest speed sample in the moving average, and the shortest sample.
 SPEED_ALPHA = 0.3
 MIN_SAMPLE_SECONDS = 0.5
+
+
+def human_bytes(count: float) -> str:
+    """``1.5 MB``: decimal units, as the page shows sizes."""
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(size) < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
 
 
 def phase_of(status: str) -> Phase | None:
@@ -174,3 +185,65 @@ class PullProgress:
             eta_seconds=round(eta, 1) if eta is not None else None,
             message=self.status,
         )
+
+
+class Flow(StrEnum):
+    """What :class:`FlowWatch` says of a download over its last period."""
+
+    STALLED = "stalled"  # no new bytes for a whole period
+    CRAWLING = "crawling"  # bytes, but fewer per second than the crawl limit
+    HEALTHY = "healthy"  # a whole period at or above the limit: earlier retries worked
+
+
+@dataclass(frozen=True)
+class Verdict:
+    flow: Flow
+    seconds: float  # the period judged
+    rate: float  # bytes per second over it
+
+
+class FlowWatch:
+    """Judges a download's flow, one ``period`` at a time; pure: the caller gives the times.
+
+    Stalled: the bytes have not grown for ``period`` seconds (Ollama may still be sending
+    its progress lines). Crawling: over a whole period they grew by less than
+    ``crawl_bytes`` per second (0: never). Healthy: a whole period at or above that, with
+    bytes still coming at its end (what resets the retries of a stall). Outside the phases
+    that download (``expecting`` false: verifying, writing) nothing is judged and the
+    period starts again.
+    """
+
+    def __init__(self, period: float, crawl_bytes: float, now: float, completed: int) -> None:
+        self.period = period
+        self.crawl_bytes = crawl_bytes
+        self._restart(now, completed)
+
+    def _restart(self, now: float, completed: int) -> None:
+        self.moved_at = now  # when the bytes last grew
+        self.bytes = completed
+        self.window_start = now
+        self.window_bytes = completed
+
+    def observe(self, now: float, completed: int, *, expecting: bool = True) -> Verdict | None:
+        """The verdict at ``now`` with ``completed`` bytes, or None while a period runs."""
+        if not expecting:
+            self._restart(now, completed)
+            return None
+        if completed > self.bytes:
+            self.bytes, self.moved_at = completed, now
+        if now - self.moved_at >= self.period:
+            return Verdict(Flow.STALLED, now - self.moved_at, 0.0)
+        elapsed = now - self.window_start
+        if elapsed < self.period:
+            return None
+        rate = max(completed - self.window_bytes, 0) / elapsed
+        if self.crawl_bytes and rate < self.crawl_bytes:
+            return Verdict(Flow.CRAWLING, elapsed, rate)
+        if now - self.moved_at >= self.period / 2:
+            return None  # enough bytes, but none lately: a stall may be coming
+        self.window_start, self.window_bytes = now, completed
+        return Verdict(Flow.HEALTHY, elapsed, rate)
+
+    def still_for(self, now: float) -> float:
+        """Seconds since the bytes last grew."""
+        return now - self.moved_at

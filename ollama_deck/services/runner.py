@@ -18,20 +18,39 @@ import uuid
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field
+from datetime import tzinfo
+from datetime import UTC
 from typing import Any
 
 from ..config import DeckSettings
 from ..dbhealth import DATABASE_ERRORS
 from ..dbhealth import first_line
+from ..errors import BadRequest
 from ..errors import Conflict
 from ..errors import NotFound
+from ..lifecycle import Hold
 from ..lifecycle import is_final
 from ..lifecycle import is_orphan
 from ..lifecycle import Kind
+from ..lifecycle import may_resume
 from ..lifecycle import Orphan
+from ..lifecycle import PRUNE_AFTER_SECONDS
+from ..lifecycle import Recovery
+from ..lifecycle import recovery_for
 from ..lifecycle import Status
+from ..lifecycle import stop_request
+from ..lifecycle import WINDOWED
+from ..windows import clock_text
+from ..windows import closes_at
+from ..windows import is_open
+from ..windows import resolve_not_before
+from ..windows import start_time
+from ..windows import Window
+from ..windows import window_for
 from .jobs import Job
 from .jobs import JobSettings
+from .names import check_registry
 from .names import parse_model_name
 from .ollama import OllamaClient
 from .store import OperationStore
@@ -52,10 +71,19 @@ class RunnerSettings(JobSettings):
     keep_finished_count: int = 1000
     max_queued: int = 100
     on_restart: str = "resume"  # or "interrupt"
+    # Ollama URL -> its download window (hosts without one are always open), and the zone
+    # of the windows' times.
+    windows: Mapping[str, Window] = field(default_factory=dict)
+    zone: tzinfo = UTC
 
     @classmethod
     def from_settings(cls, host: str, settings: DeckSettings) -> RunnerSettings:
         """The runner's part of the deck's settings (checked when the deck started)."""
+        windows = {}
+        for name, url in settings.hosts.items():
+            window = window_for(settings.pull_windows or {}, name)
+            if window is not None:
+                windows[url] = window
         return cls(
             host=host,
             max_concurrent=settings.max_concurrent_pulls,
@@ -68,6 +96,34 @@ class RunnerSettings(JobSettings):
             keep_alive=settings.keep_alive,
             stall_notice_seconds=settings.stall_notice_seconds,
             ollama_wait_seconds=settings.ollama_wait_seconds,
+            allowed_registries=settings.allowed_registries,
+            stall_retry_seconds=settings.pull_stall_retry_seconds,
+            crawl_bytes=settings.pull_crawl_bytes,
+            pull_retries=settings.pull_retries,
+            windows=windows,
+            zone=settings.zone,
+        )
+
+
+@dataclass(frozen=True)
+class HostSchedule:
+    """One host's download window in the deck's zone, read with a wall clock: what a job
+    asks to know when its window closes and when it opens again."""
+
+    window: Window | None
+    zone: tzinfo
+
+    def closes_at(self, now: float) -> float | None:
+        return closes_at(self.window, now, self.zone)
+
+    def opens_at(self, now: float) -> float:
+        return start_time(now, None, self.window, self.zone)
+
+    def describe(self, host_name: str, moment: float, now: float) -> str:
+        """``outside the download window 01:00-06:00 of gpu1; starts at 01:00``."""
+        return (
+            f"outside the download window {self.window} of {host_name}; "
+            f"starts at {clock_text(moment, self.zone, now=now)}"
         )
 
 
@@ -95,6 +151,17 @@ def _pid_alive(pid: int) -> bool:
     return not process_gone(pid)
 
 
+def _why_not_resumable(row: Mapping[str, Any], op_id: str) -> str:
+    if row["status"] == Status.PAUSED:  # by the window
+        return (
+            f"operation {op_id} was paused by its host's download window; it resumes when "
+            "the window opens (pause it yourself to hold it past that)"
+        )
+    if is_final(row["status"]):
+        return f"operation {op_id} already {row['status']}"
+    return f"operation {op_id} is {row['status']}, not paused"
+
+
 class Runner:
     """Runs this process's share of operations; one per app."""
 
@@ -106,13 +173,17 @@ class Runner:
         *,
         clients: Mapping[str, OllamaClient] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.client = client  # the default host's
         # Ollama URL -> client; operations name their host by URL.
         self.clients: dict[str, OllamaClient] = dict(clients or {settings.host: client})
         self.settings = settings
-        self.clock = clock
+        self.clock = clock  # for durations: speeds, stalls
+        # For times of day: windows, not_before, how long a pull was paused. Tests give
+        # one they move by hand, as no test waits for 01:00.
+        self.wall = wall
         hostname, pid = runner_identity()
         # host:pid:random. The pid lets a process on the same host see at once that the
         # runner is gone; the random part tells apart runners of one process (tests).
@@ -145,20 +216,40 @@ class Runner:
         self._maintenance.start()
 
     def submit(
-        self, kind: Kind, model: str, host: str | None = None
+        self,
+        kind: Kind,
+        model: str,
+        host: str | None = None,
+        *,
+        not_before: float | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Start (or join) an operation for ``model`` on ``host`` (an Ollama URL of the
         configuration; default: the first); returns the row and whether it is new.
 
-        QueueFull (429) when ``max_queued`` operations wait already.
+        A pull or update starts no earlier than ``not_before`` (UNIX seconds) and only in
+        its host's download window: until then it is ``scheduled``. An active operation of
+        the model is joined as it is: a paused one stays paused (a second request must not
+        undo someone's pause; the answer says it is paused, and resume is one call away).
+        QueueFull (429) when ``max_queued`` operations wait already; RegistryNotAllowed
+        (400) when the name names a registry Ollama must not fetch from for this deck (a
+        load may pull, an update does).
         """
         name = parse_model_name(model)
+        check_registry(name, self.settings.allowed_registries)
+        url = host or self.settings.host
+        now = self.wall()
+        starts_at, note = None, None
+        if kind in WINDOWED:
+            starts_at, note = self._start_of(url, not_before, now)
         row, created = self.store.create_or_join(
             kind=kind,
             model=name.display,
             model_key=name.key,
-            host=host or self.settings.host,
+            host=url,
             max_queued=self.settings.max_queued,
+            not_before=not_before if kind in WINDOWED else None,
+            starts_at=starts_at,
+            schedule_note=note,
         )
         if not created and row["kind"] != kind:
             raise Conflict(
@@ -179,13 +270,23 @@ class Runner:
         self, kind: Kind, models: list[str], host: str | None = None
     ) -> list[tuple[dict[str, Any], bool]]:
         """Start (or join) an operation for each of ``models`` at once: all of them, or,
-        when the new ones do not fit in the queue, none (QueueFull, 429)."""
+        when the new ones do not fit in the queue, none (QueueFull, 429). As in
+        :meth:`submit`, each name's registry is checked first, and pulls and updates wait
+        ``scheduled`` while their host's download window is closed."""
         names = [parse_model_name(model) for model in models]
+        for name in names:
+            check_registry(name, self.settings.allowed_registries)
+        url = host or self.settings.host
+        starts_at, note = None, None
+        if kind in WINDOWED:
+            starts_at, note = self._start_of(url, None, self.wall())
         results = self.store.create_all(
             kind=kind,
             models=[(name.display, name.key) for name in names],
-            host=host or self.settings.host,
+            host=url,
             max_queued=self.settings.max_queued,
+            starts_at=starts_at,
+            schedule_note=note,
         )
         if any(created for _, created in results):
             try:  # accepted and recorded: as in submit, a fault here is not the answer
@@ -200,7 +301,7 @@ class Runner:
 
         An operation that no live runner holds is ended here and now.
         """
-        row = self.store.cancel_queued(op_id)
+        row = self.store.cancel_waiting(op_id)
         if row is not None:
             return row
         row = self.store.get(op_id)
@@ -222,12 +323,68 @@ class Runner:
         requested = self.store.request_cancel(op_id)
         if requested is None:
             row = self.store.get(op_id) or row
-            if row["status"] == Status.QUEUED:  # recovered into the queue meanwhile
-                return self.cancel(op_id)
+            if row["status"] != Status.RUNNING and not is_final(row["status"]):
+                return self.cancel(op_id)  # paused or re-queued meanwhile
         else:
             row = requested
         self._flag_cancel(op_id)
         return row
+
+    def pause(self, op_id: str) -> dict[str, Any]:
+        """Pause an operation: one that waits is paused here and now; a running one is
+        asked of the runner that holds it (this process's job at once, another process's
+        at its next heartbeat), which closes Ollama's stream. Returns the row as it is.
+
+        Conflict when it ended, or when a user paused it already.
+        """
+        row = self.store.hold_waiting(op_id, at=self.wall())
+        if row is not None:
+            return row
+        row = self.store.get(op_id)
+        if row is None:
+            raise NotFound(f"no operation {op_id}")
+        if is_final(row["status"]):
+            raise Conflict(f"operation {op_id} already {row['status']}")
+        if row["status"] == Status.PAUSED or row["paused_by"] is not None:
+            raise Conflict(f"operation {op_id} is paused already; resume it instead")
+        if row["cancel_requested"]:
+            raise Conflict(f"operation {op_id} is being cancelled")
+        if row["status"] != Status.RUNNING:
+            return self.pause(op_id)  # it moved between our two reads: try again
+        requested = self.store.request_pause(op_id)
+        if requested is None:
+            return self.pause(op_id)
+        orphan = self._orphan(requested)
+        if orphan is not None:  # nobody runs it: nothing to close, pause it here
+            note = "paused (no runner held it)"
+            return self.store.pause_orphan(op_id, orphan, at=self.wall(), note=note) or requested
+        self._flag_stop(op_id, Status.PAUSED)
+        return requested
+
+    def resume(self, op_id: str) -> dict[str, Any]:
+        """Queue a paused operation again (scheduled, when its window is closed or its
+        not_before is ahead); Ollama resumes from the partial download it kept.
+
+        Conflict unless a user paused it: a window's pause ends when the window opens.
+        """
+        row = self.store.get(op_id)
+        if row is None:
+            raise NotFound(f"no operation {op_id}")
+        if not may_resume(row):
+            raise Conflict(_why_not_resumable(row, op_id))
+        now = self.wall()
+        starts_at, note = None, None
+        if row["kind"] in WINDOWED:
+            starts_at, note = self._start_of(row["host"], row["not_before"], now)
+        resumed = self.store.resume(op_id, starts_at=starts_at, message=note)
+        if resumed is None:
+            return self.resume(op_id)  # changed meanwhile: judge it again
+        try:
+            self.dispatch()
+            resumed = self.store.get(op_id) or resumed
+        except DATABASE_ERRORS as exc:  # recorded: the maintenance thread starts it
+            log.warning("dispatch after resume failed: %s", first_line(exc))
+        return resumed
 
     def wait_finished(self, op_id: str, timeout: float) -> bool:
         """Wait for this process's thread of ``op_id`` to end; True if it did or none runs here."""
@@ -246,7 +403,7 @@ class Runner:
         """
         while self._started and not self._stopping.is_set():
             with self._dispatch_lock:
-                row = self.store.claim_next_queued(self.runner_id, self.settings.max_concurrent)
+                row = self._claim()
                 if row is None:
                     return
                 self._start_thread(row)
@@ -257,12 +414,14 @@ class Runner:
 
         rq's burst mode: no threads and nothing to wait for, so a test (or a one-shot
         command) gets every operation finished when this returns. A job waiting on a held
-        stream blocks here, as it would block its thread.
+        stream blocks here, as it would block its thread. What the wall clock makes due
+        (see :meth:`keep_time`) is queued first; scheduled and paused operations stay.
         """
         ran: list[str] = []
         while not self._stopping.is_set():
+            self.keep_time()
             with self._dispatch_lock:
-                row = self.store.claim_next_queued(self.runner_id, self.settings.max_concurrent)
+                row = self._claim()
                 if row is None:
                     return ran
                 job = self._new_job(row)
@@ -292,12 +451,16 @@ class Runner:
             if orphan is None:
                 continue
             op_id = row["id"]
-            if row["cancel_requested"]:
+            fate = recovery_for(row, self.settings.on_restart)
+            if fate == Recovery.CANCEL:
                 note = "its runner stopped; cancelled as requested"
                 done = self.store.end_orphan(
                     op_id, orphan, Status.CANCELLED, message=Status.CANCELLED, note=note
                 )
-            elif self.settings.on_restart == "interrupt":
+            elif fate == Recovery.PAUSE:
+                note = "its runner stopped; paused as requested"
+                done = self.store.pause_orphan(op_id, orphan, at=self.wall(), note=note)
+            elif fate == Recovery.INTERRUPT:
                 done = self.store.end_orphan(
                     op_id,
                     orphan,
@@ -325,6 +488,65 @@ class Runner:
         if self._maintenance is not None:
             self._maintenance.join(timeout)
 
+    # -- time -----------------------------------------------------------------------
+
+    def resolve_time(self, text: str) -> float:
+        """A ``not_before`` text in the deck's zone and by its clock -> UNIX seconds;
+        BadRequest when it is not one (windows.resolve_not_before says what it takes)."""
+        try:
+            return resolve_not_before(text, self.wall(), self.settings.zone)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise BadRequest(f"not_before: {exc}", code="invalid_not_before") from None
+
+    def schedule_of(self, host: str) -> HostSchedule:
+        """The download window of the Ollama host ``host`` (a URL), if it has one."""
+        return HostSchedule(self.settings.windows.get(host), self.settings.zone)
+
+    def _start_of(
+        self, host: str, not_before: float | None, now: float
+    ) -> tuple[float | None, str | None]:
+        """When an operation on ``host`` may start and why not now; (None, None): now."""
+        window = self.settings.windows.get(host)
+        starts = start_time(now, not_before, window, self.settings.zone)
+        if starts <= now:
+            return None, None
+        when = clock_text(starts, self.settings.zone, now=now)
+        if window is not None and not is_open(
+            window, max(now, not_before or now), self.settings.zone
+        ):
+            name = self.store.host_names.get(host, host)
+            return starts, self.schedule_of(host).describe(name, starts, now)
+        return starts, f"starts at {when} (not before)"
+
+    def _closed_hosts(self, now: float) -> list[str]:
+        zone = self.settings.zone
+        return [url for url, w in self.settings.windows.items() if not is_open(w, now, zone)]
+
+    def _claim(self) -> dict[str, Any] | None:
+        closed = self._closed_hosts(self.wall())
+        return self.store.claim_next_queued(
+            self.runner_id, self.settings.max_concurrent, closed_hosts=closed
+        )
+
+    def keep_time(self) -> None:
+        """What the wall clock decides: queue the scheduled and window-paused operations
+        whose time has come, schedule the queued ones of a host whose window closed (and
+        pause this process's pulls there), and have long-paused ones warn that an Ollama
+        restart would delete their partial download."""
+        now = self.wall()
+        self.store.wake_due(now)
+        for url in self._closed_hosts(now):
+            schedule = self.schedule_of(url)
+            opens = schedule.opens_at(now)
+            name = self.store.host_names.get(url, url)
+            self.store.defer_queued(url, opens, schedule.describe(name, opens, now))
+            with self._lock:
+                jobs = [j for j in self._jobs.values() if j.row["host"] == url]
+            for job in jobs:
+                if job.row["kind"] in WINDOWED:
+                    job.pause(Hold.WINDOW)
+        self.store.note_prune_risk(now - PRUNE_AFTER_SECONDS)
+
     # -- ownership ------------------------------------------------------------------
 
     def _orphan(self, row: dict[str, Any]) -> Orphan | None:
@@ -346,6 +568,8 @@ class Runner:
     # -- threads --------------------------------------------------------------------
 
     def _new_job(self, row: dict[str, Any]) -> Job:
+        # Only pulls and updates on a host with a window watch it.
+        windowed = row["kind"] in WINDOWED and row["host"] in self.settings.windows
         return Job(
             row=row,
             store=self.store,
@@ -354,6 +578,8 @@ class Runner:
             settings=self.settings,
             stopping=self._stopping,
             clock=self.clock,
+            wall=self.wall,
+            schedule=self.schedule_of(row["host"]) if windowed else None,
             progress_since=self.clock(),
         )
 
@@ -385,9 +611,17 @@ class Runner:
                     log.warning("dispatch failed: %s", first_line(exc))
 
     def _flag_cancel(self, op_id: str) -> None:
+        self._flag_stop(op_id, Status.CANCELLED)
+
+    def _flag_stop(self, op_id: str, what: Status) -> None:
+        """Have this process's job of ``op_id`` (if any) stop: CANCELLED or PAUSED."""
         with self._lock:
             job = self._jobs.get(op_id)
-        if job is not None:
+        if job is None:
+            return
+        if what == Status.PAUSED:
+            job.pause(Hold.USER)
+        else:
             job.stop()
 
     # -- maintenance ----------------------------------------------------------------
@@ -400,9 +634,12 @@ class Runner:
             try:
                 with self._lock:
                     live = list(self._jobs)
-                for op_id in self.store.heartbeat(self.runner_id, live):
-                    self._flag_cancel(op_id)
+                for asked in self.store.heartbeat(self.runner_id, live):
+                    what = stop_request(asked)
+                    if what is not None:
+                        self._flag_stop(asked["id"], what)
                 self._show_stalls()
+                self.keep_time()
                 self.recover()
                 self.dispatch()
                 purge_by_age = time.time() - last_purge > PURGE_INTERVAL

@@ -41,20 +41,25 @@ from ..db import SEQ_COUNTER
 from ..db import table_of
 from ..dbhealth import run_statement
 from ..errors import QueueFull
+from ..lifecycle import Hold
 from ..lifecycle import Orphan
 from ..lifecycle import OrphanReason
+from ..lifecycle import PRUNE_NOTE
 from ..lifecycle import Status
+from ..lifecycle import WAITING
+from ..lifecycle import WINDOWED
 from ..serializers import log_event
 from ..serializers import operation_event
 from .events import DeckEvent
 from .progress import Snapshot
+from .rows import OPERATION_ROW
 
 OP = table_of(Operation)
 LOG = table_of(OperationLog)
 RUNNING = OP.alias("running")
 # Built once: the hot reads of polling skip SQLAlchemy's statement construction.
 SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
-ONE_OP = select(OP).where(OP.c.id == bindparam("op_id"))
+ONE_OP = select(*OPERATION_ROW).where(OP.c.id == bindparam("op_id"))
 NEWEST_LOGS = (
     select(LOG)
     .where(LOG.c.operation_id == bindparam("op_id"))
@@ -62,6 +67,14 @@ NEWEST_LOGS = (
     .limit(bindparam("limit"))
 )
 PURGE_BATCH = 500  # ids per DELETE ... IN (...): well under SQLite's variable limit
+
+
+def _delete_finished(conn: Connection, ids: list[str]) -> None:
+    """Delete the operations ``ids`` that are finished, and their logs, in batches."""
+    for start in range(0, len(ids), PURGE_BATCH):
+        batch = ids[start : start + PURGE_BATCH]
+        conn.execute(delete(LOG).where(LOG.c.operation_id.in_(batch)))
+        conn.execute(delete(OP).where(OP.c.id.in_(batch), OP.c.status.in_(FINAL_STATUSES)))
 
 
 # Inside OperationStore ``list`` names its method, so its annotations use these.
@@ -123,7 +136,7 @@ class OperationStore:
 
     def get(self, op_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(OP).where(OP.c.id == op_id)).mappings().first()
+            row = conn.execute(select(*OPERATION_ROW).where(OP.c.id == op_id)).mappings().first()
         return dict(row) if row else None
 
     def version(self, op_id: str) -> int | None:
@@ -177,7 +190,7 @@ class OperationStore:
         self, *, statuses: Iterable[str] | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Operations, newest first."""
-        query = select(OP).order_by(OP.c.created_at.desc()).limit(limit)
+        query = select(*OPERATION_ROW).order_by(OP.c.created_at.desc()).limit(limit)
         if statuses:
             query = query.where(OP.c.status.in_(list(statuses)))
         with self.engine.connect() as conn:
@@ -185,7 +198,7 @@ class OperationStore:
 
     def active_for(self, host: str, model_key: str) -> dict[str, Any] | None:
         """An operation queued or running for the model (one being cancelled too)."""
-        query = select(OP).where(
+        query = select(*OPERATION_ROW).where(
             OP.c.host == host, OP.c.model_key == model_key, OP.c.status.in_(ACTIVE_STATUSES)
         )
         with self.engine.connect() as conn:
@@ -193,9 +206,9 @@ class OperationStore:
         return dict(row) if row else None
 
     def joinable_for(self, host: str, model_key: str) -> dict[str, Any] | None:
-        """The operation a new request for the model joins: queued, or running with no
-        cancel asked for. One being cancelled is never joined: it ends ``cancelled``."""
-        query = select(OP).where(
+        """The operation a new request for the model joins: an active one with no cancel
+        asked for. One being cancelled is never joined: it ends ``cancelled``."""
+        query = select(*OPERATION_ROW).where(
             OP.c.host == host,
             OP.c.model_key == model_key,
             OP.c.status.in_(ACTIVE_STATUSES),
@@ -220,9 +233,13 @@ class OperationStore:
         model_key: str,
         host: str,
         max_queued: int | None = None,
+        not_before: float | None = None,
+        starts_at: float | None = None,
+        schedule_note: str | None = None,
     ) -> dict[str, Any]:
-        """Insert a queued operation; IntegrityError if one is already active for the model,
-        QueueFull if ``max_queued`` operations are queued already."""
+        """Insert a queued operation, or a scheduled one when ``starts_at`` is given (with
+        ``schedule_note``, what its message says); IntegrityError if one is already active
+        for the model, QueueFull if ``max_queued`` operations wait to start already."""
         now = time.time()
         with self._write_lock, self.engine.connect() as conn:
             # Taking the sequence first serialises creators (the counter row's lock), so
@@ -230,10 +247,21 @@ class OperationStore:
             first = self._take_seq(conn, 2)
             if max_queued is not None:
                 self._check_room(conn, max_queued, 1)
-            events = self._insert_queued(conn, first, kind, model, model_key, host, now)
-            row = dict(conn.execute(ONE_OP, {"op_id": events[1].operation_id}).mappings().one())
+            log = self._insert_waiting(
+                conn,
+                first,
+                kind=kind,
+                model=model,
+                model_key=model_key,
+                host=host,
+                now=now,
+                not_before=not_before,
+                starts_at=starts_at,
+                schedule_note=schedule_note,
+            )
+            row = dict(conn.execute(ONE_OP, {"op_id": log["operation_id"]}).mappings().one())
             conn.commit()
-            self.bus.publish(events)
+            self.bus.publish([log_event(log), operation_event(row, self.host_names)])
         return row
 
     def create_all(
@@ -243,9 +271,12 @@ class OperationStore:
         models: Iterable[tuple[str, str]],
         host: str,
         max_queued: int | None = None,
+        starts_at: float | None = None,
+        schedule_note: str | None = None,
     ) -> Joined:
         """For each (model, model_key): the operation joinable for it (and False), else a
-        new queued one (and True), in one transaction.
+        new one (and True), queued or scheduled as :meth:`create` makes it, in one
+        transaction.
 
         All or nothing: QueueFull, and nothing created, when the new ones do not fit in
         ``max_queued``, so a caller never gets a refusal after some were made.
@@ -256,7 +287,7 @@ class OperationStore:
             # Locks the counter row without taking a number: how many we need is known only
             # once we know which to join, and the sequence must have no gaps (see bus.py).
             self._take_seq(conn, 0)
-            query = select(OP).where(
+            query = select(*OPERATION_ROW).where(
                 OP.c.host == host,
                 OP.c.model_key.in_([key for key, _ in wanted]),
                 OP.c.status.in_(ACTIVE_STATUSES),
@@ -266,21 +297,34 @@ class OperationStore:
             new = [(key, model) for key, model in wanted if key not in joined]
             if max_queued is not None and new:
                 self._check_room(conn, max_queued, len(new))
-            events: Events = []
+            logs = []
             if new:
                 first = self._take_seq(conn, 2 * len(new))
                 for index, (key, model) in enumerate(new):
-                    seq = first + 2 * index
-                    events += self._insert_queued(conn, seq, kind, model, key, host, now)
-            made = {}
-            if events:
-                ids = [e.operation_id for e in events[1::2]]
-                made = {
-                    r["model_key"]: dict(r)
-                    for r in conn.execute(select(OP).where(OP.c.id.in_(ids))).mappings()
-                }
+                    log = self._insert_waiting(
+                        conn,
+                        first + 2 * index,
+                        kind=kind,
+                        model=model,
+                        model_key=key,
+                        host=host,
+                        now=now,
+                        starts_at=starts_at,
+                        schedule_note=schedule_note,
+                    )
+                    logs.append(log)
+            made: dict[str, dict[str, Any]] = {}
+            if logs:
+                ids = [log["operation_id"] for log in logs]
+                query = select(*OPERATION_ROW).where(OP.c.id.in_(ids))
+                made = {r["model_key"]: dict(r) for r in conn.execute(query).mappings()}
             conn.commit()
-            if events:
+            if logs:
+                by_id = {row["id"]: row for row in made.values()}
+                events: Events = []
+                for log in logs:  # in sequence order: each log line, then its operation
+                    row = by_id[log["operation_id"]]
+                    events += [log_event(log), operation_event(row, self.host_names)]
                 self.bus.publish(events)
         return [(joined[key], False) if key in joined else (made[key], True) for key, _ in wanted]
 
@@ -292,16 +336,24 @@ class OperationStore:
         model_key: str,
         host: str,
         max_queued: int | None = None,
+        **schedule: Any,
     ) -> tuple[dict[str, Any], bool]:
-        """The new operation and True, or the one already active for the model and False.
+        """The new operation and True, or the one already active for the model and False
+        (paused or scheduled too: joining changes nothing of it). ``schedule``: the
+        scheduling arguments of :meth:`create`.
 
-        An operation whose cancel was asked for is not joined: the new one waits queued
-        until its stream has closed (see :meth:`claim_next_queued`).
+        An operation whose cancel was asked for is not joined: the new one waits until
+        its stream has closed (see :meth:`claim_next_queued`).
         """
         for _ in range(3):
             try:
                 row = self.create(
-                    kind=kind, model=model, model_key=model_key, host=host, max_queued=max_queued
+                    kind=kind,
+                    model=model,
+                    model_key=model_key,
+                    host=host,
+                    max_queued=max_queued,
+                    **schedule,
                 )
                 return row, True
             except QueueFull:
@@ -337,7 +389,7 @@ class OperationStore:
             first = self._take_seq(conn, len(logs) + 1)
             values = dict(fields, updated_at=now, seq=first + len(logs))
             statement = update(OP).where(OP.c.id == op_id, *where).values(**values)
-            row = conn.execute(statement.returning(*OP.c)).mappings().first()
+            row = conn.execute(statement.returning(*OPERATION_ROW)).mappings().first()
             if row is None:
                 conn.rollback()
                 return None
@@ -349,6 +401,8 @@ class OperationStore:
                 conn.execute(insert(LOG), rows)
                 self._trim_logs(conn, op_id)
             changed = dict(row)
+            # Counted before these lines went in; the trim keeps the newest log_lines.
+            changed["log_count"] = min(changed["log_count"] + len(rows), self.log_lines)
             conn.commit()
             events = [log_event(r) for r in rows] + [operation_event(changed, self.host_names)]
             self.bus.publish(events)
@@ -358,17 +412,176 @@ class OperationStore:
     # Each returns the changed row, or None when the row is no longer in the state the
     # transition starts from (another runner, a cancel or a recovery came first).
 
-    def cancel_queued(self, op_id: str) -> dict[str, Any] | None:
-        """queued -> cancelled: nobody started it, so it ends here."""
+    def cancel_waiting(self, op_id: str) -> dict[str, Any] | None:
+        """queued, scheduled or paused -> cancelled: no runner holds it, so it ends here."""
+        row = self.get(op_id)
+        started = row is not None and row["started_at"] is not None
         fields = _ended(Status.CANCELLED, Status.CANCELLED, keep_speed=True)
-        where = [OP.c.status == Status.QUEUED]
-        return self._update(op_id, fields, ["cancelled before it started"], where=where)
+        where = [OP.c.status.in_(WAITING)]
+        note = "cancelled" if started else "cancelled before it started"
+        return self._update(op_id, fields, [note], where=where)
 
     def request_cancel(self, op_id: str) -> dict[str, Any] | None:
         """Ask the runner of a running operation to stop it (once)."""
         fields = {"cancel_requested": True, "message": "cancelling"}
         where = [OP.c.status == Status.RUNNING, OP.c.cancel_requested.is_(False)]
         return self._update(op_id, fields, ["cancel requested"], where=where)
+
+    def hold_waiting(self, op_id: str, *, at: float) -> dict[str, Any] | None:
+        """queued, scheduled or paused by the window -> paused by a user: it waits for a
+        resume (the window opening no longer starts it). ``at``: the runner's wall time,
+        from which lifecycle.PRUNE_AFTER_SECONDS counts."""
+        fields = {
+            "status": Status.PAUSED,
+            "paused_by": Hold.USER,
+            "paused_at": func.coalesce(OP.c.paused_at, at),
+            "starts_at": None,
+            "message": Status.PAUSED,
+        }
+        where = [
+            OP.c.status.in_((Status.QUEUED, Status.SCHEDULED))
+            | ((OP.c.status == Status.PAUSED) & (OP.c.paused_by == Hold.WINDOW))
+        ]
+        return self._update(op_id, fields, ["paused"], where=where)
+
+    def request_pause(self, op_id: str) -> dict[str, Any] | None:
+        """Ask the runner of a running operation to pause it (once; a cancel wins)."""
+        fields = {"paused_by": Hold.USER, "message": "pausing"}
+        where = [
+            OP.c.status == Status.RUNNING,
+            OP.c.cancel_requested.is_(False),
+            OP.c.paused_by.is_(None),
+        ]
+        return self._update(op_id, fields, ["pause requested"], where=where)
+
+    def pause_running(
+        self,
+        op_id: str,
+        runner_id: str,
+        hold: Hold,
+        message: str,
+        logs: Iterable[str] = (),
+        *,
+        at: float,
+        starts_at: float | None = None,
+        snap: Snapshot | None = None,
+    ) -> dict[str, Any] | None:
+        """running -> paused (``hold`` says by whom) at wall time ``at``, by the runner that
+        holds it, whose stream is closed; not once a cancel was asked. ``starts_at``: when
+        the window opens."""
+        fields: dict[str, Any] = {
+            "status": Status.PAUSED,
+            "paused_by": hold,
+            "paused_at": at,
+            "starts_at": starts_at,
+            "runner_id": None,
+            "speed": None,
+            "eta_seconds": None,
+            "message": message,
+        }
+        if snap is not None:
+            fields.update(
+                phase=snap.phase,
+                percent=snap.percent,
+                completed_bytes=snap.completed_bytes,
+                total_bytes=snap.total_bytes,
+            )
+        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False)]
+        return self._update(op_id, fields, logs, where=where)
+
+    def pause_orphan(
+        self, op_id: str, orphan: Orphan, *, at: float, note: str
+    ) -> dict[str, Any] | None:
+        """running -> paused (at wall time ``at``) for an operation nobody runs whose pause
+        was asked."""
+        fields = {
+            "status": Status.PAUSED,
+            "paused_at": at,
+            "runner_id": None,
+            "speed": None,
+            "eta_seconds": None,
+            "message": Status.PAUSED,
+        }
+        where = [
+            OP.c.status == Status.RUNNING,
+            OP.c.paused_by.is_not(None),
+            OP.c.cancel_requested.is_(False),
+            _still_orphan(orphan),
+        ]
+        return self._update(op_id, fields, [note], where=where)
+
+    def resume(
+        self, op_id: str, *, starts_at: float | None, message: str | None = None
+    ) -> dict[str, Any] | None:
+        """paused by a user -> queued, or scheduled until ``starts_at`` (its window or its
+        not_before is still ahead; ``message`` says when)."""
+        status = Status.QUEUED if starts_at is None else Status.SCHEDULED
+        fields = {
+            "status": status,
+            "paused_by": None,
+            "paused_at": None,
+            "starts_at": starts_at,
+            "message": message or "resuming",
+        }
+        where = [OP.c.status == Status.PAUSED, OP.c.paused_by == Hold.USER]
+        note = "resumed" if status == Status.QUEUED else f"resumed: {message}"
+        return self._update(op_id, fields, [note], where=where)
+
+    def wake_due(self, now: float) -> Rows:
+        """scheduled, or paused by the window, whose start time has come -> queued."""
+        due = (OP.c.status == Status.SCHEDULED) | (
+            (OP.c.status == Status.PAUSED) & (OP.c.paused_by == Hold.WINDOW)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(OP.c.id, OP.c.status).where(due, OP.c.starts_at <= now)
+            ).all()
+        woken = []
+        fields = {
+            "status": Status.QUEUED,
+            "paused_by": None,
+            "paused_at": None,
+            "starts_at": None,
+            "message": Status.QUEUED,
+        }
+        for op_id, status in rows:
+            note = "its start time has come" if status == Status.SCHEDULED else "resuming"
+            row = self._update(op_id, fields, [note], where=[due, OP.c.starts_at <= now])
+            if row is not None:
+                woken.append(row)
+        return woken
+
+    def defer_queued(self, host: str, starts_at: float, message: str) -> Rows:
+        """Every queued pull and update of ``host`` -> scheduled until ``starts_at`` (its
+        download window closed while they waited for a slot)."""
+        queued_here = [OP.c.status == Status.QUEUED, OP.c.host == host, OP.c.kind.in_(WINDOWED)]
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(select(OP.c.id).where(*queued_here)).scalars())
+        fields = {"status": Status.SCHEDULED, "starts_at": starts_at, "message": message}
+        deferred = []
+        for op_id in ids:
+            where = [OP.c.status == Status.QUEUED]
+            row = self._update(op_id, fields, [f"scheduled: {message}"], where=where)
+            if row is not None:
+                deferred.append(row)
+        return deferred
+
+    def note_prune_risk(self, paused_before: float) -> Rows:
+        """Paused operations paused before ``paused_before`` say, once, that an Ollama
+        restart would delete their partial download (lifecycle.PRUNE_NOTE)."""
+        old = [
+            OP.c.status == Status.PAUSED,
+            OP.c.paused_at < paused_before,
+            (OP.c.message != PRUNE_NOTE) | OP.c.message.is_(None),
+        ]
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(select(OP.c.id).where(*old)).scalars())
+        noted = []
+        for op_id in ids:
+            row = self._update(op_id, {"message": PRUNE_NOTE}, [PRUNE_NOTE], where=old)
+            if row is not None:
+                noted.append(row)
+        return noted
 
     def end_orphan(
         self, op_id: str, orphan: Orphan, status: Status, *, message: str, note: str
@@ -393,8 +606,9 @@ class OperationStore:
         }
         where = [
             OP.c.status == Status.RUNNING,
-            _still_orphan(orphan),
+            OP.c.paused_by.is_(None),
             OP.c.cancel_requested.is_(False),
+            _still_orphan(orphan),
         ]
         return self._update(op_id, fields, [note], where=where)
 
@@ -458,20 +672,24 @@ class OperationStore:
         return self._update(op_id, fields, logs, where=_held_by(runner_id))
 
     def release(self, op_id: str, runner_id: str, *, note: str) -> dict[str, Any] | None:
-        """running -> queued on shutdown, unless a user asked to cancel it meanwhile."""
+        """running -> queued on shutdown, unless a user asked to cancel or pause it meanwhile."""
         fields = {
             "status": Status.QUEUED,
             "runner_id": None,
             "message": "resuming",
             "speed": None,
         }
-        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False)]
+        where = [*_held_by(runner_id), OP.c.cancel_requested.is_(False), OP.c.paused_by.is_(None)]
         return self._update(op_id, fields, [note], where=where)
 
-    def claim_next_queued(self, runner_id: str, limit: int) -> dict[str, Any] | None:
+    def claim_next_queued(
+        self, runner_id: str, limit: int, *, closed_hosts: Iterable[str] = ()
+    ) -> dict[str, Any] | None:
         """Atomically move the oldest queued operation to running, if fewer than ``limit``
-        run on its Ollama host and none of its model runs there (a cancelled stream that
-        has not closed yet: Ollama gets one pull of a model at a time)."""
+        run on its Ollama host, that host is not in ``closed_hosts`` (outside its download
+        window) and none of its model runs there (a cancelled stream that has not closed
+        yet: Ollama gets one pull of a model at a time). Paused and scheduled operations
+        take no slot."""
         if not self.has_queued():
             return None
         with self._write_lock, self.engine.connect() as conn:
@@ -495,12 +713,13 @@ class OperationStore:
                 )
                 .exists()
             )
-            candidate = conn.execute(
-                select(OP.c.id)
-                .where(OP.c.status == Status.QUEUED, running_there < limit, ~model_running)
-                .order_by(OP.c.created_at)
-                .limit(1)
-            ).first()
+            query = select(OP.c.id).where(
+                OP.c.status == Status.QUEUED, running_there < limit, ~model_running
+            )
+            closed = list(closed_hosts)
+            if closed:  # outside their window; loads are not held by windows (WINDOWED)
+                query = query.where(~(OP.c.host.in_(closed) & OP.c.kind.in_(WINDOWED)))
+            candidate = conn.execute(query.order_by(OP.c.created_at).limit(1)).first()
             if candidate is None:
                 conn.rollback()
                 return None
@@ -517,16 +736,17 @@ class OperationStore:
                     updated_at=now,
                     seq=seq,
                 )
-                .returning(*OP.c)
+                .returning(*OPERATION_ROW)
             )
             row = dict(conn.execute(statement).mappings().one())
             conn.commit()
             self.bus.publish([operation_event(row, self.host_names)])
         return row
 
-    def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> Ids:
+    def heartbeat(self, runner_id: str, op_ids: Iterable[str]) -> Rows:
         """Mark alive the operations this runner has a live job for; return those someone
-        asked to cancel.
+        asked to cancel or pause (id, cancel_requested, paused_by: see
+        lifecycle.stop_request).
 
         Only live jobs: a row this runner holds without a job (its final write failed)
         must go stale, so that recovery takes it over.
@@ -537,16 +757,19 @@ class OperationStore:
             return []
         now = time.time()
         owned = (OP.c.runner_id == runner_id, OP.c.status == Status.RUNNING, OP.c.id.in_(op_ids))
+        asked = OP.c.cancel_requested | OP.c.paused_by.is_not(None)
         with self.engine.begin() as conn:
             conn.execute(update(OP).where(*owned).values(heartbeat_at=now))
-            rows = conn.execute(select(OP.c.id).where(*owned, OP.c.cancel_requested)).all()
-        return [r.id for r in rows]
+            query = select(OP.c.id, OP.c.cancel_requested, OP.c.paused_by).where(*owned, asked)
+            rows = conn.execute(query).mappings().all()
+        return [dict(r) for r in rows]
 
     def running(self) -> Rows:
-        """Who holds each running operation: id, runner_id, heartbeat_at, cancel_requested."""
-        query = select(OP.c.id, OP.c.runner_id, OP.c.heartbeat_at, OP.c.cancel_requested).where(
-            OP.c.status == Status.RUNNING
-        )
+        """Who holds each running operation and what was asked of it: id, runner_id,
+        heartbeat_at, cancel_requested, paused_by."""
+        query = select(
+            OP.c.id, OP.c.runner_id, OP.c.heartbeat_at, OP.c.cancel_requested, OP.c.paused_by
+        ).where(OP.c.status == Status.RUNNING)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
@@ -568,11 +791,17 @@ class OperationStore:
                 )
                 ids += [r.id for r in conn.execute(surplus)]
             ids = list(dict.fromkeys(ids))
-            for start in range(0, len(ids), PURGE_BATCH):
-                batch = ids[start : start + PURGE_BATCH]
-                conn.execute(delete(LOG).where(LOG.c.operation_id.in_(batch)))
-                conn.execute(delete(OP).where(OP.c.id.in_(batch), final))
+            _delete_finished(conn, ids)
         return len(ids)
+
+    def forget_finished(self) -> Ids:
+        """Delete every finished operation with its log (what "Clear finished" asks);
+        the ids deleted. Active ones stay, whatever happens meanwhile."""
+        with self.engine.begin() as conn:
+            query = select(OP.c.id).where(OP.c.status.in_(FINAL_STATUSES))
+            ids = [r.id for r in conn.execute(query)]
+            _delete_finished(conn, ids)
+        return ids
 
     def delete_finished(self, op_id: str) -> bool:
         """Delete one finished operation and its logs; False if it is still active."""
@@ -589,62 +818,68 @@ class OperationStore:
 
     @staticmethod
     def _check_room(conn: Connection, max_queued: int, adding: int) -> None:
-        """QueueFull (after a rollback) unless ``adding`` more fit in ``max_queued``."""
+        """QueueFull (after a rollback) unless ``adding`` more fit in ``max_queued``.
+        Scheduled ones count: each will be queued by itself."""
+        waiting = (Status.QUEUED, Status.SCHEDULED)
         queued = conn.execute(
-            select(func.count()).select_from(OP).where(OP.c.status == Status.QUEUED)
+            select(func.count()).select_from(OP).where(OP.c.status.in_(waiting))
         ).scalar_one()
         if queued + adding <= max_queued:
             return
         conn.rollback()
         more = "" if adding == 1 else f" and {adding} more do not fit"
         raise QueueFull(
-            f"{queued} operations are queued already{more} (the limit is {max_queued}); "
-            "try again when some have started"
+            f"{queued} operations are queued or scheduled already{more} (the limit is "
+            f"{max_queued}); try again when some have started"
         )
 
-    def _insert_queued(
-        self,
+    @staticmethod
+    def _insert_waiting(
         conn: Connection,
         first: int,
+        *,
         kind: str,
         model: str,
         model_key: str,
         host: str,
         now: float,
-    ) -> Events:
-        """Insert a queued operation and its first log line with sequence numbers ``first``
-        and ``first + 1``; returns their events (the log's, then the operation's)."""
+        not_before: float | None = None,
+        starts_at: float | None = None,
+        schedule_note: str | None = None,
+    ) -> dict[str, Any]:
+        """Insert a queued operation (scheduled with ``starts_at``) and its first log line,
+        with sequence numbers ``first + 1`` and ``first``; return the log line."""
         op_id = str(uuid.uuid4())
-        row = {
-            "id": op_id,
-            "kind": kind,
-            "model": model,
-            "model_key": model_key,
-            "host": host,
-            "status": Status.QUEUED,
-            "phase": None,
-            "percent": 0.0,
-            "completed_bytes": 0,
-            "total_bytes": 0,
-            "speed": None,
-            "eta_seconds": None,
-            "message": Status.QUEUED,  # the message until it starts
-            "error": None,
-            "cancel_requested": False,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-            "started_at": None,
-            "finished_at": None,
-            "heartbeat_at": None,
-            "runner_id": None,
-            "seq": first + 1,
-        }
-        conn.execute(insert(OP).values(**row))
-        log = {"seq": first, "operation_id": op_id, "created_at": now}
-        log["text"] = f"{kind} of {model} queued"
+        status = Status.QUEUED if starts_at is None else Status.SCHEDULED
+        conn.execute(
+            insert(OP).values(
+                id=op_id,
+                kind=kind,
+                model=model,
+                model_key=model_key,
+                host=host,
+                status=status,
+                phase=None,
+                percent=0.0,
+                completed_bytes=0,
+                total_bytes=0,
+                # The message until it starts.
+                message=schedule_note if status == Status.SCHEDULED else Status.QUEUED,
+                cancel_requested=False,
+                attempts=0,
+                not_before=not_before,
+                starts_at=starts_at,
+                created_at=now,
+                updated_at=now,
+                seq=first + 1,
+            )
+        )
+        text = f"{kind} of {model} {status}"
+        if schedule_note and status == Status.SCHEDULED:
+            text += f": {schedule_note}"
+        log = {"seq": first, "operation_id": op_id, "created_at": now, "text": text}
         conn.execute(insert(LOG).values(**log))
-        return [log_event(log), operation_event(row, self.host_names)]
+        return log
 
     @staticmethod
     def _take_seq(conn: Connection, count: int) -> int:

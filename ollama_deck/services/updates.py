@@ -17,8 +17,10 @@ from ..errors import DeckError
 from ..errors import NotFound
 from ..lifecycle import Kind
 from ..lifecycle import Status
+from .names import check_registry
 from .names import InvalidModelName
 from .names import parse_model_name
+from .names import RegistryNotAllowed
 from .ollama import OllamaClient
 
 UNKNOWN = "unknown"
@@ -63,6 +65,14 @@ def installed_digest(client: OllamaClient, model: str) -> str | None:
     return None
 
 
+def registry_allowed(name: str, allowed: tuple[str, ...]) -> bool:
+    try:
+        check_registry(parse_model_name(name), allowed)
+    except RegistryNotAllowed:
+        return False
+    return True
+
+
 def queue_updates(
     runner: Any, client: OllamaClient, names: list[str] | None, host: str | None = None
 ) -> list[dict[str, Any]]:
@@ -72,8 +82,12 @@ def queue_updates(
     Returns one entry per model: the operation row and whether it was created. A model
     already being pulled or loaded joins that operation, as its end brings the newest
     version too. 404 when a named model is not installed, so a typo never pulls a model
-    anew; 429, with nothing queued, when the new operations do not all fit in the queue.
+    anew; 400 when one names a registry the deck does not pull from. Every named model is
+    checked before anything is queued. Without names, models from such registries are
+    left out (updating them would fetch from there). 429, with nothing queued, when the
+    new operations do not all fit in the queue.
     """
+    allowed = runner.settings.allowed_registries
     installed = {}
     for entry in client.tags():
         name = entry.get("name") or entry.get("model") or ""
@@ -82,13 +96,15 @@ def queue_updates(
         except InvalidModelName:
             continue  # a name Ollama has but the deck cannot pull by: nothing to update
     if names is None:
-        wanted = list(installed.values())
+        wanted = [name for name in installed.values() if registry_allowed(name, allowed)]
     else:
+        parsed = [parse_model_name(name) for name in names]
+        for name in parsed:
+            check_registry(name, allowed)
         wanted = []
-        for name in names:
-            key = parse_model_name(name).key
-            if key not in installed:
+        for name in parsed:
+            if name.key not in installed:
                 raise NotFound(f"{name} is not installed; pull it first", code="model_not_found")
-            wanted.append(installed[key])
+            wanted.append(installed[name.key])
     results = runner.submit_all(Kind.UPDATE, list(dict.fromkeys(wanted)), host)
     return [{"row": row, "created": created} for row, created in results]

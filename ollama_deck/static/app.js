@@ -21,12 +21,14 @@ import { initModels } from "./js/views/models.js";
 import { initOps } from "./js/views/ops.js";
 import { initPrompt } from "./js/views/prompt.js";
 import { initPulls } from "./js/views/pulls.js";
+import { initSession } from "./js/views/session.js";
 import { initStatus } from "./js/views/status.js";
 import { initTabs, selectTab, tabFromHash } from "./js/views/tabs.js";
 import { initToken } from "./js/views/token.js";
 
 async function start() {
   initToken();
+  initSession();
   initStatus();
   initHosts();
   initTabs();
@@ -49,15 +51,19 @@ async function start() {
     refreshStatus();
     if (seen) notifyEnded(op);
   });
-  await ensureSession();
+  if (!(await ensureSession())) {
+    document.body.dataset.ready = "true"; // the session message is up; nothing else to do
+    return;
+  }
   const wanted = tabFromHash();
   if (wanted) selectTab(wanted);
   connect();
   await Promise.allSettled([refreshActive(), refreshModels(), refreshStatus(), loadOperations()]);
-  setInterval(() => {
+  const timer = setInterval(() => {
     refreshStatus();
     if (state.stale || state.reachable === false) refreshModels();
   }, STATUS_EVERY_MS);
+  on("session-ended", () => clearInterval(timer));
   document.body.dataset.ready = "true";
 }
 

@@ -20,13 +20,18 @@ The public interface (everything else here may change):
     ``default_pull`` (a script for names never allowed).
 
     Inspection: ``installed()``, ``digest(name)``, ``loaded()``, ``pull_count(name)``,
-    ``active_pulls`` and ``max_active_pulls``, ``requests`` (method, path, body of each).
+    ``pull_streams(name)`` (each pull stream: when it opened, how it ended, e.g.
+    ``"closed"`` when the client closed it), ``active_pulls`` and ``max_active_pulls``,
+    ``requests`` (method, path, body of each).
 
 :class:`PullScript`
     How one pull behaves: ``layers`` (blob sizes), ``step`` bytes a progress line,
     ``interval`` seconds between lines, and after so many lines an ``error_after`` line
     (text ``error``), a dropped connection (``drop_after``) or a stall until released
-    (``hold_after``).
+    (``hold_after``). Faults of Ollama's own kind, in the first ``faulty_streams`` streams
+    (None: every one), counted in lines of that stream: ``stall_after`` (the same byte count
+    again and again, as Ollama ticks on a stuck download; with ``stall_silent``, nothing
+    at all) and ``crawl_after`` (``crawl_step`` bytes a line from then on).
 
 ``UNKNOWN_MANIFEST``
     Ollama's error text for a pull of a name it does not know.
@@ -89,6 +94,21 @@ class PullScript:
     error: str = "max retries exceeded: unexpected EOF"
     drop_after: int | None = None
     hold_after: int | None = None
+    stall_after: int | None = None
+    stall_silent: bool = False
+    crawl_after: int | None = None
+    crawl_step: int = 10
+    faulty_streams: int | None = None
+
+
+@dataclass
+class PullStream:
+    """One pull stream the fake served: when it opened and how it ended (``open`` while it
+    runs, then ``succeeded``, ``closed`` by the client, ``dropped`` by the script,
+    ``error`` or ``unknown``)."""
+
+    opened_at: float
+    outcome: str = "open"
 
 
 @dataclass
@@ -125,6 +145,8 @@ class _Model:
             "size": self.size,
             "digest": self.digest,
             "details": self.details(),
+            # Newer Ollama lists what each model can do (OLLAMA.md, /api/tags).
+            "capabilities": list(self.capabilities),
         }
 
 
@@ -168,6 +190,7 @@ class FakeOllama:
         self._models: dict[str, _Model] = {}
         self._pulls: dict[str, _Pull] = {}
         self._pull_counts: dict[str, int] = {}
+        self._streams: dict[str, list[PullStream]] = {}
         self.active_pulls = 0  # scripted pull streams open right now
         self.max_active_pulls = 0  # the most that were open at once
         self._partials: dict[str, int] = {}  # blob digest -> bytes on disk
@@ -299,6 +322,12 @@ class FakeOllama:
         with self._lock:
             return self._pull_counts.get(normalize(name).lower(), 0)
 
+    def pull_streams(self, name: str) -> list[PullStream]:
+        """Every pull stream of ``name`` so far, oldest first (copies)."""
+        with self._lock:
+            found = self._streams.get(normalize(name).lower(), [])
+            return [PullStream(s.opened_at, s.outcome) for s in found]
+
     def loaded(self) -> list[str]:
         """Models loaded in memory now (by generate or chat, until their keep-alive ends)."""
         with self._lock:
@@ -412,6 +441,10 @@ def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
 
 class _Dropped(Exception):
     """The script cut the connection."""
+
+
+class _ClientGone(_Dropped):
+    """The client closed the connection."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -696,15 +729,44 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         with fake._lock:
             fake._pull_counts[key] = fake._pull_counts.get(key, 0) + 1
+            stream = PullStream(time.time())
+            fake._streams.setdefault(key, []).append(stream)
+            index = len(fake._streams[key]) - 1
             bench = fake._bench_body.get(key)
             pull = fake._pulls.get(key)
             installed = fake._models.get(key)
+        try:
+            outcome = self._serve_pull(name, bench, pull, installed, index)
+        except _ClientGone:
+            outcome = "closed"
+            raise
+        except _Dropped:
+            outcome = "dropped"
+            raise
+        except (ConnectionError, OSError):
+            outcome = "closed"  # a write to a client that went away
+            raise
+        finally:
+            with fake._lock:
+                stream.outcome = outcome if "outcome" in locals() else "closed"
+
+    def _serve_pull(
+        self,
+        name: str,
+        bench: bytes | None,
+        pull: _Pull | None,
+        installed: _Model | None,
+        index: int,
+    ) -> str:
+        """Serve one pull stream; how it ended (see PullStream)."""
+        fake = self.fake
+        key = name.lower()
         if bench is not None:
             self._start_stream()
             for start in range(0, len(bench), 65_536):
                 self._chunk(bench[start : start + 65_536])
             self._end_stream()
-            return
+            return "succeeded"
         if pull is None and installed is None and fake.default_pull is not None:
             pull = _Pull(fake.default_pull, {})
             with fake._lock:
@@ -723,23 +785,26 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             )
             self._finish_pull()
-            return
+            return "succeeded"
         if pull is None:
             self._line({"error": UNKNOWN_MANIFEST})
             self._end_stream()
-            return
+            return "unknown"
         with fake._lock:
             fake.active_pulls += 1
             fake.max_active_pulls = max(fake.max_active_pulls, fake.active_pulls)
         try:
-            self._scripted_pull(name, pull)
+            return self._scripted_pull(name, pull, index)
         finally:
             with fake._lock:
                 fake.active_pulls -= 1
 
-    def _scripted_pull(self, name: str, pull: _Pull) -> None:
+    def _scripted_pull(self, name: str, pull: _Pull, stream_index: int) -> str:
         script, fake = pull.script, self.fake
-        sent = 0
+        faulty = script.faulty_streams is None or stream_index < script.faulty_streams
+        stall_after = script.stall_after if faulty else None
+        crawl_after = script.crawl_after if faulty else None
+        sent = 0  # progress lines of this stream
         seed = name
         if pull.update:
             with fake._lock:
@@ -751,26 +816,29 @@ class _Handler(BaseHTTPRequestHandler):
             with fake._lock:
                 done = min(fake._partials.get(digest, 0), total)
             while True:
-                done = min(done + script.step, total) if done < total else total
-                self._line(
-                    {
-                        "status": status,
-                        "digest": f"sha256:{digest}",
-                        "total": total,
-                        "completed": done,
-                    }
-                )
+                crawling = crawl_after is not None and sent >= crawl_after
+                step = script.crawl_step if crawling else script.step
+                done = min(done + step, total) if done < total else total
+                line = {
+                    "status": status,
+                    "digest": f"sha256:{digest}",
+                    "total": total,
+                    "completed": done,
+                }
+                self._line(line)
                 with fake._lock:
                     fake._partials[digest] = done
                 sent += 1
                 if script.error_after is not None and sent >= script.error_after:
                     self._line({"error": script.error})
                     self._end_stream()
-                    return
+                    return "error"
                 if script.drop_after is not None and sent >= script.drop_after:
                     self._drop()
                 if script.hold_after is not None and sent == script.hold_after:
                     self._hold(pull)
+                if stall_after is not None and sent == stall_after:
+                    self._stall(pull, line, silent=script.stall_silent)
                 if done >= total:
                     break
                 if script.interval:
@@ -780,12 +848,23 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             fake.add_model(name, size=sum(script.layers), **pull.meta)
         self._finish_pull()
+        return "succeeded"
 
     def _hold(self, pull: _Pull) -> None:
         """Send nothing until released; give up when the client has gone away."""
         while not pull.released.wait(0.05):
             if _peer_closed(self.connection):
-                raise _Dropped
+                raise _ClientGone
+
+    def _stall(self, pull: _Pull, line: dict[str, Any], *, silent: bool) -> None:
+        """A stuck download: ``line`` again every tick (Ollama's behaviour), or nothing at
+        all, until released or until the client goes away."""
+        tick = max(pull.script.interval, 0.02)
+        while not pull.released.wait(tick):
+            if _peer_closed(self.connection):
+                raise _ClientGone
+            if not silent:
+                self._line(line)
 
     def _finish_pull(self) -> None:
         for status in ("verifying sha256 digest", "writing manifest", "success"):

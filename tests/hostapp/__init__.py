@@ -4,7 +4,8 @@ It has its own Flask-SQLAlchemy ``db`` and Flask-Migrate history, its own ``/``,
 and ``/api`` routes, a model and a 404 page. Settings come from the environment, so the
 same app runs in-process in tests, under gunicorn and under ``flask db ...``:
 ``HOST_DATABASE_URL`` (required), ``HOST_DECK_BIND_URL`` (optional: the deck's tables in a
-bind of their own), and the deck's own ``OLLAMA_HOST`` / ``OLLAMA_DECK_*``.
+bind of their own), ``HOST_LOGIN=1`` (optional: a Flask-Login login, with the deck behind
+``login_required``; see auth.py) and the deck's own ``OLLAMA_HOST`` / ``OLLAMA_DECK_*``.
 """
 
 from __future__ import annotations
@@ -54,5 +55,15 @@ def create_host_app(**config) -> Flask:
     def not_found(error):
         return "host says: no such page", 404
 
-    OllamaDeck(app, db=db, url_prefix="/models", bind_key="ollama_deck" if bind else None)
+    guard = None
+    if os.environ.get("HOST_LOGIN") == "1":
+        from flask_login import login_required
+
+        from .auth import init_login
+
+        init_login(app)
+        guard = login_required
+    OllamaDeck(
+        app, db=db, url_prefix="/models", bind_key="ollama_deck" if bind else None, guard=guard
+    )
     return app

@@ -1,7 +1,9 @@
-// Live updates: one EventSource for every operation, polling while it is unavailable.
+// Live updates: one EventSource for every operation, polling while it is unavailable;
+// both stop for good when the session ends (they would only be refused, again and again).
 
 import { ACTIVE, PROGRESS } from "../core/config.js";
-import { emit } from "../core/events.js";
+import { emit, on } from "../core/events.js";
+import { sessionEnded } from "../http/http.js";
 import { addLog, finishedUnseen, getEntry, upsertOp } from "../operations/operations.js";
 import { loadOperations } from "./operations.js";
 
@@ -17,6 +19,7 @@ const setLive = (mode) => emit("live-mode", mode);
 
 export function connect() {
   clearTimeout(sseRetryTimer);
+  if (sessionEnded()) return;
   if (!window.EventSource) {
     startPolling();
     return;
@@ -35,6 +38,7 @@ export function connect() {
     addLog(JSON.parse(event.data));
   });
   source.addEventListener("error", () => {
+    if (!source) return; // stopped meanwhile
     if (source.readyState === EventSource.CLOSED) {
       // The browser gave up (an HTTP error): poll, and try the stream again later.
       source = null;
@@ -45,6 +49,17 @@ export function connect() {
     }
   });
 }
+
+/** Close the stream and stop polling; the badge says the page no longer updates. */
+function stop() {
+  clearTimeout(sseRetryTimer);
+  if (source) source.close();
+  source = null;
+  stopPolling();
+  setLive("stopped");
+}
+
+on("session-ended", stop);
 
 function noteSeq(event) {
   const seq = parseInt(event.lastEventId, 10);
@@ -65,6 +80,7 @@ function startPolling() {
   if (pollTimer) return;
   setLive("polling");
   const tick = async () => {
+    if (sessionEnded()) return;
     try {
       await loadOperations(true);
     } catch (err) {

@@ -6,7 +6,7 @@ import { API, FINAL, KIND, LOG_KEEP, PROGRESS, modelUrl, opUrl } from "../core/c
 import { emit } from "../core/events.js";
 import { state } from "../core/state.js";
 import { sameModel } from "../core/util.js";
-import { api } from "../http/http.js";
+import { api, isSessionError } from "../http/http.js";
 import { hasOp, removeOp, setLog, upsertOp } from "../operations/operations.js";
 import { askToNotify } from "./notify.js";
 import { refreshActive, refreshModels, refreshStatus } from "./server.js";
@@ -19,6 +19,11 @@ export function setPullConfirm(ask) {
   confirmPull = ask;
 }
 
+/** Show what went wrong near the pull box; not when the session ended (that is said once). */
+function tell(what, err) {
+  if (!isSessionError(err)) emit("notice", what + err.message);
+}
+
 /** Pull ``name``; with ``check``, first warn (and let the user cancel) if it will not fit. */
 export async function startPull(name, { check = true } = {}) {
   emit("notice", null);
@@ -29,7 +34,7 @@ export async function startPull(name, { check = true } = {}) {
     upsertOp(op);
     return op;
   } catch (err) {
-    emit("notice", err.message);
+    tell("", err);
     return null;
   }
 }
@@ -54,7 +59,7 @@ export async function updateModels(names) {
     for (const op of data.operations || []) upsertOp(op);
     return data;
   } catch (err) {
-    emit("notice", "Could not update: " + err.message);
+    tell("Could not update: ", err);
     return null;
   }
 }
@@ -63,7 +68,7 @@ export async function loadModel(name) {
   try {
     upsertOp(await api(modelUrl(API.load, name), { method: "POST", json: {} }));
   } catch (err) {
-    emit("notice", "Could not load " + name + ": " + err.message);
+    tell("Could not load " + name + ": ", err);
   }
 }
 
@@ -71,7 +76,7 @@ export async function unloadModel(name) {
   try {
     await api(modelUrl(API.unload, name), { method: "POST", json: {} });
   } catch (err) {
-    emit("notice", "Could not unload " + name + ": " + err.message);
+    tell("Could not unload " + name + ": ", err);
   } finally {
     refreshStatus();
   }
@@ -85,7 +90,7 @@ export async function deleteModel(name) {
     deleted = true;
     if (sameModel(name, state.active)) state.active = null;
   } catch (err) {
-    emit("notice", "Could not delete " + name + ": " + err.message);
+    tell("Could not delete " + name + ": ", err);
   }
   refreshModels();
   refreshActive();
@@ -97,13 +102,23 @@ export async function cancelOp(op) {
   upsertOp(await api(opUrl(PROGRESS.cancel, op.id), { method: "POST" }));
 }
 
+/** Pause an operation (its download stops, Ollama keeps the partial files); throws with the API's message. */
+export async function pauseOp(op) {
+  upsertOp(await api(opUrl(PROGRESS.pause, op.id), { method: "POST" }));
+}
+
+/** Queue a paused operation again; throws with the API's message. */
+export async function resumeOp(op) {
+  upsertOp(await api(opUrl(PROGRESS.resume, op.id), { method: "POST" }));
+}
+
 /** Start an ended operation again, as what it was: a load, an update or a pull. */
 export async function retryOp(op) {
   if (op.kind === KIND.LOAD) {
     try {
       upsertOp(await api(modelUrl(API.load, op.model), { method: "POST", json: {} }));
     } catch (err) {
-      emit("notice", err.message);
+      tell("", err);
     }
   } else if (op.kind === KIND.UPDATE) {
     await updateModels([op.model]);
@@ -118,11 +133,21 @@ export async function dismissOp(op) {
     await api(opUrl(PROGRESS.operation, op.id), { method: "DELETE" });
   } catch (err) {
     if (err.status !== 404) {
-      emit("notice", err.message);
+      tell("", err);
       return;
     }
   }
   removeOp(op.id);
+}
+
+/** Forget every finished operation, on the server and here. */
+export async function clearFinished() {
+  try {
+    const data = await api(PROGRESS.clear, { method: "DELETE" });
+    for (const id of data.deleted || []) removeOp(id);
+  } catch (err) {
+    tell("Could not clear finished operations: ", err);
+  }
 }
 
 /** Fetch the log the page has not seen (up to LOG_KEEP lines); throws with the API's message. */

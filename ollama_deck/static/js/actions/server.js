@@ -5,7 +5,7 @@
 import { API } from "../core/config.js";
 import { emit } from "../core/events.js";
 import { state } from "../core/state.js";
-import { api } from "../http/http.js";
+import { api, isSessionError } from "../http/http.js";
 
 export const STATUS_EVERY_MS = 5000;
 
@@ -44,10 +44,11 @@ export function refreshModels() {
       const data = await api(API.models);
       state.models = data.models || [];
       state.stale = Boolean(data.stale);
+      state.cachedAt = data.cached_at || null;
       noteHost(data);
       emit("models-changed", data);
     } catch (err) {
-      emit("models-failed", err.message);
+      if (!isSessionError(err)) emit("models-failed", err.message);
     } finally {
       modelsPending = null;
     }
@@ -62,7 +63,8 @@ export async function refreshStatus() {
     state.loaded = new Set((status.running || []).map((m) => m.name || m.model));
     emit("loaded-changed");
   } catch (err) {
-    setReachable(false, { error: err.message });
+    // A refused session says nothing about Ollama: the session message tells the user.
+    if (!isSessionError(err)) setReachable(false, { error: err.message });
   }
 }
 
@@ -91,6 +93,6 @@ export async function setActive(name) {
     state.active = data.model || null;
     emit("active-changed", { preferActive: true });
   } catch (err) {
-    emit("notice", "Could not set the active model: " + err.message);
+    if (!isSessionError(err)) emit("notice", "Could not set the active model: " + err.message);
   }
 }

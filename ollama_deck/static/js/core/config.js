@@ -13,6 +13,10 @@ const lifecycle = config.lifecycle;
 export const ACTIVE = new Set(lifecycle.active);
 export const FINAL = new Set(lifecycle.final);
 export const RETRYABLE = new Set(lifecycle.retryable);
+/** What a user may pause: queued, scheduled and running operations. */
+export const PAUSABLE = new Set(lifecycle.pausable);
+/** Who paused an operation: HOLD.USER ("user") or HOLD.WINDOW (its host's download window). */
+export const HOLD = byName(lifecycle.holds);
 
 /** Each status by its name (STATUS.RUNNING is "running"), for the few places that test one. */
 export const STATUS = byName(lifecycle.statuses);

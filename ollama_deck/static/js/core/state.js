@@ -10,4 +10,5 @@ export const state = {
   reachable: null,
   downReason: null,
   stale: false,
+  cachedAt: null, // when the last list seen was seen, while Ollama is down (null: never)
 };

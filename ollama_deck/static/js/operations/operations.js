@@ -75,15 +75,24 @@ export function logText(entry) {
   return logLines(entry).map((l) => (l.time || "") + "  " + l.text).join("\n") + "\n";
 }
 
-/** Active and running counts, and the running pulls' percent weighted by size (or null). */
+/**
+ * Active, running, queued, paused and scheduled counts, and the running pulls' percent
+ * weighted by size (or null).
+ */
 export function summary() {
   let active = 0;
   let running = 0;
+  let queued = 0;
+  let paused = 0;
+  let scheduled = 0;
   let weighted = 0;
   let weights = 0;
   for (const { op } of ops.values()) {
     if (!ACTIVE.has(op.status)) continue;
     active += 1;
+    if (op.status === STATUS.QUEUED) queued += 1;
+    else if (op.status === STATUS.PAUSED) paused += 1;
+    else if (op.status === STATUS.SCHEDULED) scheduled += 1;
     if (op.status !== STATUS.RUNNING) continue;
     running += 1;
     // The percents (which never go back) weighted by size: a big pull counts for more.
@@ -91,7 +100,8 @@ export function summary() {
     weighted += weight * (Number(op.percent) || 0);
     weights += weight;
   }
-  return { count: ops.size, active, running, percent: running ? Math.min(100, weighted / weights) : null };
+  const percent = running ? Math.min(100, weighted / weights) : null;
+  return { count: ops.size, active, running, queued, paused, scheduled, percent };
 }
 
 /**

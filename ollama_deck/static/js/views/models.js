@@ -32,15 +32,21 @@ function renderModels(data) {
     list.replaceChildren(...rows); // moving a row out and back in drops keyboard focus
     restoreFocus(list, focus);
   }
-  show($("#installed-empty"), rows.length === 0);
+  // Ollama down and no list ever seen: nothing is known, which is not "none installed".
+  const unknown = Boolean(data.stale) && !data.cached_at;
+  show($("#installed-empty"), rows.length === 0 && !unknown);
   $("#update-all").disabled = rows.length === 0;
-  setText($("#stat-count"), String(data.count ?? rows.length));
-  setText($("#stat-disk"), humanBytes(data.total_size || 0));
+  setText($("#stat-count"), unknown ? "–" : String(data.count ?? rows.length));
+  setText($("#stat-disk"), unknown ? "–" : humanBytes(data.total_size || 0));
   renderDiskBar(state.models, data.total_size || 0);
   const note = $("#installed-note");
-  if (data.stale) {
-    setText(note, "Ollama is not answering: this is the last list seen" +
-      (data.cached_at ? " (" + relativeTime(data.cached_at) + ")." : "."));
+  if (unknown) {
+    setText(note, "Ollama is not answering, and the deck has no earlier list of its models " +
+      "to show: which models it has is not known.");
+    show(note, true);
+  } else if (data.stale) {
+    setText(note, "Ollama is not answering: this is the last list seen (" +
+      relativeTime(data.cached_at) + ").");
     show(note, true);
   } else {
     show(note, false);

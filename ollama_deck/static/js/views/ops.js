@@ -3,15 +3,18 @@
 // The operations themselves live in operations/operations.js; this view redraws a card
 // (once per frame) when it hears op-changed.
 
-import { ACTIVE, FINAL, LOG_KEEP, RETRYABLE, STATUS, manyHosts } from "../core/config.js";
+import { ACTIVE, FINAL, HOLD, LOG_KEEP, PAUSABLE, RETRYABLE, STATUS, manyHosts } from "../core/config.js";
 import { on } from "../core/events.js";
 import {
   $, el, formatPercent, humanBytes, humanDuration, ordinal, setText, show, svg,
 } from "../core/util.js";
 import { getEntry, logLines, logText, queue, summary } from "../operations/operations.js";
-import { cancelOp, dismissOp, fetchLog, retryOp } from "../actions/operations.js";
+import {
+  cancelOp, clearFinished, dismissOp, fetchLog, pauseOp, resumeOp, retryOp,
+} from "../actions/operations.js";
 
 const TITLE = document.title;
+const WIDE = "(min-width: 981px)"; // app.css puts the side panel beside the tabs from here
 const STALLED = /^stalled: no data from Ollama for (\d+) s/;
 
 const cards = new Map(); // id -> {card, renderedSeq, renderedLogs}
@@ -41,12 +44,18 @@ function flush() {
 }
 
 function renderSummary() {
-  const { count, active, running, percent } = summary();
+  const { count, active, running, queued, paused, scheduled, percent } = summary();
   setText($("#stat-pulls"), String(active));
   show($("#ops-empty"), count === 0);
+  const finished = $("#op-done-list").childElementCount;
+  setText($("#finished-count"), "(" + finished + ")");
+  show($("#ops-finished"), finished > 0);
   // The tab title tells a user in another tab how far the pulls are.
   let title = TITLE;
   if (running) title = Math.floor(percent) + "% · " + TITLE;
+  else if (queued) title = "queued · " + TITLE;
+  else if (scheduled) title = "scheduled · " + TITLE;
+  else if (paused) title = "paused · " + TITLE;
   else if (active) title = "queued · " + TITLE;
   if (document.title !== title) document.title = title;
 }
@@ -73,7 +82,6 @@ function newCard(entry) {
   details.addEventListener("toggle", () => {
     if (details.open && !getEntry(id).logFetched) readLog(getEntry(id), card);
   });
-  insertCard(card, entry.op);
   return card;
 }
 
@@ -86,9 +94,18 @@ async function readLog(entry, card) {
   }
 }
 
-/** Newest operation first, as GET /progress lists them. */
-function insertCard(card, op) {
-  const list = $("#op-list");
+/**
+ * Active operations in the list, finished ones folded away below it (on a phone the fold
+ * starts closed, so the tabs are not pushed down by old cards); newest first in each, as
+ * GET /progress lists them. A card that ends moves to the fold: the same element, so what
+ * refers to it stays valid.
+ */
+function placeCard(card, op) {
+  const list = FINAL.has(op.status) ? $("#op-done-list") : $("#op-list");
+  if (card.parentElement !== list) insertCard(card, op, list);
+}
+
+function insertCard(card, op, list) {
   const created = Date.parse(op.created_at) || Date.now();
   for (const other of list.children) {
     const otherEntry = getEntry(other.dataset.opId);
@@ -99,6 +116,25 @@ function insertCard(card, op) {
     }
   }
   list.append(card);
+}
+
+/** "01:00" within the next day, else "Dec 3, 01:00": in the browser's own time zone. */
+function clockText(iso) {
+  const when = new Date(iso);
+  if (isNaN(when)) return "";
+  const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (Math.abs(when - Date.now()) < 20 * 3600 * 1000) return time;
+  return when.toLocaleDateString([], { month: "short", day: "numeric" }) + ", " + time;
+}
+
+/** When a scheduled operation starts, or a window-paused one resumes; else "". */
+function whenText(op) {
+  if (!op.starts_at) return "";
+  if (op.status === STATUS.SCHEDULED) return "starts at " + clockText(op.starts_at);
+  if (op.status === STATUS.PAUSED && op.paused_by === HOLD.WINDOW) {
+    return "resumes at " + clockText(op.starts_at);
+  }
+  return "";
 }
 
 function resultText(op) {
@@ -117,6 +153,7 @@ function renderCard(entry) {
     cards.set(op.id, view);
   }
   const card = view.card;
+  placeCard(card, op);
   const running = op.status === STATUS.RUNNING;
   const queued = op.status === STATUS.QUEUED;
   card.dataset.status = op.status;
@@ -142,11 +179,16 @@ function renderCard(entry) {
     stalled ? "stalled for " + stalled[1] + " s" : running && op.speed ? humanBytes(op.speed) + "/s" : "",
   );
   setText($(".op-eta", card), running && op.eta_seconds && !stalled ? "ETA " + humanDuration(op.eta_seconds) : "");
-  setText($(".op-phase", card), op.phase || "");
+  // The phase an operation reached says nothing once it stopped ("downloading" on a
+  // cancelled card read as if it still were); the status and message say how it ended.
+  // A paused one is not "downloading" either.
+  setText($(".op-phase", card), running || queued ? op.phase || "" : "");
   if (!queued) {
-    setText($(".op-queue", card), "");
+    setText($(".op-queue", card), whenText(op));
     delete card.dataset.queuePlace;
   }
+  if (op.paused_by) card.dataset.pausedBy = op.paused_by;
+  else delete card.dataset.pausedBy;
   const result = resultText(op);
   const resultBox = $(".op-result", card);
   setText(resultBox, result);
@@ -154,13 +196,18 @@ function renderCard(entry) {
   else delete card.dataset.result;
   // The message repeats what the numbers, the stall or the result already say.
   const repeats = result || stalled || (op.error && op.message === op.error) ||
-    (queued && op.message === STATUS.QUEUED); // the queue place says it
+    (queued && op.message === STATUS.QUEUED) || // the queue place says it
+    op.status === STATUS.SCHEDULED; // "starts at" says it
   const message = repeats ? "" : op.message;
   setText($(".op-message", card), message || "");
   const error = $(".op-error", card);
   setText(error, op.error || "");
   show(error, Boolean(op.error));
   $('[data-action="cancel"]', card).hidden = !ACTIVE.has(op.status) || Boolean(op.cancel_requested);
+  // A running pull being paused shows neither: "pausing" says it.
+  $('[data-action="pause"]', card).hidden =
+    !PAUSABLE.has(op.status) || Boolean(op.cancel_requested) || Boolean(op.paused_by);
+  $('[data-action="resume"]', card).hidden = !(op.status === STATUS.PAUSED && op.paused_by === HOLD.USER);
   $('[data-action="retry"]', card).hidden = !RETRYABLE.has(op.status);
   $('[data-action="dismiss"]', card).hidden = !FINAL.has(op.status);
   renderSpark(entry, card);
@@ -193,7 +240,9 @@ function renderLog(entry, rendered) {
   const card = rendered.card;
   const view = $(".log-view", card);
   const lines = logLines(entry);
-  setText($(".op-log-count", card), lines.length ? "(" + lines.length + ")" : "");
+  // The server's count: the page may have seen only the lines since it loaded.
+  const count = typeof entry.op.log_count === "number" ? entry.op.log_count : lines.length;
+  setText($(".op-log-count", card), count ? "(" + count + ")" : "");
   const last = lines.length ? lines[lines.length - 1].seq : 0;
   if (rendered.renderedSeq === last && rendered.renderedLogs === lines.length) return;
   const atBottom = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
@@ -266,7 +315,15 @@ export function initOps() {
     }
   });
   renderSummary();
-  $("#op-list").addEventListener("click", async (event) => {
+  // Wide screens show the pull panel beside the tabs: there the fold starts open.
+  $("#ops-finished").open = window.matchMedia(WIDE).matches;
+  $("#clear-finished").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    await clearFinished();
+    button.disabled = false;
+  });
+  $(".ops-panel").addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
     const card = button.closest("[data-op-id]");
@@ -286,6 +343,16 @@ export function initOps() {
       button.disabled = true;
       try {
         await cancelOp(op);
+      } catch (err) {
+        setText($(".op-error", card), err.message);
+        show($(".op-error", card), true);
+      } finally {
+        button.disabled = false;
+      }
+    } else if (action === "pause" || action === "resume") {
+      button.disabled = true;
+      try {
+        await (action === "pause" ? pauseOp(op) : resumeOp(op));
       } catch (err) {
         setText($(".op-error", card), err.message);
         show($(".op-error", card), true);

@@ -5,25 +5,42 @@ import { API } from "../core/config.js";
 import { on } from "../core/events.js";
 import { state } from "../core/state.js";
 import { $, el, sameModel, setText, show } from "../core/util.js";
-import { askForToken, withHost } from "../http/http.js";
+import { endSession, readJson, sessionRefusal, withHost } from "../http/http.js";
 
 let chatRunning = null;
 let promptPicked = false; // once the user picks a model, refreshes keep their choice
 
+/**
+ * Whether a model can answer a prompt: Ollama lists its capabilities (an embedding model
+ * has no "completion"); where it does not (older Ollama), the model gets the benefit.
+ */
+function canChat(model) {
+  return !Array.isArray(model.capabilities) || model.capabilities.includes("completion");
+}
+
+/** The installed models that can chat, by name. */
+function chatNames() {
+  return state.models.filter(canChat).map((m) => m.name);
+}
+
 function fillPromptModels(preferActive) {
   const select = $("#prompt-model");
   const current = select.value;
-  const names = state.models.map((m) => m.name);
-  const have = [...select.options].map((o) => o.value);
-  if (have.join("\n") !== names.join("\n")) {
-    select.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
+  const wanted = state.models.map((m) => [m.name, canChat(m)].join("\t"));
+  if (select.dataset.models !== wanted.join("\n")) {
+    select.dataset.models = wanted.join("\n");
+    select.replaceChildren(...state.models.map((m) => canChat(m)
+      ? el("option", { value: m.name, text: m.name })
+      : el("option", { value: m.name, disabled: true, text: m.name + " (cannot chat)" })));
   }
-  const activeName = names.find((n) => sameModel(n, state.active));
+  const usable = chatNames();
+  const activeName = usable.find((n) => sameModel(n, state.active));
   if (preferActive) promptPicked = false;
-  if (promptPicked && names.includes(current)) select.value = current;
+  if (promptPicked && usable.includes(current)) select.value = current;
   else if (activeName) select.value = activeName;
-  else if (names.includes(current)) select.value = current;
-  $("#prompt-send").disabled = names.length === 0 || chatRunning !== null;
+  else if (usable.includes(current)) select.value = current;
+  else select.value = usable.length ? usable[0] : "";
+  $("#prompt-send").disabled = usable.length === 0 || chatRunning !== null;
 }
 
 export function initPrompt() {
@@ -71,15 +88,14 @@ async function sendPrompt() {
       body: JSON.stringify({ model: model, prompt: prompt }),
       signal: chatRunning.signal,
     });
-    if (response.status === 401) askForToken();
-    if (!response.ok) {
+    const streamed = (response.headers.get("Content-Type") || "").startsWith("text/event-stream");
+    if (!response.ok || !streamed) {
+      const data = await readJson(response);
+      const refusal = sessionRefusal(response, data);
+      if (refusal) endSession(refusal);
       let message = response.status + " " + response.statusText;
-      try {
-        const data = await response.json();
-        if (data && data.error) message = data.error.message || String(data.error);
-      } catch (err) {
-        /* not JSON: keep the status line */
-      }
+      if (data && data.error) message = data.error.message || String(data.error);
+      else if (response.ok) message = "the server's answer was not an event stream";
       throw new Error(message);
     }
     await readEvents(response.body, (name, data) => {
@@ -101,7 +117,7 @@ async function sendPrompt() {
     chatRunning = null;
     reply.classList.remove("streaming");
     show($("#prompt-stop"), false);
-    $("#prompt-send").disabled = state.models.length === 0;
+    $("#prompt-send").disabled = chatNames().length === 0;
   }
 }
 

@@ -48,6 +48,8 @@ export function initPulls() {
     const input = $("#pull-input");
     const name = input.value.trim();
     if (!name) {
+      // Whatever the last pull said no longer applies: say what is missing instead.
+      notice("Type the name of a model to pull, e.g. llama3.2:1b.");
       input.focus();
       return;
     }

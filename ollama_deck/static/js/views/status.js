@@ -32,10 +32,13 @@ function renderBanner() {
   const down = state.reachable === false || state.stale;
   if (down) {
     const why = state.downReason ? " (" + state.downReason + ")" : "";
+    const list = state.stale && !state.cachedAt
+      ? "There is no earlier list of its models to show"
+      : "The list below is the last one seen";
     setText(
       $("#ollama-banner-text"),
-      "The deck cannot reach Ollama" + why + ". The list below is the last one seen; " +
-        "checking again every " + STATUS_EVERY_MS / 1000 + " s.",
+      "The deck cannot reach Ollama" + why + ". " + list + "; checking again every " +
+        STATUS_EVERY_MS / 1000 + " s.",
     );
   }
   show($("#ollama-banner"), down);

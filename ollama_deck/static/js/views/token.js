@@ -14,6 +14,8 @@ function ask() {
 
 export function initToken() {
   on("token-needed", ask);
+  // Asked again mid-session: say why, so it does not look like a new page.
+  on("session-ended", ({ kind }) => show($("#token-again"), kind === "token"));
   $("#token-dialog").addEventListener("cancel", (event) => event.preventDefault());
   $("#token-form").addEventListener("submit", async (event) => {
     event.preventDefault();
