@@ -24,10 +24,16 @@ def free_port() -> int:
 
 
 def start_deck(
-    ollama: str, database_url: str, *, env: dict[str, str] | None = None, args: tuple = ()
+    ollama: str,
+    database_url: str,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple = (),
+    headers: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """``ollama-deck serve`` on a free port (its own session, output discarded); returns
-    the process and its base URL once ``/api/status`` answers."""
+    the process and its base URL once ``/api/status`` answers (sent with ``headers``, e.g.
+    the token's)."""
     port = free_port()
     command = [sys.executable, "-m", "ollama_deck.cli", "serve", "--port", str(port)]
     command += ["--ollama", ollama, "--database-url", database_url, *map(str, args)]
@@ -44,7 +50,7 @@ def start_deck(
         if process.poll() is not None:
             raise SystemExit(f"the deck exited with {process.returncode}")
         try:
-            if requests.get(url + "/api/status", timeout=2).status_code == 200:
+            if requests.get(url + "/api/status", headers=headers, timeout=2).status_code == 200:
                 return process, url
         except requests.RequestException:
             time.sleep(0.1)

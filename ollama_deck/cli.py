@@ -7,7 +7,6 @@ It is click because Flask's CLI is: ``flask ollama-deck db ...`` (commands.py) a
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Callable
 from importlib.util import find_spec
@@ -156,6 +155,7 @@ def serve(
         )
     from .commands import upgrade_schema
     from .security import bind_refusal
+    from .serving import gunicorn_options
 
     config = deck_config(ollama, database_url)
     settings = checked(config)
@@ -165,19 +165,7 @@ def serve(
     config.update(event_bus_config(workers, settings))
     # Once, before any worker exists, so that workers never race to migrate.
     with_deck_app(config, upgrade_schema)
-    run_gunicorn(
-        {
-            "bind": f"{host}:{port}",
-            "workers": workers,
-            "worker_class": "gevent",
-            "worker_connections": connections,
-            # SSE responses stay open for hours; gevent workers are not killed by this.
-            "timeout": 60,
-            "graceful_timeout": 10,
-            "accesslog": "-",
-        },
-        config,
-    )
+    run_gunicorn(gunicorn_options(host, port, workers, connections), config)
 
 
 def event_bus_config(workers: int, settings: DeckSettings) -> dict[str, Any]:
@@ -237,50 +225,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_gunicorn(options: dict[str, Any], config: dict[str, Any]) -> None:
-    """Run gunicorn in this process with ``options``. Each worker builds its app from
-    ``config``: workers are forked from this process, so the dict reaches them as is."""
-    from gunicorn.app.base import BaseApplication
+    """Become gunicorn with ``options``, each worker building its app from ``config``
+    (``serving.exec_gunicorn``: this process is replaced and never returns)."""
+    from .serving import exec_gunicorn
 
-    class DeckApplication(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in options.items():
-                self.cfg.set(key, value)
-            self.cfg.set("post_worker_init", _post_worker_init)
-            self.cfg.set("worker_exit", _worker_exit)
-
-        def load(self) -> Flask:
-            from ollama_deck import create_app
-
-            return create_app(config)
-
-    DeckApplication().run()
-
-
-def _post_worker_init(worker: Any) -> None:
-    # Each worker serves, so each runs pulls from the start (resuming what a previous
-    # process left) instead of waiting for its first request.
-    from ollama_deck.state import setup_of
-
-    app = worker.wsgi
-    setup_of(app).activate(app)
-    # Objects made at start-up live for the whole process: keep them out of the garbage
-    # collector's full passes, which otherwise cause delivery spikes with many SSE watchers.
-    gc.collect()
-    gc.freeze()
-    # Thousands of open SSE connections are thousands of long-lived greenlets, frames and
-    # sockets; each full pass walks them all (measured: 45-112 ms at 3,000 watchers, a stall
-    # for every watcher). Young generations stay as they are; full passes become ~100x rarer.
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 1000)
-
-
-def _worker_exit(server: Any, worker: Any) -> None:
-    # Hand running pulls back to the queue so the next start resumes them at once.
-    from ollama_deck import OllamaDeck
-
-    app = getattr(worker, "wsgi", None)
-    if app is not None:
-        OllamaDeck.shutdown(app)
+    exec_gunicorn(options, config)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import ipaddress
 import math
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -288,9 +289,15 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
     except RequestEntityTooLarge:
         end_connection()
         return _too_large(limit)
-    except ClientDisconnected:
+    except _cut_short_errors():
         if not expired.is_set():
             return error_response(400, "incomplete_body", "the client sent only part of the body")
+    except _malformed_body_errors() as exc:
+        if not expired.is_set():
+            end_connection()  # where its framing broke, the next request cannot be found
+            return error_response(
+                400, "malformed_body", f"the request body's chunked encoding is broken: {exc}"
+            )
     finally:
         cancel()
     if expired.is_set():
@@ -303,6 +310,27 @@ def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
 
 def _nothing() -> None:
     return None
+
+
+def _cut_short_errors() -> tuple[type[Exception], ...]:
+    """What a read of a body that ended early raises: werkzeug's ``ClientDisconnected``,
+    a reset connection, gunicorn's ``NoMoreData`` (chunked bodies)."""
+    errors: list[type[Exception]] = [ClientDisconnected, ConnectionError]
+    gunicorn_errors = sys.modules.get("gunicorn.http.errors")
+    if gunicorn_errors is not None:  # loaded wherever gunicorn serves
+        errors.append(gunicorn_errors.NoMoreData)
+    return tuple(errors)
+
+
+def _malformed_body_errors() -> tuple[type[Exception], ...]:
+    """What a read of a body whose chunked framing is broken raises (a bad chunk size,
+    extension or terminator, a malformed trailer): gunicorn's parse errors, the
+    ``OSError`` or ``ValueError`` of werkzeug's development server."""
+    errors: list[type[Exception]] = [ValueError, OSError]
+    gunicorn_errors = sys.modules.get("gunicorn.http.errors")
+    if gunicorn_errors is not None:
+        errors.append(gunicorn_errors.ParseException)
+    return tuple(errors)
 
 
 def call_later(seconds: float, action: Callable[[], None]) -> Callable[[], None]:

@@ -225,6 +225,13 @@ class DeckSetup:
                     state.bus.start()  # this process serves: its watchers need events
         return state
 
+    def end_streams(self) -> None:
+        """End every event stream of this process now (the server is stopping): each ends
+        cleanly and is counted out, instead of holding the stop until clients hang up."""
+        state = self._state
+        if state is not None:
+            state.hub.close()
+
     def close(self) -> None:
         with self._lock:
             state, self._state = self._state, None

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -43,6 +46,31 @@ def test_bare_command_prints_the_help_and_succeeds(runner):
     assert "Usage: ollama-deck" in result.output
     assert "serve" in result.output and "db" in result.output
     assert "``" not in result.output  # plain text, no RST
+
+
+def installed_script() -> str:
+    """The ``ollama-deck`` console script pip installed beside this interpreter."""
+    script = Path(sys.executable).parent / "ollama-deck"
+    if not script.exists():
+        pytest.skip("ollama-deck is not installed beside this interpreter (pip install -e .)")
+    return str(script)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "Usage: ollama-deck [OPTIONS] [COMMAND] [ARGS]..."),
+        (["--version"], f"ollama-deck {__version__}\n"),
+    ],
+    ids=["bare", "version"],
+)
+def test_the_installed_console_script(args, expected):
+    """As a user types it: help or the version, exit 0, plain text without RST markup."""
+    result = subprocess.run([installed_script(), *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(expected)
+    assert result.stderr == ""
+    assert "``" not in result.stdout and ":class:" not in result.stdout
 
 
 @pytest.mark.parametrize("args", [["serve", "--help"], ["db", "--help"], ["db", "upgrade", "-h"]])

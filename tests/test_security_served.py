@@ -263,3 +263,91 @@ def test_session_replay_after_logout_under_two_workers(two_workers, fake):
     assert pull.status_code == 401
     assert two_workers.get("/progress", headers=BEARER).json()["operations"] == []
     assert len(workers_seen(two_workers, BEARER)) == 2  # both were up all along
+
+
+# ---------------------------------------------------------------- what gunicorn refuses
+
+SERVE_LIMITS = {"line": 4094, "fields": 40, "field_size": 4096}  # ollama_deck/serving.py
+
+
+def request_head(*fields: bytes, target: bytes = b"/api/status") -> bytes:
+    lines = [b"GET " + target + b" HTTP/1.1", b"Host: 127.0.0.1", *fields]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def refusal(served, data: bytes) -> tuple[int, dict, dict]:
+    """Status, headers and JSON body of the answer to ``data``; the connection then ends."""
+    response, sock = exchange(served.url, data)
+    try:
+        body = json.loads(response.read())
+        assert sock.recv(1) == b""
+    finally:
+        sock.close()
+    return response.status, dict(response.getheaders()), body
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        # More header fields than any browser or proxy sends, no token: refused before the
+        # app could check the token (which would say 401).
+        (
+            request_head(*(b"X-Field-%d: v" % i for i in range(SERVE_LIMITS["fields"] + 1))),
+            431,
+            "headers_too_large",
+        ),
+        (request_head(b"X-Big: " + b"a" * SERVE_LIMITS["field_size"]), 431, "headers_too_large"),
+        (request_head(target=b"/" + b"a" * SERVE_LIMITS["line"]), 414, "request_line_too_long"),
+        (b"GARBAGE\r\n\r\n", 400, "malformed_request"),
+        (request_head(b"Bad Header"), 400, "malformed_request"),
+    ],
+    ids=["fields", "field-size", "request-line", "request-line-garbage", "header-garbage"],
+)
+def test_what_gunicorn_refuses_is_answered_in_json(served, data, status, code):
+    got, headers, body = refusal(served, data)
+    assert got == status
+    assert headers["Content-Type"] == "application/json"
+    assert body["error"]["code"] == code and body["error"]["message"]
+    assert served.get("/api/status", headers=BEARER).status_code == 200
+
+
+def test_the_header_limits_leave_room_for_a_browser(served):
+    """What a browser sends through a proxy: 30 fields, a 4 KB Cookie header among them."""
+    fields = {f"X-Proxy-{i}": "10.0.0.1" for i in range(12)}
+    fields["Cookie"] = "; ".join(f"app{i}=" + "c" * 390 for i in range(10))
+    fields["User-Agent"] = "Mozilla/5.0 " + "x" * 200
+    assert len(fields["Cookie"]) < SERVE_LIMITS["field_size"] - len("Cookie: \r\n")
+    response = served.get("/api/status", headers={**BEARER, **fields})
+    assert response.status_code == 200
+
+
+# ---------------------------------------------------------------- malformed chunked bodies
+
+CHUNKED_HEAD = (
+    b"POST /api/models/pull HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+    b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"zz\r\n{}\r\n0\r\n\r\n",  # a chunk size that is no number
+        b"-2\r\n{}\r\n0\r\n\r\n",  # a negative one
+        b"2\r\n{}XX0\r\n\r\n",  # a chunk not ended by CRLF
+        b"2;\x01\r\n{}\r\n0\r\n\r\n",  # a chunk extension with a control character
+        b"2\r\n{}\r\n0\r\nnot a trailer\r\n\r\n",  # a malformed trailer
+    ],
+    ids=["size", "negative", "terminator", "extension", "trailer"],
+)
+def test_a_malformed_chunked_body_is_a_400_not_a_500(served, body):
+    response, sock = exchange(served.url, CHUNKED_HEAD + body)
+    try:
+        assert response.status == 400
+        assert json.loads(response.read())["error"]["code"] == "malformed_body"
+        assert sock.recv(1) == b""  # its framing is broken: the connection ends
+    finally:
+        sock.close()
+    assert served.get("/progress", headers=BEARER).json()["operations"] == []
+    assert "Traceback" not in served.log.read_text()

@@ -14,6 +14,7 @@ from flask import request
 from .. import schemas as S
 from ..contracts import contract
 from ..contracts import parse_query
+from ..disconnect import watch_client
 from ..errors import BadRequest
 from ..errors import Conflict
 from ..errors import NotFound
@@ -184,6 +185,7 @@ def follow_for(op_id: str | None) -> Iterator[bytes]:
         op_id=op_id,
         last_event_id=_last_event_id(),
         max_replay=state.settings.replay_max_events,
+        watch=watch_client(request.environ),
     )
 
 

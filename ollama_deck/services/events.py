@@ -18,10 +18,19 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import AbstractContextManager
+from contextlib import nullcontext
 from typing import Any
 from typing import NamedTuple
 
 RETRY_MS = 3000
+
+
+class ClientGone(Exception):
+    """Raised into a stream waiting in :meth:`EventHub.wait` when its client has gone."""
+
+
+UNWATCHED: AbstractContextManager[Any] = nullcontext()
 
 
 class DeckEvent(NamedTuple):
@@ -118,9 +127,14 @@ class EventHub:
         start = position - offset
         return ring[max(start, 0) :], offset + len(ring), start < 0
 
-    def wait(self, position: int) -> bool:
+    def wait(self, position: int, parked: AbstractContextManager[Any] = UNWATCHED) -> bool:
         """Sleep until something is published after ``position`` (True), or the next
-        heartbeat tick (False): at most ``heartbeat_seconds``, sometimes less."""
+        heartbeat tick (False): at most ``heartbeat_seconds``, sometimes less.
+
+        ``parked`` is entered around the sleep alone: a watch of the client's connection
+        (``ollama_deck.disconnect``) that raises :class:`ClientGone` into the sleeper
+        when the client hangs up, and never while it does anything else.
+        """
         wakeup = self._wakeup  # taken first, so a publish right after still wakes us
         if self.position() > position:
             return True
@@ -128,7 +142,8 @@ class EventHub:
             return False
         if self._ticker is None:
             self._start_ticker()
-        wakeup.wait()
+        with parked:
+            wakeup.wait()
         return self.position() > position
 
     def _start_ticker(self) -> None:

@@ -5,16 +5,34 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
+from typing import Protocol
 
+from .events import ClientGone
 from .events import coalesce
 from .events import comment_frame
 from .events import DeckEvent
 from .events import EventHub
 from .events import retry_frame
+from .events import UNWATCHED
 from .feed import ChangeFeed
 
 # Sequence numbers (so at most this many events) read from the database at a time.
 REPLAY_PAGE = 100
+
+
+class ClientWatch(Protocol):
+    """Notices that a stream's client hung up (``ollama_deck.disconnect``): started with
+    the stream, stopped when it ends; entered around each wait for events, where it
+    raises :class:`ClientGone` once the client is gone."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc_info: Any) -> Any: ...
 
 
 def follow(
@@ -24,6 +42,7 @@ def follow(
     op_id: str | None = None,
     last_event_id: int | None = None,
     max_replay: int = 1000,
+    watch: ClientWatch | None = None,
 ) -> Iterator[bytes]:
     """SSE frames: first what the client lacks, then every change as it happens.
 
@@ -33,8 +52,10 @@ def follow(
     operation that changed since instead of the whole history: bounded work and memory per
     client, whatever id it sends. Then it follows the in-process hub: no database reads
     while it waits. A stream of one operation ends after that operation's final (``done``)
-    event. A client that went away is noticed at the next write, a heartbeat at the latest,
-    and its generator is closed.
+    event. A client that went away is noticed by ``watch`` while the stream waits (when
+    the server allows one), else at the next write, a heartbeat at the latest; either way
+    the stream ends and stops counting as a watcher. When the hub closes (the server
+    stops), every stream ends.
 
     The first database read happens here, before the response starts, so a database fault
     is an error response rather than a stream that breaks.
@@ -48,7 +69,8 @@ def follow(
     else:
         covered = max(feed.committed_seq(), last_event_id)
         pages = replay_pages(feed, last_event_id, covered, op_id, max_replay)
-    return _counted(hub, _frames(feed, hub, op_id, position, pages, covered, max_replay))
+    frames = _frames(feed, hub, op_id, position, pages, covered, max_replay, watch)
+    return _counted(hub, frames, watch)
 
 
 def replay_pages(
@@ -79,11 +101,15 @@ def _pages(
         start = end
 
 
-def _counted(hub: EventHub, frames: Iterator[bytes]) -> Iterator[bytes]:
+def _counted(hub: EventHub, frames: Iterator[bytes], watch: ClientWatch | None) -> Iterator[bytes]:
     hub.watching(1)
+    if watch is not None:
+        watch.start()
     try:
         yield from frames
-    finally:  # the server closes the generator when the client has gone
+    finally:  # the stream ended, or the server closed it when its client had gone
+        if watch is not None:
+            watch.stop()
         hub.watching(-1)
 
 
@@ -95,6 +121,7 @@ def _frames(
     pages: Iterator[list[DeckEvent]],
     covered: int,
     max_replay: int,
+    watch: ClientWatch | None,
 ) -> Iterator[bytes]:
     # Which worker serves this stream: with several, a reader can tell them apart.
     yield retry_frame() + comment_frame(f"worker {os.getpid()}")
@@ -104,9 +131,14 @@ def _frames(
         if op_id is not None and page[-1].final:
             return
         time.sleep(0)  # under gevent: let other requests run between pages
+    parked = watch if watch is not None else UNWATCHED
     while True:
-        if not hub.wait(position):
-            if hub.closed:  # the app is shutting down
+        try:
+            woken = hub.wait(position, parked)
+        except ClientGone:
+            return
+        if not woken:
+            if hub.closed:  # the server is stopping
                 return
             yield comment_frame()
             continue
