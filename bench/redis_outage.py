@@ -40,7 +40,7 @@ import common
 import requests
 
 MODEL = "outage:1"
-WATCHERS = 8
+WATCHERS = 4  # on each worker
 
 
 def start_redis(port: int) -> subprocess.Popen:
@@ -75,28 +75,37 @@ def start_fake() -> tuple[subprocess.Popen, str]:
 class Watchers:
     """SSE readers of /progress/stream; each arrival is stamped with its delay."""
 
-    def __init__(self, url: str, count: int) -> None:
+    def __init__(self, url: str, count: int, workers: int = 2) -> None:
+        """``count`` watchers on each of ``workers`` workers (the kernel decides where a
+        connection lands, so extra ones are opened and closed, a bounded number of times)."""
         self.delays: list[tuple[float, float]] = []  # (arrival, delay)
-        self.workers: set[str] = set()
+        self.workers: dict[str, int] = {}
         self.lock = threading.Lock()
         self.connections: list[http.client.HTTPConnection] = []
         port = int(url.rsplit(":", 1)[1])
-        for _ in range(count):
+        for _ in range(50 * count * workers):
+            if len(self.workers) == workers and min(self.workers.values()) >= count:
+                return
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             connection.request("GET", "/progress/stream")
-            self.connections.append(connection)
             response = connection.getresponse()
+            worker = ""
+            while not worker.startswith(": worker "):  # each stream names its worker first
+                worker = response.readline().decode().strip()
+            if self.workers.get(worker, 0) >= count:
+                connection.close()
+                continue
+            self.workers[worker] = self.workers.get(worker, 0) + 1
+            self.connections.append(connection)
             threading.Thread(target=self._read, args=(response,), daemon=True).start()
+        raise SystemExit(f"watchers landed on {self.workers}, not {count} on each of {workers}")
 
     def _read(self, response: http.client.HTTPResponse) -> None:
         # http.client reads a chunked body line by line as it arrives: no byte-sized reads.
         event = None
         try:
             while line := response.readline().decode():
-                if line.startswith(": worker "):
-                    with self.lock:
-                        self.workers.add(line[2:].strip())
-                elif line.startswith("event: "):
+                if line.startswith("event: "):
                     event = line[7:].strip()
                 elif line.startswith("data: ") and event == "log":
                     now = time.time()
@@ -165,7 +174,7 @@ def main() -> None:
                     f"max {worst * 1000:7.0f} ms; workers saying connected: "
                     f"{sum(states.values())} of {len(states)}"
                 )
-            print(f"watchers on workers: {sorted(watchers.workers)}")
+            print(f"watchers per worker: {watchers.workers}")
         finally:
             if watchers is not None:
                 watchers.close()

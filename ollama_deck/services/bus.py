@@ -169,7 +169,8 @@ class RedisBus:
 
     Redis's health is checked, not assumed: the listener pings it every ``ping_interval``
     and a Redis that does not answer within ``liveness_timeout`` (stopped, hung, behind a
-    dead network) counts as lost, like one that refuses connections. While it is lost,
+    dead network) counts as lost, like one that refuses connections; from ``gap_wait``
+    after an unanswered ping the database is read already. While it is lost,
     ``connected`` says so and events come from the database as with the poll bus: every
     ``fallback_interval``, and at once for this process's own commits, while the listener
     tries Redis again with backoff.
@@ -187,7 +188,7 @@ class RedisBus:
         gap_wait: float = 0.25,
         safety_interval: float = 2.0,
         fallback_interval: float = 0.5,
-        ping_interval: float = 1.0,
+        ping_interval: float = 0.5,
         liveness_timeout: float = 1.0,
     ) -> None:
         self.hub = hub
@@ -327,8 +328,12 @@ class RedisBus:
                 pubsub.ping()
                 ping_sent = last_ping = now
             own_late = self._own_since is not None and now - self._own_since >= self.gap_wait
-            if (self._gap_since is not None and now - self._gap_since >= self.gap_wait) or own_late:
-                self._safe_fill()  # a gap, or our own batch not echoed back: read it
+            # A ping unanswered for as long as a gap may stay open: Redis may be gone, so
+            # the database is read meanwhile, until the pong or the liveness timeout.
+            suspect = ping_sent is not None and now - ping_sent >= self.gap_wait
+            gap = self._gap_since is not None and now - self._gap_since >= self.gap_wait
+            if gap or own_late or suspect:
+                self._safe_fill()  # a gap, our own batch not echoed back, a silent Redis
             elif now - last_check >= self.safety_interval:
                 # A batch whose publish failed, and nothing after it to reveal the gap.
                 last_check = now
