@@ -337,11 +337,13 @@ class DeckSettings:
     # None: standalone, ollama_deck.db in the user's data directory (datadir.py); embedded
     # without db=, a SQLite file in the host app's instance folder (state.database_url).
     database_url: str | None = setting(None, "OLLAMA_DECK_DATABASE_URL", _text)
-    # Seconds to wait for Ollama to accept a connection / answer a short request.
+    # Seconds to wait for Ollama to accept a connection / start a chat reply (it loads the
+    # model first) and between the reply's words.
     connect_timeout: float = setting(5.0, "OLLAMA_DECK_CONNECT_TIMEOUT", _positive)
     request_timeout: float = setting(30.0, "OLLAMA_DECK_REQUEST_TIMEOUT", _positive)
-    # Seconds for the calls a page makes often (list, status, ps, show): past it the deck
-    # answers from its cache, so no page request waits for a hung Ollama.
+    # Seconds for what Ollama answers at once (list, status, ps, show, delete, unload, the
+    # check before a chat): past it the deck answers from its cache or with a 504, so no
+    # request waits long for a hung Ollama.
     quick_timeout: float = setting(3.0, "OLLAMA_DECK_QUICK_TIMEOUT", _positive)
     # A stream from Ollama that sends nothing at all for this long (Ollama sends a pull line
     # about every 60 ms): while a pull downloads it is a stall, reopened as below; while

@@ -37,6 +37,7 @@ from sqlalchemy.orm import mapped_column
 
 from .lifecycle import ACTIVE
 from .lifecycle import FINAL
+from .lifecycle import Status
 
 ACTIVE_STATUSES = ACTIVE  # names kept for the modules that import them from here
 FINAL_STATUSES = FINAL
@@ -99,15 +100,26 @@ class Operation(Base):
         # would rename them, and create_all would then make other names than the migrations.
         Index("ix_ollama_deck_operation_status", "status"),
         Index("ix_ollama_deck_operation_seq", "seq"),
-        # At most one active operation per (host, model), held by the database itself so
-        # it also holds across worker processes.
+        # Held by the database itself, so they also hold across worker processes. At most
+        # one operation per (host, model) that new requests join: an active one with no
+        # cancel asked for (a pull after a cancel makes a new one) ...
         Index(
-            "ollama_deck_one_active_per_model",
+            "ollama_deck_one_joinable_per_model",
             "host",
             "model_key",
             unique=True,
-            sqlite_where=status.in_(ACTIVE_STATUSES),
-            postgresql_where=status.in_(ACTIVE_STATUSES),
+            sqlite_where=status.in_(ACTIVE_STATUSES) & ~cancel_requested,
+            postgresql_where=status.in_(ACTIVE_STATUSES) & ~cancel_requested,
+        ),
+        # ... and at most one running: one stream from Ollama per model, so that new one
+        # waits queued until the cancelled stream has closed.
+        Index(
+            "ollama_deck_one_running_per_model",
+            "host",
+            "model_key",
+            unique=True,
+            sqlite_where=status == Status.RUNNING,
+            postgresql_where=status == Status.RUNNING,
         ),
     )
 

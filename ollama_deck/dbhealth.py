@@ -19,17 +19,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine
 from sqlalchemy import event
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import InterfaceError
@@ -57,7 +61,12 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     PoolTimeout,
     DisconnectionError,
 )
+log = logging.getLogger(__name__)
 SQLITE_BUSY = 5  # the primary result code of "database is locked"
+# The execution option of a transaction that must not wait for a lock (see no_lock_wait).
+NO_LOCK_WAIT = "ollama_deck_no_lock_wait"
+# PostgreSQL's bound on such a transaction's lock waits, in milliseconds.
+PG_LOCK_WAIT_MS = 100
 
 
 def harden_engine(engine: Engine, *, offload: bool = True) -> None:
@@ -79,6 +88,7 @@ def harden_engine(engine: Engine, *, offload: bool = True) -> None:
         event.listen(engine, "do_connect", guard.before_connect)
         event.listen(engine, "connect", guard.after_connect)
         event.listen(engine, "checkout", guard.checkout)
+        guard.guard_closing(engine.dialect)
     run = gevent_runner() if offload else None
     if run is not None:
         waits = LockWaits(run)
@@ -104,16 +114,58 @@ def _sqlite_error(context: ExceptionContext) -> None:
 
 
 class SqliteFile:
-    """Watches the SQLite file an engine opened."""
+    """Watches the SQLite file an engine opened.
+
+    Its shared-memory file (``-shm``, WAL's index) is mapped into memory by every
+    connection of the process and written through the map, even to read: once it cannot
+    be written (made immutable, say), the kernel answers such a write with SIGBUS, which
+    kills the process. So while it is not writable no connection is used, opened or
+    closed (closing the last one writes it too): each is set aside, and the database
+    answers 503 until the file is writable again.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.shm = path + "-shm"
         self.identity: tuple[int, int] | None = None  # the file first opened
+        self.set_aside: list[Any] = []  # driver connections not closed while -shm is not writable
+        self._lock = threading.Lock()
+
+    def shm_unwritable(self) -> bool:
+        """Whether the -shm file exists and cannot be written (one syscall when it can)."""
+        return not os.access(self.shm, os.W_OK) and os.path.exists(self.shm)
+
+    def shm_error(self) -> str:
+        return f"the database's shared-memory file is not writable ({self.shm})"
+
+    def guard_closing(self, dialect: Any) -> None:
+        """Set connections aside instead of closing them while -shm is not writable."""
+        close = dialect.do_close
+
+        def do_close(dbapi_connection: Any) -> None:
+            if self.shm_unwritable():
+                with self._lock:
+                    self.set_aside.append(dbapi_connection)
+                return
+            close(dbapi_connection)
+
+        dialect.do_close = do_close
+
+    def _close_set_aside(self) -> None:
+        with self._lock:
+            connections, self.set_aside = self.set_aside, []
+        for connection in connections:
+            try:
+                connection.close()
+            except sqlite3.Error:
+                pass
 
     def before_connect(
         self, _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
     ) -> None:
         """Open the file read-write without creating it, once it has existed."""
+        if self.shm_unwritable():  # opening reads the database, which writes -shm
+            raise sqlite3.OperationalError(self.shm_error())
         if not os.path.exists(self.path):
             if self.identity is not None:
                 raise sqlite3.OperationalError(
@@ -135,7 +187,12 @@ class SqliteFile:
         record.info[READ_ONLY] = not self.writable()
 
     def checkout(self, _dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        """Refuse a connection to a file that is gone, or a read-only one that can now write."""
+        """Refuse a connection to a file that is gone, or a read-only one that can now
+        write, or any while -shm is not writable (it is set aside, and a new one refused)."""
+        if self.shm_unwritable():
+            raise DisconnectionError(self.shm_error())
+        if self.set_aside:
+            self._close_set_aside()  # writable again: they may close now
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
@@ -223,24 +280,28 @@ class LockWaits:
         self.wait_ms = dbapi_conn.execute("PRAGMA busy_timeout").fetchone()[0] or self.wait_ms
         dbapi_conn.execute("PRAGMA busy_timeout=0")
 
-    def execute(self, cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
-        self._first_then_waiting(cursor.execute, cursor, statement, parameters)
+    def execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        self._first_then_waiting(context, cursor.execute, cursor, statement, parameters)
         return True
 
-    def execute_no_params(self, cursor: Any, statement: str, _context: Any) -> bool:
-        self._first_then_waiting(cursor.execute, cursor, statement)
+    def execute_no_params(self, cursor: Any, statement: str, context: Any) -> bool:
+        self._first_then_waiting(context, cursor.execute, cursor, statement)
         return True
 
-    def executemany(self, cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
-        self._first_then_waiting(cursor.executemany, cursor, statement, parameters)
+    def executemany(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        self._first_then_waiting(context, cursor.executemany, cursor, statement, parameters)
         return True
 
-    def _first_then_waiting(self, call: Callable[..., Any], cursor: Any, *args: Any) -> None:
+    def _first_then_waiting(
+        self, context: Any, call: Callable[..., Any], cursor: Any, *args: Any
+    ) -> None:
         try:
             call(*args)
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", 0) & 0xFF != SQLITE_BUSY:
                 raise
+            if context is not None and context.execution_options.get(NO_LOCK_WAIT):
+                raise  # a cache write: skipped rather than waited for
             self.run(self._waiting, call, cursor.connection, *args)
 
     def _waiting(self, call: Callable[..., Any], connection: Any, *args: Any) -> None:
@@ -249,6 +310,53 @@ class LockWaits:
             call(*args)
         finally:
             connection.execute("PRAGMA busy_timeout=0")
+
+
+@contextmanager
+def no_lock_wait(engine: Engine) -> Iterator[Connection]:
+    """A transaction that fails at once (OperationalError) where it would wait for a lock.
+
+    For writes that only cache something (the model list, Ollama's last status): a request
+    must never wait for them. SQLite's busy timeout is 0 for it, and it is not retried in
+    gevent's thread pool; PostgreSQL waits at most PG_LOCK_WAIT_MS for a row lock. The
+    caller skips the write; the next read tries again.
+    """
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{NO_LOCK_WAIT: True})
+        if engine.dialect.name != "sqlite":
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {PG_LOCK_WAIT_MS}")
+                yield conn
+            return
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+        raw.execute("PRAGMA busy_timeout=0")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            try:
+                raw.execute(f"PRAGMA busy_timeout={int(before)}")
+            except sqlite3.Error:
+                conn.invalidate()  # it will not be reused with the wrong timeout
+
+
+def log_skipped(what: str, exc: BaseException) -> None:
+    """Say that a cache write of ``what`` was skipped: quietly when the database was only
+    busy (it happens on every read while another process holds the lock)."""
+    reason = first_line(exc)
+    level = logging.DEBUG if is_busy(exc) else logging.WARNING
+    log.log(level, "ollama-deck did not cache %s: %s", what, reason)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a database error only says that another writer holds a lock."""
+    orig = getattr(exc, "orig", exc)
+    if isinstance(orig, sqlite3.OperationalError):
+        return getattr(orig, "sqlite_errorcode", 0) & 0xFF == SQLITE_BUSY
+    return getattr(orig, "sqlstate", None) == "55P03"  # PostgreSQL's lock_not_available
 
 
 # Write faults that a read (``SELECT 1``) does not show. SQLite primary result codes:

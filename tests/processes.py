@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from .harness import deck_command
 from .harness import ServerProcess
 from .helpers import free_port
+from .helpers import wait_until
 
 # Quick machinery so faults show within a test's patience (see tests/conftest.py).
 FAST_SETTINGS = {
@@ -73,6 +75,47 @@ class FakeOllamaProcess:
         self.start()
 
 
+class RedisProcess:
+    """A redis-server of the test's own on a free port (never the machine's shared one),
+    to stop, continue, kill and start again on the same port."""
+
+    def __init__(self) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.skip("the Redis outage tests need redis-server")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisProcess:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    return conn.recv(16).startswith(b"+PONG")
+            except OSError:
+                return False
+
+        wait_until(answers, timeout=10)
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            _stop_group(self.process, signal.SIGCONT)  # a stopped process dies as well
+            _stop_group(self.process, signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+
 class Deck(ServerProcess):
     """``ollama-deck serve`` in its own process group, talked to over HTTP."""
 
@@ -81,6 +124,8 @@ class Deck(ServerProcess):
         ollama_url: str,
         database_url: str,
         log_path: Path,
+        *,
+        workers: int = 1,
         **settings: Any,
     ) -> None:
         port = free_port()
@@ -95,6 +140,8 @@ class Deck(ServerProcess):
             ollama_url,
             "--database-url",
             database_url,
+            "--workers",
+            str(workers),
         )
         super().__init__(command, port=port, env=env, log=log_path, timeout=30)
         self.start()
@@ -140,7 +187,7 @@ class Deck(ServerProcess):
 
 @pytest.fixture
 def processes() -> Iterator[list[Any]]:
-    """Processes a test started (Deck, FakeOllamaProcess): all killed after it."""
+    """Processes a test started (Deck, FakeOllamaProcess, RedisProcess): all killed after it."""
     started: list[Any] = []
     yield started
     for process in started:

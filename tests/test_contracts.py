@@ -168,6 +168,9 @@ class StubClient:
         self.lines = lines
         self.fail = fail
 
+    def version(self) -> str:  # the quick check that Ollama answers, before a chat
+        return "0.0.0"
+
     @contextmanager
     def chat(self, model: str, messages: list[dict[str, Any]]) -> Iterator[Iterator[dict]]:
         def lines() -> Iterator[dict[str, Any]]:

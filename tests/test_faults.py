@@ -10,10 +10,13 @@ from __future__ import annotations
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+import requests
 
 from ollama_deck.testing import FakeOllama
 from ollama_deck.testing import PullScript
@@ -24,6 +27,7 @@ from .processes import FakeOllamaProcess
 from .processes import immutable
 from .processes import needs_root_and_chattr
 from .processes import processes  # noqa: F401 - a fixture
+from .processes import RedisProcess
 from .sse import SSEClient
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.fault]
@@ -132,8 +136,8 @@ def test_a_worker_that_booted_while_the_database_was_unwritable_heals(
 
 
 def test_shared_memory_file_made_unwritable_too(processes, tmp_path, fake):  # noqa: F811
-    """With -shm immutable the kernel may kill the worker (SIGBUS on its shared map): then
-    gunicorn starts another, which takes the pull over as soon as it can write."""
+    """With -shm immutable, a write through SQLite's shared map would be answered with
+    SIGBUS, killing the worker: the deck uses no connection meanwhile (503), and goes on."""
     needs_root_and_chattr(tmp_path)
     database = tmp_path / "deck.db"
     deck = start_deck(processes, tmp_path, fake.url, database)
@@ -141,13 +145,35 @@ def test_shared_memory_file_made_unwritable_too(processes, tmp_path, fake):  # n
     op = pull(deck, "m:1")
     wait_until(lambda: deck.op(op["id"])["percent"] > 0)
     workers = deck.pids()[1:]
+
+    def refused_or_died() -> bool:
+        if deck.pids()[1:] != workers:
+            return True
+        try:
+            return deck.get(f"/progress/{op['id']}").status_code == 503
+        except requests.RequestException:  # the worker died under the request
+            return True
+
     with immutable(database, shm=True):
-        fake.release("m:1")
-        wait_until(lambda: "m:1" in fake.installed() or deck.pids()[1:] != workers)
+        fake.release("m:1")  # the pull ends: its final write and heartbeats meet the map
+        wait_until(lambda: "m:1" in fake.installed())
+        wait_until(refused_or_died, timeout=30)
+        assert deck.pids()[1:] == workers, f"a worker died{deck.output()}"
+        for _ in range(20):
+            polled = deck.get(f"/progress/{op['id']}")
+            assert polled.status_code == 503, polled.text
+            assert polled.json()["error"]["code"] == "database_unavailable"
+        health = deck.get("/healthz")
+        assert health.status_code == 503 and health.json()["database"]["ok"] is False
+        assert deck.get("/api/status").status_code == 200  # needs no database
+        assert deck.pids()[1:] == workers, f"a worker died{deck.output()}"
     final = wait_final(deck, op["id"])
     assert final["status"] == "succeeded", final
     assert {"success", "pulled"} <= set(texts(final))
-    assert_no_500(deck)
+    assert final["attempts"] == 1, "the pull was taken over: its worker died"
+    assert deck.pids()[1:] == workers, f"a worker died{deck.output()}"
+    assert "SIGBUS" not in deck.output()
+    assert not any(s >= 500 and s != 503 for s in deck.statuses), deck.statuses
 
 
 def test_database_directory_removed(processes, tmp_path, fake):  # noqa: F811
@@ -173,6 +199,46 @@ def test_database_directory_removed(processes, tmp_path, fake):  # noqa: F811
     wait_until(lambda: "m:1" in fake.installed())
     assert deck.get("/healthz").status_code == 503
     assert not data.exists(), "the deck created a new database behind the operator's back"
+    assert_no_500(deck)
+
+
+LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+def test_database_locked_by_another_process_never_holds_reads(processes, tmp_path, fake):  # noqa: F811
+    """Another process holds SQLite's write lock and Ollama's state changed: status and the
+    model list would cache the change. Each call answers at once, skipping that write,
+    instead of waiting the busy timeout (30 s) in gevent's thread pool."""
+    database = tmp_path / "deck.db"
+    deck = start_deck(processes, tmp_path, fake.url, database)
+    fake.add_model("old:1")
+    assert deck.get("/api/models").status_code == 200  # caches the list and the status
+    assert deck.get("/api/status").json()["running"] == []
+    fake.add_model("new:1")
+    requests.post(fake.url + "/api/generate", json={"model": "old:1"}, timeout=5)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(database)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for _ in range(3):  # every call, not only the first
+            status = deck.get("/api/status", timeout=10).json()  # well under 30 s
+            assert [m["name"] for m in status["running"]] == ["old:1"]
+            models = deck.get("/api/models", timeout=10).json()
+            assert {m["name"] for m in models["models"]} == {"old:1", "new:1"}
+    finally:
+        holder.communicate("\n", timeout=10)
+    assert deck.get("/healthz").status_code == 200
     assert_no_500(deck)
 
 
@@ -209,6 +275,35 @@ def test_ollama_stopped_then_continued(processes, tmp_path):  # noqa: F811
     assert_no_500(deck)
 
 
+def test_ollama_hung_answers_504_within_the_quick_timeout(processes, tmp_path):  # noqa: F811
+    """Ollama accepts connections but never answers (SIGSTOP): delete, unload and chat give
+    up after the quick timeout (1 s here), not after the request or stall timeouts."""
+    ollama = FakeOllamaProcess("--model", "m:1").start()
+    processes.append(ollama)
+    deck = start_deck(
+        processes, tmp_path, ollama.url, tmp_path / "deck.db", OLLAMA_DECK_PULL_STALL_TIMEOUT=10
+    )
+    calls = [
+        ("DELETE", "/api/models/m:1", None),
+        ("POST", "/api/models/m:1/unload", None),
+        ("POST", "/api/chat", {"model": "m:1", "prompt": "hi"}),
+    ]
+    ollama.signal(signal.SIGSTOP)
+    try:
+        for method, path, body in calls:
+            response = deck.request(method, path, json=body)
+            assert response.status_code == 504, (path, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "ollama_timeout"
+            assert "did not answer for 1 s" in error["message"], (path, error)  # the quick one
+    finally:
+        ollama.signal(signal.SIGCONT)
+    # Continued, Ollama works through what waited for it (the delete too) and answers again.
+    wait_until(lambda: deck.get("/api/status").json()["reachable"])
+    assert deck.post("/api/chat", json={"model": "m:1", "prompt": "hi"}).status_code in (200, 404)
+    assert set(deck.statuses) <= {200, 404, 504}, deck.statuses
+
+
 def test_ollama_killed_then_restarted(processes, tmp_path):  # noqa: F811
     ollama = FakeOllamaProcess(
         "--allow", "m:1", "--allow", "q:1", "--layers", "3000000,1429", "--step", "20000",
@@ -217,13 +312,18 @@ def test_ollama_killed_then_restarted(processes, tmp_path):  # noqa: F811
     processes.append(ollama)
     deck = start_deck(processes, tmp_path, ollama.url, tmp_path / "deck.db")
     running = pull(deck, "m:1")
-    wait_until(lambda: deck.op(running["id"])["percent"] > 1)
+    before = wait_until(lambda: (s := deck.op(running["id"]))["percent"] > 1 and s)
 
     ollama.kill()
-    broken = wait_final(deck, running["id"])
-    assert broken["status"] == "failed"
-    assert "lost" in broken["error"] or "ended before" in broken["error"]
-    queued = pull(deck, "q:1")  # Ollama is down: it waits instead of failing at once
+    # The running pull waits for Ollama as a queued one does, instead of failing at once.
+    lost = wait_until(
+        lambda: (
+            "waiting for Ollama" in ((s := deck.op(running["id"], log=300))["message"] or "") and s
+        )
+    )
+    assert lost["status"] == "running"
+    assert any("was lost; waiting for it" in t for t in texts(lost))
+    queued = pull(deck, "q:1")
     waiting = wait_until(
         lambda: (
             "waiting for Ollama" in ((s := deck.op(queued["id"], log=300))["message"] or "") and s
@@ -233,9 +333,10 @@ def test_ollama_killed_then_restarted(processes, tmp_path):  # noqa: F811
     assert any("not reachable" in t for t in texts(waiting))
 
     ollama.start()  # same port
+    resumed = wait_final(deck, running["id"], timeout=60)
+    assert resumed["status"] == "succeeded", resumed
+    assert resumed["attempts"] == 1 and resumed["percent"] >= before["percent"]
     assert wait_final(deck, queued["id"], timeout=60)["status"] == "succeeded"
-    again = pull(deck, "m:1")  # and the failed one can be pulled again
-    assert wait_final(deck, again["id"], timeout=60)["status"] == "succeeded"
     assert_no_500(deck)
 
 
@@ -358,4 +459,92 @@ def test_flood_of_pulls_and_replays_stays_bounded(processes, tmp_path, fake):  #
             stream.close()
     single = SSEClient(f"{deck.url}/progress/{one}/stream", last_event_id=1).read_to_end()
     assert [e.event for e in single] == ["done"]
+    assert_no_500(deck)
+
+
+def bus_of_every_worker(deck: Deck, workers: int = 2) -> dict[int, dict]:
+    """Each worker's ``bus`` from /api/status, asked on fresh connections until all answered."""
+    seen: dict[int, dict] = {}
+
+    def all_answered() -> bool:
+        with requests.Session() as fresh:  # a new connection: any worker may take it
+            status = fresh.get(deck.url + "/api/status", timeout=10).json()
+        seen[status["pid"]] = status["bus"]
+        return len(seen) == workers
+
+    wait_until(all_answered, timeout=30, interval=0)
+    return seen
+
+
+def watchers_on_every_worker(deck: Deck, workers: int = 2) -> list[SSEClient]:
+    """One stream of every operation on each worker (each stream names its worker first)."""
+    found: dict[str, SSEClient] = {}
+    for _ in range(200):
+        watcher = SSEClient(deck.url + "/progress/stream", timeout=30, comments=True)
+        comment = watcher.next()
+        assert comment is not None and comment.comment.startswith("worker ")
+        if comment.comment in found:
+            watcher.close()
+        else:
+            found[comment.comment] = watcher
+        if len(found) == workers:
+            return list(found.values())
+    raise AssertionError(f"streams landed on only {len(found)} workers")
+
+
+def test_redis_outage_is_shown_and_events_come_from_the_database(processes, tmp_path, fake):  # noqa: F811
+    """Redis stopped (hung), then killed, then back: /api/status tells each time, and the
+    watchers of both workers get every event of a pull run by one of them throughout."""
+    redis = RedisProcess().start()
+    processes.append(redis)
+    deck = Deck(
+        fake.url,
+        sqlite_url(tmp_path / "deck.db"),
+        tmp_path / "deck.log",
+        workers=2,
+        OLLAMA_DECK_EVENT_BUS="redis",
+        OLLAMA_DECK_REDIS_URL=redis.url,
+        OLLAMA_DECK_POLL_SECONDS=0.2,
+    )
+    processes.append(deck)
+    deck.wait_ready()
+    wait_until(lambda: all(b["connected"] for b in bus_of_every_worker(deck).values()), 30)
+    watchers = watchers_on_every_worker(deck)
+
+    def every_watcher_sees_a_pull(model: str) -> None:
+        fake.allow_pull(model, PullScript(layers=LAYERS, step=100_000, interval=0.02))
+        op = pull(deck, model)
+        for watcher in watchers:
+            events = watcher.read_until(
+                lambda e: e.event == "done" and e.data["id"] == op["id"], timeout=30
+            )
+            ids = [e.id for e in events if e.id is not None]
+            assert ids == sorted(set(ids)), "events out of order or repeated"
+            seen = [
+                e.data["text"]
+                for e in events
+                if e.event == "log" and e.data["operation_id"] == op["id"]
+            ]
+            assert seen == texts(deck.op(op["id"], log=300)), f"{model}: a log line was missed"
+
+    def every_worker_says(connected: bool) -> bool:
+        buses = bus_of_every_worker(deck).values()
+        return all(b["connected"] is connected for b in buses)
+
+    try:
+        every_watcher_sees_a_pull("before:1")
+        redis.signal(signal.SIGSTOP)  # accepts connections, answers nothing
+        wait_until(lambda: every_worker_says(False), timeout=20)
+        buses = bus_of_every_worker(deck).values()
+        assert all(b["via"] == "database" and b["error"] for b in buses), buses
+        every_watcher_sees_a_pull("hung:1")
+        redis.kill()  # refuses connections
+        every_watcher_sees_a_pull("down:1")
+        assert every_worker_says(False)
+        redis.start()  # the same port
+        wait_until(lambda: every_worker_says(True), timeout=30)
+        every_watcher_sees_a_pull("back:1")
+    finally:
+        for watcher in watchers:
+            watcher.close()
     assert_no_500(deck)

@@ -584,3 +584,19 @@ def test_pausing_a_group_pauses_its_children_and_resume_resumes_them(
     assert fleet.post(f"/progress/{group['id']}/resume").status_code == 200
     assert finished(fleet, group["id"])["status"] == "succeeded"
     assert fleet.post(f"/progress/{group['id']}/cancel").status_code == 409  # it ended
+
+
+def test_a_child_never_joins_a_pull_being_cancelled(make_app, fake_ollama):
+    """A pull whose cancel was asked for still runs until its stream closes: a group's
+    child for that model is a new operation, and waits until then (one stream per model)."""
+    from ollama_deck.lifecycle import Kind
+
+    deck = deck_of(make_app(OLLAMA_DECK_START_RUNNER=False))
+    url = deck.runner.settings.host
+    first, _ = deck.runner.submit(Kind.PULL, "x:1")
+    assert deck.store.claim_next_queued("another-runner", 2)["id"] == first["id"]
+    assert deck.store.request_cancel(first["id"]) is not None
+    made = deck.runner.submit_group("x:1", [(Kind.PULL, "x:1", url)])
+    ((child, created),) = made.children
+    assert created and child["id"] != first["id"]
+    assert deck.store.claim_next_queued("another-runner", 2) is None  # not while it runs

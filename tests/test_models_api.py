@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+
+import requests
+
 from ollama_deck.testing import PullScript
 
 from .helpers import wait_until
@@ -115,3 +120,40 @@ def test_list_reflects_a_finished_pull(fake_ollama, live):
     op = live.post("/api/models/pull", json={"model": "m:1"}).json()
     wait_until(lambda: live.get(f"/progress/{op['id']}").json()["status"] == "succeeded")
     assert "m:1" in [m["name"] for m in live.get("/api/models").json()["models"]]
+
+
+def cached_names(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM ollama_deck_installed_model")}
+
+
+def test_a_locked_database_never_holds_status_or_the_list(fake_ollama, live, tmp_path):
+    """Another connection holds SQLite's write lock; Ollama's state changed, so both answers
+    would like to cache something. They answer at once and skip the write instead of
+    waiting for the busy timeout (30 s); the next answer after the lock stores it."""
+    fake_ollama.add_model("old:1")
+    assert live.get("/api/models").status_code == 200  # caches the list and the status
+    assert live.get("/api/status").json()["running"] == []
+    fake_ollama.add_model("new:1")
+    requests.post(fake_ollama.url + "/api/generate", json={"model": "old:1"}, timeout=5)
+
+    holder = sqlite3.connect(tmp_path / "deck.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    answers: dict[str, dict] = {}
+
+    def ask() -> None:
+        answers["status"] = live.get("/api/status").json()
+        answers["models"] = live.get("/api/models").json()
+
+    asking = threading.Thread(target=ask)
+    try:
+        asking.start()
+        wait_until(lambda: len(answers) == 2, timeout=10)  # the busy timeout is 30 s
+        assert [m["name"] for m in answers["status"]["running"]] == ["old:1"]
+        assert {m["name"] for m in answers["models"]["models"]} == {"old:1", "new:1"}
+        assert cached_names(holder) == {"old:1"}  # skipped, not written
+    finally:
+        holder.execute("ROLLBACK")
+        asking.join(60)
+    live.get("/api/models")  # unlocked: the change is cached now
+    assert cached_names(holder) == {"old:1", "new:1"}
+    holder.close()

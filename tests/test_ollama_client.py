@@ -132,3 +132,27 @@ def test_pull_refused(client):
 
 def test_base_url_trailing_slash_is_dropped():
     assert OllamaClient("http://h:1/").base_url == "http://h:1"
+
+
+@pytest.mark.parametrize(
+    ("call", "method", "path", "limit"),
+    [
+        (lambda c: c.delete("m:1"), "DELETE", "/api/delete", "1 s"),  # quick
+        (lambda c: c.generate("m:1", keep_alive=0, quick=True).__enter__(), "POST",
+         "/api/generate", "1 s"),  # an unload: quick
+        (lambda c: c.chat("m:1", []).__enter__(), "POST", "/api/chat", "2 s"),  # the request
+        (lambda c: c.pull("m:1").__enter__(), "POST", "/api/pull", "3 s"),  # the stall timeout
+    ],
+    ids=["delete", "unload", "chat", "pull"],
+)  # fmt: skip
+@responses.activate
+def test_each_call_waits_its_own_timeout_and_says_which(call, method, path, limit):
+    client = OllamaClient(
+        BASE, connect_timeout=1, quick_timeout=1, request_timeout=2, stall_timeout=3
+    )
+    responses.add(method, BASE + path, body=requests.ReadTimeout("slow"))
+    with pytest.raises(OllamaTimeout) as info:
+        call(client)
+    assert info.value.message.endswith(f"did not answer for {limit}")
+    (sent,) = responses.calls
+    assert sent.request.req_kwargs["timeout"][1] == float(limit.split()[0])

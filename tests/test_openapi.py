@@ -4,6 +4,8 @@ the document does not promise (Ollama's own 502/503/504)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import schemathesis
 from hypothesis import given
@@ -123,3 +125,63 @@ def test_the_document_says_which_registries_and_hosts_this_deck_takes(make_app, 
     assert document["components"]["schemas"]["PullRequest"]["not"] == {
         "required": ["host", "hosts"]
     }
+
+
+def test_answers_around_an_active_pull_match_the_document(fake_ollama, live):
+    """The gaps of the last review, checked against the served document (not the models it
+    is made from): an active pull in /api/models with its urls, both answers of a cancel
+    and its 409, and the schema of every event of an operation's stream."""
+    from ollama_deck import schemas
+    from ollama_deck.testing import PullScript
+
+    from .helpers import wait_until
+
+    fake_ollama.add_model("a:1")  # installed and pulled again: a model entry with a pull
+    fake_ollama.allow_pull("a:1", PullScript(layers=[400_000], step=10_000, hold_after=2))
+    raw = live.get("/api/openapi.json").json()
+    document = schemathesis.openapi.from_dict(raw)
+
+    def conforms(path: str, method: str, response) -> None:
+        declared = raw["paths"][path][method.lower()]["responses"]
+        assert str(response.status_code) in declared, f"{method} {path}: undeclared status"
+        document[path][method].validate_response(response)  # raises what does not fit
+
+    pulled = live.post("/api/models/pull", json={"model": "a:1"})
+    conforms("/api/models/pull", "POST", pulled)
+    op = pulled.json()
+    wait_until(lambda: live.get(f"/progress/{op['id']}").json()["percent"] > 0)
+    listing = live.get("/api/models")
+    conforms("/api/models", "GET", listing)  # Operation.urls is required there
+    (model,) = listing.json()["models"]
+    assert model["operation"]["urls"] == op["urls"]
+    assert [p["urls"] for p in listing.json()["pulls"]] == [op["urls"]]
+
+    cancelled = live.post(op["urls"]["cancel"])
+    assert cancelled.status_code in (200, 202)
+    conforms("/progress/{op_id}/cancel", "POST", cancelled)
+    wait_until(lambda: live.get(op["urls"]["progress"]).json()["active"] is False)
+    again = live.post(op["urls"]["cancel"])
+    assert again.status_code == 409
+    conforms("/progress/{op_id}/cancel", "POST", again)  # a 409 the document declares
+
+    paths = raw["paths"]
+    for path in ("/progress/stream", "/progress/{op_id}/stream"):
+        content = paths[path]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        declared = content["x-events"]
+        assert declared == {
+            name: {"$ref": f"#/components/schemas/{model.__name__}"}
+            for name, model in schemas.OPERATION_EVENTS.items()
+        }, path
+        assert all(ref["$ref"].rsplit("/", 1)[1] in raw["components"]["schemas"]
+                   for ref in declared.values())  # fmt: skip
+    body = live.get(op["urls"]["stream"] + "?last_event_id=0", timeout=15).content
+    events = [
+        (fields["event"], json.loads(fields["data"]))
+        for block in body.decode().split("\n\n")
+        if "event"
+        in (fields := dict(line.split(": ", 1) for line in block.splitlines() if ": " in line))
+    ]
+    assert {"log", "done"} <= {name for name, _ in events}
+    for name, data in events:
+        schemas.OPERATION_EVENTS[name].model_validate(data)
+    fake_ollama.release("a:1")

@@ -234,14 +234,34 @@ def test_error_line_mid_stream_fails(fake_ollama, drained):
     assert 0 < final["percent"] < 100
 
 
-def test_dropped_connection_fails(fake_ollama, drained):
-    deck = drained()
+def test_dropped_connection_fails_once_the_wait_is_over(fake_ollama, drained):
+    deck = drained(OLLAMA_DECK_OLLAMA_WAIT_SECONDS=0)
     fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, drop_after=5))
     op = deck.pull("m:1")
     deck.drain()
     final = deck.op(op["id"])
     assert final["status"] == "failed"
     assert "lost" in final["error"] or "ended before" in final["error"]
+
+
+def test_a_running_pull_waits_for_a_restarting_ollama_and_resumes(fake_ollama, live):
+    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=3))
+    op = start_pull(live, "m:1")
+    before = wait_until(lambda: (s := get_op(live, op["id"]))["percent"] > 0 and s)
+    fake_ollama.stop()  # cuts the stream: Ollama went away mid-pull
+    waiting = wait_until(
+        lambda: (
+            "waiting for Ollama" in ((s := get_op(live, op["id"], log=300))["message"] or "") and s
+        )
+    )
+    assert waiting["status"] == "running"
+    assert any("was lost; waiting for it" in t for t in log_texts(waiting))
+    assert waiting["percent"] >= before["percent"]
+    fake_ollama.start()  # the same port, and the partial blobs are still on its disk
+    final = wait_final(live, op["id"])
+    assert final["status"] == "succeeded", final
+    assert final["attempts"] == 1  # the same run went on: not failed, not re-queued
+    assert fake_ollama.pull_count("m:1") == 2
 
 
 def test_ollama_down_fails_clearly_once_the_wait_is_over(fake_ollama, drained):
@@ -293,6 +313,33 @@ def test_concurrent_pulls_of_one_model_share_one_operation(fake_ollama, live):
     fake_ollama.release("llama3.2:1b")
     assert wait_final(live, results[0]["id"])["status"] == "succeeded"
     assert fake_ollama.pull_count("llama3.2:1b") == 1
+
+
+def test_a_pull_right_after_a_cancel_in_another_process_is_a_new_operation(
+    fake_ollama, live, drained
+):
+    """The cancel lands on a process that does not run the pull (as on one of several
+    workers), so it can only ask; a pull right after must not join the one being cancelled."""
+    fake_ollama.allow_pull("m:1", PullScript(layers=LAYERS, step=10_000, hold_after=2))
+    old = start_pull(live, "m:1")
+    wait_until(lambda: get_op(live, old["id"])["percent"] > 0)
+    other = drained()  # a second deck on the same database, running nothing itself
+
+    cancel = other.client.post(f"/progress/{old['id']}/cancel")
+    assert cancel.status_code == 202 and cancel.json["cancel_requested"] is True
+    again = other.pull("m:1")
+    assert again["created"] is True and again["id"] != old["id"], again
+    assert again["status"] == "queued"
+    assert other.pull("m:1")["id"] == again["id"]  # the new one is what later pulls join
+
+    # The runner sees the request at its next heartbeat and closes the held stream.
+    assert wait_final(live, old["id"])["status"] == "cancelled"
+    fake_ollama.release("m:1")
+    assert wait_final(live, again["id"])["status"] == "succeeded"
+    assert fake_ollama.pull_count("m:1") == 2
+    store = other.deck.store
+    ended, started = store.get(old["id"])["finished_at"], store.get(again["id"])["started_at"]
+    assert started >= ended, "the new pull started before the cancelled stream closed"
 
 
 def test_third_pull_waits_queued_at_the_limit(fake_ollama, live):

@@ -67,6 +67,12 @@ class Deck(ServerProcess):
             ).scalar()
         return int(runner.split(":")[1]) if runner else None
 
+    def times(self, op_id: str, column: str = "started_at") -> float:
+        """When ``op_id`` started (or ``column``), as the database recorded it: exact."""
+        with self.engine.connect() as conn:
+            query = text(f"SELECT {column} FROM ollama_deck_operation WHERE id = :id")
+            return conn.execute(query, {"id": op_id}).scalar()
+
     def worker_pids(self) -> set[int]:
         """Pids of the workers seen answering; asked until every worker has answered."""
         seen: set[int] = set()
@@ -187,6 +193,36 @@ def test_the_concurrency_limit_holds_across_workers(deck, fake):
         ids = list(pool.map(pull, models))
     wait_until(lambda: all(deck.status_of(i) == "succeeded" for i in ids), timeout=90)
     assert fake.max_active_pulls == LIMIT  # used to the full, never beyond
+
+
+def test_a_pull_right_after_a_cancel_is_a_new_operation(deck, fake):
+    """Whichever worker takes the cancel and the next pull, the pull never joins the
+    operation being cancelled; it runs once the cancelled stream has closed."""
+
+    def post(path: str, body: dict | None = None) -> requests.Response:
+        with requests.Session() as fresh:  # each on its own connection, so on any worker
+            return fresh.post(deck.base + path, json=body, timeout=20)
+
+    def cancel_then_pull(attempt: int) -> None:
+        model = f"recancel{attempt}-{uuid.uuid4().hex[:6]}:latest"
+        fake.allow_pull(model, PullScript(layers=[2_000_000], step=20_000, hold_after=2))
+        old = post("/api/models/pull", {"model": model}).json()["id"]
+        wait_until(lambda: deck.get(f"/progress/{old}").json()["percent"] > 0, timeout=30)
+        assert post(f"/progress/{old}/cancel").status_code in (200, 202)
+        again = post("/api/models/pull", {"model": model})
+        assert again.status_code == 202, again.text
+        assert again.json()["created"] is True, f"try {attempt}: joined the cancelled pull"
+        new = again.json()["id"]
+        assert new != old
+        wait_until(lambda: deck.status_of(old) == "cancelled", timeout=30)
+        fake.release(model)
+        wait_until(lambda: deck.status_of(new) == "succeeded", timeout=60)
+        assert fake.pull_count(model) == 2
+        ended, started = deck.times(old, "finished_at"), deck.times(new)
+        assert started >= ended, "the new pull started before the cancelled stream closed"
+
+    for attempt in range(6):
+        cancel_then_pull(attempt)
 
 
 def test_watchers_on_every_worker_see_a_pull_run_by_another(deck, fake_b):

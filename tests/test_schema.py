@@ -417,8 +417,8 @@ def test_the_operators_migration_goes_down_and_up_again(sqlite_url):
 
 def test_the_fleets_migration_goes_down_and_keeps_the_one_active_rule(sqlite_url):
     """0006 adds a column to the operations table; going down drops it without copying
-    the table, which on SQLite would lose the partial index's WHERE (one active operation
-    per model, not one operation per model ever)."""
+    the table, which on SQLite would lose the partial indexes' WHERE (one joinable and one
+    running operation per model, not one operation per model ever)."""
     from alembic import command
     from alembic.config import Config
 
@@ -435,10 +435,10 @@ def test_the_fleets_migration_goes_down_and_keeps_the_one_active_rule(sqlite_url
     columns = [c["name"] for c in inspect(engine).get_columns("ollama_deck_operation")]
     assert "children" not in columns
     with engine.connect() as conn:
-        index = conn.execute(
-            text("SELECT sql FROM sqlite_master WHERE name = 'ollama_deck_one_active_per_model'")
-        ).scalar()
-    assert "WHERE status IN" in index
+        indexes = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE name LIKE 'ollama_deck_one_%_per_model'")
+        ).scalars()
+        assert sorted(" WHERE " in sql for sql in indexes) == [True, True]
     assert schema.upgrade(engine) == schema.head_revision() == "0006"
     engine.dispose()
 

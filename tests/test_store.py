@@ -17,6 +17,8 @@ from ollama_deck.services.runner import Runner
 from ollama_deck.services.runner import RunnerSettings
 from ollama_deck.services.store import OperationStore
 
+from .helpers import wait_until
+
 OP = Operation.__table__
 HOST = "http://127.0.0.1:1"
 
@@ -81,6 +83,100 @@ def test_a_finished_operation_frees_the_model(store):
         kind="pull", model="llama3.2:1b", model_key="llama3.2:1b", host=HOST
     )
     assert created and second["id"] != first["id"]
+
+
+def test_a_pull_after_a_cancel_request_is_new_and_waits_for_the_old_stream(store):
+    old = new_op(store, "m:1")
+    store.claim_next_queued("r1", limit=2)
+    assert store.request_cancel(old["id"]) is not None  # its stream is still open
+    other = new_op(store, "other:1")
+
+    fresh, created = store.create_or_join(kind="pull", model="m:1", model_key="m:1", host=HOST)
+    assert created and fresh["id"] != old["id"] and fresh["status"] == "queued"
+    joined, again = store.create_or_join(kind="pull", model="m:1", model_key="m:1", host=HOST)
+    assert (joined["id"], again) == (fresh["id"], False)  # the new one is joined, not the old
+    # One stream per model: the new pull waits while the cancelled one runs; others go on.
+    assert store.claim_next_queued("r2", limit=2)["id"] == other["id"]
+    assert store.claim_next_queued("r2", limit=3) is None
+    store.finish(old["id"], "r1", Status.CANCELLED, "cancelled")
+    assert store.claim_next_queued("r2", limit=3)["id"] == fresh["id"]
+    assert store.get(old["id"])["status"] == "cancelled"
+
+
+def test_the_database_refuses_two_running_operations_of_one_model(store, engine):
+    from sqlalchemy.exc import IntegrityError
+
+    old = new_op(store, "m:1")
+    store.claim_next_queued("r1", limit=2)
+    store.request_cancel(old["id"])
+    fresh = new_op(store, "m:1")
+    with pytest.raises(IntegrityError):  # as a claim that skipped the check would do
+        store._update(fresh["id"], {"status": "running", "runner_id": "r2"})
+    assert store.get(fresh["id"])["status"] == "queued"
+
+
+def test_an_orphan_whose_cancel_came_meanwhile_is_not_queued_again(store):
+    from ollama_deck.lifecycle import Orphan
+    from ollama_deck.lifecycle import OrphanReason
+
+    op = new_op(store, "m:1")
+    store.claim_next_queued("dead", limit=2)
+    orphan = Orphan(OrphanReason.NO_JOB, "dead", 0.0)  # judged before the cancel came
+    store.request_cancel(op["id"])
+    assert store.requeue_orphan(op["id"], orphan, note="x") is None
+    assert store.get(op["id"])["status"] == "running"  # the next recovery ends it cancelled
+
+
+def test_racing_pulls_after_a_cancel_request_make_one_new_operation(store, racing_stores):
+    old = new_op(store, "m:1")
+    store.claim_next_queued("r1", limit=2)
+    store.request_cancel(old["id"])
+    stores = racing_stores(6)
+    barrier = threading.Barrier(6)
+    results = []
+
+    def create(racer: OperationStore) -> None:
+        barrier.wait()
+        results.append(racer.create_or_join(kind="pull", model="m:1", model_key="m:1", host=HOST))
+
+    threads = [threading.Thread(target=create, args=(racer,)) for racer in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(results) == 6
+    ids = {row["id"] for row, _ in results}
+    assert len(ids) == 1 and old["id"] not in ids
+    assert sum(created for _, created in results) == 1
+
+
+def test_racing_batches_are_all_or_nothing_within_the_queue_bound(store, racing_stores):
+    from ollama_deck.errors import QueueFull
+
+    stores = racing_stores(4)
+    barrier = threading.Barrier(4)
+    outcomes = []
+
+    def create(index: int, racer: OperationStore) -> None:
+        models = [(f"b{index}-{i}:1", f"b{index}-{i}:1") for i in range(3)]
+        barrier.wait()
+        try:
+            racer.create_all(kind="update", models=models, host=HOST, max_queued=7)
+            outcomes.append(index)
+        except QueueFull:
+            outcomes.append(None)
+
+    threads = [threading.Thread(target=create, args=item) for item in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    made = [index for index in outcomes if index is not None]
+    assert len(outcomes) == 4 and len(made) == 2  # 3 + 3 fit in 7, a third batch does not
+    models = sorted(row["model"] for row in store.list())
+    assert models == sorted(f"b{index}-{i}:1" for index in made for i in range(3))
+    seqs = sorted(e.seq for e in ChangeFeed(store.engine).replay(0)[0])
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap in the sequence"
 
 
 @pytest.mark.parametrize("attempt", range(3))
@@ -228,3 +324,33 @@ def test_pull_end_to_end_on_this_database(fake_ollama, database_url, make_app, s
         lambda: (s := live.get(f"/progress/{op['id']}").json())["status"] == "succeeded" and s
     )
     assert final["percent"] == 100.0
+
+
+def test_a_cache_write_gives_up_at_once_on_a_held_lock(engine, database_url):
+    from sqlalchemy import text
+
+    from ollama_deck.services import modelcache
+
+    assert modelcache.remember(engine, HOST, [{"name": "a:1"}])
+    other = make_engine(database_url)
+    try:
+        with other.connect() as holder:
+            if other.dialect.name == "sqlite":
+                holder.exec_driver_sql("BEGIN IMMEDIATE")  # the whole file's write lock
+            else:
+                holder.begin()
+                holder.execute(text("SELECT * FROM ollama_deck_installed_model FOR UPDATE"))
+            # Without giving up it would wait 30 s (SQLite) or for ever (PostgreSQL).
+            answers: list[bool] = []
+            writer = threading.Thread(
+                target=lambda: answers.append(modelcache.remember(engine, HOST, [{"name": "b:1"}]))
+            )
+            writer.start()
+            wait_until(lambda: answers, timeout=10)
+            holder.rollback()
+            writer.join(60)
+    finally:
+        other.dispose()
+    assert answers == [False]
+    assert modelcache.remember(engine, HOST, [{"name": "b:1"}]) is True
+    assert [m["name"] for m in modelcache.cached(engine, HOST)[0]] == ["b:1"]

@@ -84,6 +84,30 @@ def test_update_joins_a_pull_that_is_running(fake_ollama, live):
     assert wait_final(live, pull["id"])["status"] == "succeeded"
 
 
+def test_update_past_the_queue_bound_creates_nothing(fake_ollama, make_app):
+    # No runner: nothing leaves the queue, so the bound is met exactly where the test says.
+    client = make_app(OLLAMA_DECK_MAX_QUEUED=4, OLLAMA_DECK_START_RUNNER=False).test_client()
+    names = [f"m{i}:1b" for i in range(5)]
+    for name in names:
+        fake_ollama.add_model(name)
+    pulled = client.post("/api/models/pull", json={"model": "m0:1b"}).json  # 1 queued
+    refused = client.post("/api/models/update")  # 4 more: one too many
+    assert refused.status_code == 429, refused.text
+    listed = client.get("/progress").json["operations"]
+    assert [op["id"] for op in listed] == [pulled["id"]], "a refused update left operations"
+    assert refused.json["error"]["code"] == "queue_full"
+    assert "4 more do not fit" in refused.json["error"]["message"]
+
+    # Three more fit; the one being pulled is joined and needs no room.
+    body = client.post("/api/models/update", json={"models": names[:4]}).json
+    assert len(body["ids"]) == 4 and body["ids"][0] == pulled["id"]
+    assert [op["created"] for op in body["operations"]] == [False, True, True, True]
+    assert {op["id"] for op in client.get("/progress").json["operations"]} == set(body["ids"])
+    full = client.post("/api/models/update", json={"models": names[4:]})
+    assert full.status_code == 429
+    assert len(client.get("/progress").json["operations"]) == 4
+
+
 def test_estimate_warns_only_for_what_will_not_fit(fake_ollama, live, monkeypatch):
     small = live.get("/api/estimate", params={"model": "llama3.2:1b"}).json()
     assert small["known"] is True and small["warn"] is False

@@ -14,7 +14,9 @@ the change feed (``services/feed.py``) it is built with. Three buses:
   process listens. Batches of different processes can arrive out of order (each publishes
   after its commit), so the listener releases events in sequence order: every committed
   sequence number belongs to exactly one event, so a missing number is an event on its way.
-  A gap that stays open, a lost connection or a silent Redis is filled from the database.
+  A gap that stays open is filled from the database. A Redis that refuses connections or
+  does not answer a ping in time is lost: until it is back, the process reads the database
+  as the poll bus does.
 
 Every bus delivers to the hub in increasing sequence order, which is what the streams'
 ``Last-Event-ID`` bookkeeping relies on.
@@ -80,14 +82,20 @@ class _Catcher:
         self.reader = reader
         self.max_behind = max_behind
         self.last = 0  # every event up to this sequence number is in the hub (or skipped)
+        self.begun = False
         self.fills = 0
 
     def begin(self) -> None:
         """Start from what is committed now: streams read the past from the database."""
         self.last = max(self.last, self.reader.committed_seq())
+        self.begun = True
 
     def fill(self) -> int:
-        """Publish what committed after ``last``; return the new ``last``."""
+        """Publish what committed after ``last``; return the new ``last``. Before
+        :meth:`begin` (its read failed), begin instead: the past is not the hub's."""
+        if not self.begun:
+            self.begin()
+            return self.last
         reader = self.reader
         upto = reader.committed_seq()
         if upto <= self.last:
@@ -157,7 +165,16 @@ class PollBus:
 
 
 class RedisBus:
-    """Several processes or machines: events through one Redis channel, in sequence order."""
+    """Several processes or machines: events through one Redis channel, in sequence order.
+
+    Redis's health is checked, not assumed: the listener pings it every ``ping_interval``
+    and a Redis that does not answer within ``liveness_timeout`` (stopped, hung, behind a
+    dead network) counts as lost, like one that refuses connections; from ``gap_wait``
+    after an unanswered ping the database is read already. While it is lost,
+    ``connected`` says so and events come from the database as with the poll bus: every
+    ``fallback_interval``, and at once for this process's own commits, while the listener
+    tries Redis again with backoff.
+    """
 
     name = "redis"
 
@@ -170,49 +187,83 @@ class RedisBus:
         *,
         gap_wait: float = 0.25,
         safety_interval: float = 2.0,
+        fallback_interval: float = 0.5,
+        ping_interval: float = 0.5,
+        liveness_timeout: float = 1.0,
     ) -> None:
         self.hub = hub
         self.url = url
         self.channel = channel
         self.gap_wait = gap_wait  # how long a missing sequence number may be on its way
         self.safety_interval = safety_interval  # how often the database is asked anyway
+        self.fallback_interval = fallback_interval  # database reads while Redis is lost
+        self.ping_interval = ping_interval
+        self.liveness_timeout = liveness_timeout  # a ping unanswered this long: Redis is lost
         self._catcher = _Catcher(hub, reader)
         self._pending: dict[int, DeckEvent] = {}
         self._gap_since: float | None = None
+        # Serialises the listener and the fallback reader: the hub gets events in order.
+        self._deliver = threading.Lock()
+        # The newest sequence number this process committed, and since when the hub
+        # lacks it: Redis echoes our own batches back, so one that stays away is a sign.
+        self._own_seq = 0
+        self._own_since: float | None = None
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._wake = threading.Event()  # our own commit while Redis is lost: read it now
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self.connected = False
+        self.error: str | None = "not connected yet"
         self.received = 0
+        self.last_seen: float | None = None  # when Redis last answered (monotonic)
 
     # -- publishing (runner and request threads) ----------------------------------
 
     def publish(self, events: list[DeckEvent]) -> None:
         """Queue a committed batch for Redis; never blocks a writer on the network."""
+        if events:
+            newest = max(e.seq for e in events)
+            if newest > self._own_seq:
+                self._own_seq = newest
+                if self._own_since is None:
+                    self._own_since = time.monotonic()
+        if not self.connected:
+            self._wake.set()  # the fallback reader brings it to our watchers now
+            return  # listeners elsewhere read the database too; nothing piles up here
         payload = [[e.seq, e.operation_id, e.kind, e.frame.decode()] for e in events]
         self._outbox.put(json.dumps(payload, separators=(",", ":")).encode())
 
     def _send(self) -> None:
         import redis
 
-        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis.from_url(
+            self.url,
+            socket_timeout=self.liveness_timeout,
+            socket_connect_timeout=self.liveness_timeout,
+        )
         while True:
             message = self._outbox.get()
             if message is None:
                 client.close()
                 return
+            if not self.connected:
+                continue  # lost meanwhile: listeners read the database
             try:
                 client.publish(self.channel, message)
             except redis.RedisError as exc:
                 # Not lost: it is committed, and listeners fill gaps from the database.
                 log.warning("ollama-deck: publishing to Redis failed: %s", exc)
 
-    # -- listening (one thread) -----------------------------------------------------
+    # -- listening (one thread) and the fallback (another) -------------------------
 
     def start(self) -> None:
         if self._threads:
             return
-        for target, name in ((self._send, "send"), (self._listen, "listen")):
+        for target, name in (
+            (self._send, "send"),
+            (self._listen, "listen"),
+            (self._fallback, "fallback"),
+        ):
             thread = threading.Thread(target=target, name=f"ollama-deck-bus-{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -224,21 +275,27 @@ class RedisBus:
         while not self._closed.is_set():
             pubsub = None
             try:
+                # Short socket timeouts: connecting to a hung Redis must fail in about the
+                # liveness timeout too, not block the listener for long.
                 client = redis.Redis.from_url(
-                    self.url, socket_timeout=self.safety_interval + 5, socket_connect_timeout=2
+                    self.url,
+                    socket_timeout=self.liveness_timeout,
+                    socket_connect_timeout=self.liveness_timeout,
                 )
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
                 if not self.connected:
                     log.info("ollama-deck: listening for events on Redis %s", self.channel)
-                self.connected, backoff = True, 0.5
-                self._catch_up()  # whatever committed while we were not listening
+                self.last_seen = time.monotonic()
+                with self._deliver:
+                    self._catch_up()  # whatever committed while we were not listening
+                    self.connected, self.error, backoff = True, None, 0.5
                 self._follow(pubsub)
             except redis.RedisError as exc:
                 if self.connected:
                     log.warning("ollama-deck: lost Redis (%s); reading the database meanwhile", exc)
-                self.connected = False
-                self._safe_fill()  # watchers catch up from the database meanwhile
+                self.connected, self.error = False, str(exc) or type(exc).__name__
+                self._wake.set()  # the fallback reader takes over at once
                 self._closed.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
@@ -249,22 +306,51 @@ class RedisBus:
                         pass
 
     def _follow(self, pubsub: Any) -> None:
-        last_check = time.monotonic()
+        import redis
+
+        last_check = last_ping = time.monotonic()
+        ping_sent: float | None = None
+        wait = min(self.gap_wait, self.safety_interval, self.ping_interval)
         while not self._closed.is_set():
-            message = pubsub.get_message(timeout=min(self.gap_wait, self.safety_interval))
-            if message is not None and message.get("type") == "message":
-                self.received += 1
-                self._offer(_decode(message["data"]))
+            message = pubsub.get_message(timeout=wait)
             now = time.monotonic()
-            if self._gap_since is not None and now - self._gap_since >= self.gap_wait:
-                self._safe_fill()
+            if message is not None:
+                self.last_seen, ping_sent = now, None  # anything from Redis: it is alive
+                if message.get("type") == "message":
+                    self.received += 1
+                    with self._deliver:
+                        self._offer(_decode(message["data"]))
+            if ping_sent is not None and now - ping_sent >= self.liveness_timeout:
+                raise redis.ConnectionError(
+                    f"Redis did not answer a ping within {self.liveness_timeout:g} s"
+                )
+            if ping_sent is None and now - last_ping >= self.ping_interval:
+                pubsub.ping()
+                ping_sent = last_ping = now
+            own_late = self._own_since is not None and now - self._own_since >= self.gap_wait
+            # A ping unanswered for as long as a gap may stay open: Redis may be gone, so
+            # the database is read meanwhile, until the pong or the liveness timeout.
+            suspect = ping_sent is not None and now - ping_sent >= self.gap_wait
+            gap = self._gap_since is not None and now - self._gap_since >= self.gap_wait
+            if gap or own_late or suspect:
+                self._safe_fill()  # a gap, our own batch not echoed back, a silent Redis
             elif now - last_check >= self.safety_interval:
                 # A batch whose publish failed, and nothing after it to reveal the gap.
                 last_check = now
                 self._safe_fill()
 
+    def _fallback(self) -> None:
+        """While Redis is lost, bring the hub up to the database as the poll bus does."""
+        while not self._closed.is_set():
+            self._wake.wait(self.fallback_interval)
+            self._wake.clear()
+            if not self.connected and not self._closed.is_set():
+                self._safe_fill()
+
     def _offer(self, events: list[DeckEvent]) -> None:
-        """Release events in sequence order; hold the rest until their turn comes."""
+        """Release events in sequence order; hold the rest until their turn comes.
+
+        Called with ``_deliver`` held."""
         last = self._catcher.last
         for event in events:
             if event.seq > last:
@@ -281,14 +367,18 @@ class RedisBus:
                 self._gap_since = time.monotonic()
         else:
             self._gap_since = None
+        if self._own_since is not None and last >= self._own_seq:
+            self._own_since = None
 
     def _catch_up(self) -> None:
-        if self._catcher.last == 0:
-            self._catcher.begin()
-        else:
-            self._safe_fill()
+        self._fill()  # or, the first time, begin from what is committed now
 
     def _safe_fill(self) -> None:
+        with self._deliver:
+            self._fill()
+
+    def _fill(self) -> None:
+        """Read what the hub lacks from the database (``_deliver`` held)."""
         try:
             last = self._catcher.fill()
         except Exception as exc:  # noqa: BLE001 - the database may be down too
@@ -300,13 +390,20 @@ class RedisBus:
 
     def close(self) -> None:
         self._closed.set()
+        self._wake.set()
         self._outbox.put(None)
 
     def describe(self) -> dict[str, Any]:
+        """The bus as it is now: ``connected`` only while Redis answers its pings, and
+        ``via`` how events reach this process's watchers (``redis`` or ``database``)."""
+        seen = self.last_seen
         return {
             "name": self.name,
             "channel": self.channel,
             "connected": self.connected,
+            "via": "redis" if self.connected else "database",
+            "error": self.error,
+            "last_seen_seconds": None if seen is None else round(time.monotonic() - seen, 1),
             "received": self.received,
             "database_reads": self._catcher.fills,
         }
@@ -331,7 +428,13 @@ def make_bus(
     """The bus the settings ask for (checked when the deck started)."""
     if settings.bus == "redis":
         assert settings.redis_url is not None  # DeckSettings refuses redis without a URL
-        return RedisBus(hub, feed, settings.redis_url, channel_for(database_url))
+        return RedisBus(
+            hub,
+            feed,
+            settings.redis_url,
+            channel_for(database_url),
+            fallback_interval=settings.poll_seconds,
+        )
     if settings.bus == "poll":
         return PollBus(hub, feed, interval=settings.poll_seconds)
     return LocalBus(hub)

@@ -14,11 +14,16 @@ from .ollama import OllamaClient
 
 
 def open_chat(client: OllamaClient, model: str, messages: list[dict[str, Any]]) -> Iterator[bytes]:
-    """Start the chat now, so a missing model or a down Ollama raises before any byte is sent.
+    """Start the chat now, so a missing model or a down or hung Ollama raises before any
+    byte is sent.
 
     Returns the SSE frames: ``token`` per piece of the reply, then ``done`` with Ollama's
     counters, or ``error`` if the stream fails after it started.
     """
+    # Ollama answers a chat only once the model is in memory, which can take a while, so
+    # the first word may wait for the stall timeout; a hung Ollama is found out here,
+    # within the quick timeout, instead (OllamaTimeout, 504).
+    client.version()
     stack = ExitStack()
     lines = stack.enter_context(client.chat(model, messages))
     return _frames(stack, lines, model)

@@ -245,7 +245,9 @@ class Job:
 
         A stream that stalls or crawls is closed and opened again (Ollama resumes from its
         partial files), up to ``pull_retries`` times in a row; one tracker spans them all,
-        so the percent never goes back.
+        so the percent never goes back. While Ollama cannot be reached, before the stream
+        or in its middle (a restart), the pull waits for it with backoff, up to
+        ``ollama_wait_seconds`` an outage, and then opens the stream again.
         """
         row = self.row
         host = row["host"]
@@ -258,9 +260,11 @@ class Job:
             note += f" (attempt {row['attempts']}, resuming)"
         limit = self.settings.pull_retries
         self.retries = 0
+        outage = self._outage()  # the wait left for an unreachable Ollama
+        completed_then = tracker.completed  # bytes when it was last lost: more, a new outage
         while True:
             try:
-                self._stream_pull(client, tracker, note)
+                self._stream_pull(client, tracker, note, outage)
                 break
             except Stalled as stall:
                 if self.retries >= limit:
@@ -272,6 +276,16 @@ class Job:
                     f"{stall.text}; closing the stream and opening it again "
                     f"(retry {self.retries} of {limit}; Ollama resumes its partial download)"
                 )
+            except OllamaUnavailable as lost:
+                # Not reachable, or the stream broke (Ollama restarting): wait for it as a
+                # queued pull does, then open the stream again.
+                if tracker.succeeded:  # lost after Ollama said success: nothing is missing
+                    break
+                if tracker.completed > completed_then:
+                    outage = self._outage()
+                completed_then = tracker.completed
+                self._wait_for_ollama(lost, tracker, outage)
+                note = "opening the stream again (Ollama resumes its partial download)"
         if self.cancel.is_set():
             raise Cancelled(tracker)
         if tracker.error is not None:
@@ -281,10 +295,14 @@ class Job:
             raise OperationFailed(message, message, tracker)
         return tracker
 
-    def _stream_pull(self, client: OllamaClient, tracker: PullProgress, note: str) -> None:
+    def _stream_pull(
+        self, client: OllamaClient, tracker: PullProgress, note: str, outage: Backoff
+    ) -> None:
         """One stream of Ollama's pull, fed into ``tracker`` until it ends; Stalled when it
         brought no new bytes (or too few) for a period, or nothing at all (a read timeout)
-        while downloading; Cancelled (with ``hold`` set) when the window closed."""
+        while downloading; Cancelled (with ``hold`` set) when the window closed;
+        OllamaUnavailable when Ollama stayed unreachable through ``outage`` or the
+        connection broke."""
         clock = self.clock
         self._check_window(tracker)
         message = "connecting to Ollama" if self.retries == 0 else "reopening the stream"
@@ -296,7 +314,7 @@ class Job:
         check_every = min(IDLE_INTERVAL, period / 4)
         try:
             with self._watched(tracker), ExitStack() as stack:
-                lines = self._open_pull(client, self.row["model"], tracker, stack)
+                lines = self._open_pull(client, self.row["model"], tracker, stack, outage)
                 self.attach(lines)
                 self.tracker = tracker
                 watch = FlowWatch(period, self.settings.crawl_bytes, clock(), tracker.completed)
@@ -380,26 +398,44 @@ class Job:
         tracker.complete()
         return tracker, done
 
-    def _open_pull(
-        self, client: OllamaClient, model: str, tracker: PullProgress, stack: ExitStack
-    ) -> Stream:
-        """Open Ollama's pull stream; while Ollama is not reachable, wait with backoff."""
-        backoff = Backoff(
+    def _outage(self) -> Backoff:
+        """The waits for an unreachable Ollama, from now: up to ``ollama_wait_seconds``."""
+        return Backoff(
             1.0, cap=MAX_WAIT_INTERVAL, seconds=self.settings.ollama_wait_seconds, clock=self.clock
         )
+
+    def _open_pull(
+        self,
+        client: OllamaClient,
+        model: str,
+        tracker: PullProgress,
+        stack: ExitStack,
+        outage: Backoff,
+    ) -> Stream:
+        """Open Ollama's pull stream; while Ollama is not reachable, wait with ``outage``."""
         while True:
             try:
                 return stack.enter_context(client.pull(model))
             except OllamaUnavailable as exc:
-                first = backoff.tries == 0
-                wait = backoff.next()
-                if wait is None or self.cancel.is_set():
-                    raise
-                note = [f"{exc.message}; waiting for it"] if first else []
-                message = f"waiting for Ollama: not reachable; next try in {wait:.0f} s"
-                self.write(tracker, note, message=message)
-                if self.cancel.wait(wait):
-                    raise Cancelled(tracker) from None
+                self._wait_for_ollama(exc, tracker, outage)
+
+    def _wait_for_ollama(
+        self, lost: OllamaUnavailable, tracker: PullProgress, outage: Backoff
+    ) -> None:
+        """Wait before trying Ollama again, with the backoff of this outage; ``lost``
+        again once ``ollama_wait_seconds`` have passed, Cancelled on a cancel or a
+        shutdown."""
+        if self.cancel.is_set():
+            raise Cancelled(tracker)
+        first = outage.tries == 0
+        wait = outage.next()
+        if wait is None:
+            raise lost
+        note = [f"{lost.message}; waiting for it"] if first else []
+        message = f"waiting for Ollama: not reachable; next try in {wait:.0f} s"
+        self.write(tracker, note, message=message)
+        if self.cancel.wait(wait):
+            raise Cancelled(tracker)
 
     def _load(self, client: OllamaClient) -> PullProgress:
         """Pull the model if it is missing, then have Ollama load it into memory."""

@@ -16,17 +16,19 @@ from sqlalchemy.exc import IntegrityError
 from ..db import InstalledModel
 from ..db import table_of
 from ..dbhealth import DATABASE_ERRORS
-from ..dbhealth import first_line
+from ..dbhealth import log_skipped
+from ..dbhealth import no_lock_wait
 
 CACHE = table_of(InstalledModel)
 log = logging.getLogger(__name__)
 
 
 def remember(engine: Engine, host: str, models: list[dict[str, Any]]) -> bool:
-    """Replace the cached list of ``host`` when it changed; False when the database failed.
+    """Replace the cached list of ``host`` when it changed; False when that was not done.
 
     Caching is a side effect of reading the list: a database fault is logged, never
-    passed on to the request that asked for the list.
+    passed on to the request that asked for the list, and a database locked by another
+    writer is not waited for (the next listing writes it).
     """
     fresh = {m.get("name") or m.get("model") or "": m for m in models}
     try:
@@ -37,7 +39,7 @@ def remember(engine: Engine, host: str, models: list[dict[str, Any]]) -> bool:
         if {r.name: json.loads(r.data) for r in rows} == fresh:
             return True  # unchanged: listing must not write
         now = time.time()
-        with engine.begin() as conn:
+        with no_lock_wait(engine) as conn:
             conn.execute(delete(CACHE).where(CACHE.c.host == host))
             if fresh:
                 conn.execute(
@@ -50,7 +52,7 @@ def remember(engine: Engine, host: str, models: list[dict[str, Any]]) -> bool:
     except IntegrityError:
         pass  # another worker refreshed it at the same moment: its copy is as good
     except DATABASE_ERRORS as exc:
-        log.warning("could not cache the model list of %s: %s", host, first_line(exc))
+        log_skipped(f"the model list of {host}", exc)
         return False
     return True
 

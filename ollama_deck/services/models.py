@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from ..dbhealth import DATABASE_ERRORS
-from ..dbhealth import first_line
+from ..dbhealth import log_skipped
 from ..errors import Conflict
 from ..errors import DeckError
 from ..errors import ModelNotFound
@@ -66,7 +66,10 @@ class ModelService:
             for r in self.store.list(statuses=ACTIVE)
             if r["host"] == self.host
         ]
-        active_by_key = {op["model"].lower(): op for op in active}
+        # Newest first: a pull made after a cancel, not the cancelled one winding down.
+        active_by_key: dict[str, dict[str, Any]] = {}
+        for op in active:
+            active_by_key.setdefault(op["model"].lower(), op)
         listed = []
         for model in models:
             name = model.get("name") or model.get("model") or ""
@@ -113,7 +116,7 @@ class ModelService:
         """Ask Ollama to free a model from memory now (keep-alive 0)."""
         model = parse_model_name(name)
         try:
-            with self.client.generate(model.display, keep_alive=0) as lines:
+            with self.client.generate(model.display, keep_alive=0, quick=True) as lines:
                 for line in lines:
                     if line.get("error"):
                         raise DeckError(str(line["error"]), code="ollama_error", status=502)
@@ -160,14 +163,16 @@ class ModelService:
         return {"host": self.store.host_names.get(self.host, self.host), "host_url": self.host}
 
     def _remember_status(self, seen: dict[str, Any]) -> None:
-        """Store the last answer, only when it changed; a database fault is only logged."""
+        """Store the last answer, only when it changed; a database fault is only logged,
+        and a locked database is not waited for (the next answer stores it)."""
         text = json.dumps(dict(seen, seen_at=None), sort_keys=True)
         if text == self._stored_status:  # the last one this process stored: no write
             return
+        value = json.dumps(dict(seen, seen_at=time.time()))
         try:
-            self.settings.set(self._status_key, json.dumps(dict(seen, seen_at=time.time())))
+            self.settings.set(self._status_key, value, wait=False)
         except DATABASE_ERRORS as exc:
-            log.warning("could not cache Ollama's status: %s", first_line(exc))
+            log_skipped("Ollama's status", exc)
             return
         self._stored_status = text
 

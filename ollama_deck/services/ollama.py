@@ -102,8 +102,12 @@ class OllamaClient:
         return self._json("GET", "/api/ps", quick=True).get("models") or []
 
     def delete(self, model: str) -> None:
-        """Delete an installed model; ModelNotFound if there is none by that name."""
-        self._request("DELETE", "/api/delete", {"model": model})
+        """Delete an installed model; ModelNotFound if there is none by that name.
+
+        Quick: Ollama removes a manifest and unlinks blobs, so a delete that takes longer
+        means a hung Ollama, and the user gets the 504 now rather than in 30 s.
+        """
+        self._request("DELETE", "/api/delete", {"model": model}, quick=True)
 
     # -- streams --------------------------------------------------------------------
 
@@ -114,21 +118,31 @@ class OllamaClient:
         Leaving the ``with`` block closes the connection, which makes Ollama stop the
         download (it keeps the partial blobs, so the next pull resumes).
         """
-        with self._stream("POST", "/api/pull", {"model": model, "stream": True}) as lines:
+        body = {"model": model, "stream": True}
+        with self._stream("POST", "/api/pull", body, limit=self.stall_timeout) as lines:
             yield lines
 
     @contextmanager
-    def generate(self, model: str, **fields: Any) -> Iterator[Stream]:
-        """Stream ``/api/generate``; with no prompt it only loads (or unloads) the model."""
+    def generate(self, model: str, *, quick: bool = False, **fields: Any) -> Iterator[Stream]:
+        """Stream ``/api/generate``; with no prompt it only loads (or unloads) the model.
+
+        ``quick`` bounds every read by the quick timeout: for what Ollama answers at once
+        (an unload), not for a load, which waits for the model to be read from disk.
+        """
         body = {"model": model, "stream": True, **fields}
-        with self._stream("POST", "/api/generate", body) as lines:
+        limit = self.quick_timeout if quick else self.stall_timeout
+        with self._stream("POST", "/api/generate", body, limit=limit) as lines:
             yield lines
 
     @contextmanager
     def chat(self, model: str, messages: list[dict[str, Any]]) -> Iterator[Stream]:
-        """Stream ``/api/chat`` replies for ``messages``."""
+        """Stream ``/api/chat`` replies for ``messages``.
+
+        Each read waits up to the request timeout: Ollama sends nothing until the model is
+        in memory, which is slower than a quick call, but a chat is a person waiting.
+        """
         body = {"model": model, "messages": messages, "stream": True}
-        with self._stream("POST", "/api/chat", body) as lines:
+        with self._stream("POST", "/api/chat", body, limit=self.request_timeout) as lines:
             yield lines
 
     # -- plumbing -------------------------------------------------------------------
@@ -165,28 +179,26 @@ class OllamaClient:
         return response
 
     @contextmanager
-    def _stream(self, method: str, path: str, body: dict) -> Iterator[Stream]:
+    def _stream(self, method: str, path: str, body: dict, *, limit: float) -> Iterator[Stream]:
+        """An NDJSON stream whose every read (the first included) waits up to ``limit``."""
         url = self.base_url + path
+        connect = min(self.connect_timeout, limit)
         started = time.perf_counter()
         try:
             response = self.session.request(
-                method,
-                url,
-                json=body,
-                stream=True,
-                timeout=(self.connect_timeout, self.stall_timeout),
+                method, url, json=body, stream=True, timeout=(connect, limit)
             )
         except requests.RequestException as exc:
             self.observe(path, time.perf_counter() - started, False)
-            raise self._connection_error(exc) from exc
+            raise self._connection_error(exc, limit=limit, connect=connect) from exc
         self.observe(path, time.perf_counter() - started, True)  # until it began to answer
         try:
             self._raise_for_status(response)
-            yield Stream(response, self._lines(response))
+            yield Stream(response, self._lines(response, limit))
         finally:
             response.close()
 
-    def _lines(self, response: requests.Response) -> Iterator[dict[str, Any]]:
+    def _lines(self, response: requests.Response, limit: float) -> Iterator[dict[str, Any]]:
         # NDJSON is UTF-8: decoding each chunk once is cheaper than json.loads on bytes,
         # which detects the encoding and decodes line by line. Split on "\n" only:
         # str.splitlines would also split on characters like U+0085 inside a string.
@@ -204,7 +216,7 @@ class OllamaClient:
                         text = f"Ollama sent a line that is not JSON: {raw[:200]!r}"
                         raise OllamaError(text) from exc
         except requests.RequestException as exc:
-            raise self._connection_error(exc, during_stream=True) from exc
+            raise self._connection_error(exc, during_stream=True, limit=limit) from exc
 
     def _connection_error(
         self,

@@ -315,6 +315,36 @@ class Runner:
                 log.warning("dispatch after a group failed: %s", first_line(exc))
         return made
 
+    def submit_all(
+        self, kind: Kind, models: list[str], host: str | None = None
+    ) -> list[tuple[dict[str, Any], bool]]:
+        """Start (or join) an operation for each of ``models`` at once: all of them, or,
+        when the new ones do not fit in the queue, none (QueueFull, 429). As in
+        :meth:`submit`, each name's registry is checked first, and pulls and updates wait
+        ``scheduled`` while their host's download window is closed."""
+        names = [parse_model_name(model) for model in models]
+        for name in names:
+            check_registry(name, self.settings.allowed_registries)
+        url = host or self.settings.host
+        starts_at, note = None, None
+        if kind in WINDOWED:
+            starts_at, note = self._start_of(url, None, self.wall())
+        results = self.store.create_all(
+            kind=kind,
+            models=[(name.display, name.key) for name in names],
+            host=url,
+            max_queued=self.settings.max_queued,
+            starts_at=starts_at,
+            schedule_note=note,
+        )
+        if any(created for _, created in results):
+            try:  # accepted and recorded: as in submit, a fault here is not the answer
+                self.dispatch()
+                results = [(self.store.get(r["id"]) or r, c) for r, c in results]
+            except DATABASE_ERRORS as exc:
+                log.warning("dispatch after submit failed: %s", first_line(exc))
+        return results
+
     def cancel(self, op_id: str) -> dict[str, Any]:
         """Cancel a queued or running operation; returns its row as it is now.
 

@@ -12,6 +12,7 @@ from sqlalchemy import update
 
 from ..db import Setting
 from ..db import table_of
+from ..dbhealth import no_lock_wait
 
 SETTING = table_of(Setting)
 ACTIVE_MODEL = "active_model"
@@ -27,10 +28,14 @@ class SettingStore:
         with self.engine.connect() as conn:
             return conn.execute(select(SETTING.c.value).where(SETTING.c.key == key)).scalar()
 
-    def set(self, key: str, value: str | None) -> None:
-        """Store ``value`` under ``key``; None removes it."""
+    def set(self, key: str, value: str | None, *, wait: bool = True) -> None:
+        """Store ``value`` under ``key``; None removes it.
+
+        Without ``wait`` (a cached value), OperationalError at once where it would wait
+        for another writer's lock.
+        """
         now = time.time()
-        with self.engine.begin() as conn:
+        with self.engine.begin() if wait else no_lock_wait(self.engine) as conn:
             if value is None:
                 conn.execute(delete(SETTING).where(SETTING.c.key == key))
                 return

@@ -69,7 +69,6 @@ from .webhooks import Outbox
 OP = table_of(Operation)
 LOG = table_of(OperationLog)
 MEMBER = table_of(GroupMember)
-RUNNING = OP.alias("running")
 # Read with a changed row: whether some group counts it as a child (then the group follows).
 IN_GROUP = select(MEMBER.c.group_id).where(MEMBER.c.operation_id == OP.c.id).exists()
 GROUPED = "in_group"
@@ -87,6 +86,7 @@ FORGETTABLE = OP.c.status.in_(FINAL_STATUSES) & OP.c.id.notin_(
 )
 # Waiting to start: what OLLAMA_DECK_MAX_QUEUED bounds (scheduled ones will be queued).
 WAITING_TO_START = (Status.QUEUED, Status.SCHEDULED)
+RUNNING = OP.alias("running")
 # Built once: the hot reads of polling skip SQLAlchemy's statement construction.
 SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
 ONE_OP = select(*OPERATION_ROW).where(OP.c.id == bindparam("op_id"))
@@ -138,6 +138,7 @@ class GroupCreated:
 Rows = list[dict[str, Any]]
 Ids = list[str]
 Events = list[DeckEvent]
+Joined = list[tuple[dict[str, Any], bool]]  # each row, and whether it was created
 
 
 class Publisher(Protocol):
@@ -255,8 +256,22 @@ class OperationStore:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def active_for(self, host: str, model_key: str) -> dict[str, Any] | None:
+        """An operation queued or running for the model (one being cancelled too)."""
         query = select(*OPERATION_ROW).where(
             OP.c.host == host, OP.c.model_key == model_key, OP.c.status.in_(ACTIVE_STATUSES)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    def joinable_for(self, host: str, model_key: str) -> dict[str, Any] | None:
+        """The operation a new request for the model joins: an active one with no cancel
+        asked for. One being cancelled is never joined: it ends ``cancelled``."""
+        query = select(*OPERATION_ROW).where(
+            OP.c.host == host,
+            OP.c.model_key == model_key,
+            OP.c.status.in_(ACTIVE_STATUSES),
+            OP.c.cancel_requested.is_(False),
         )
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
@@ -298,21 +313,92 @@ class OperationStore:
         ``schedule_note``, what its message says); IntegrityError if one is already active
         for the model, QueueFull if ``max_queued`` operations wait to start already."""
         now = time.time()
-        op_id = str(uuid.uuid4())
         with self._write_lock, self.engine.connect() as conn:
             # Taking the sequence first serialises creators (the counter row's lock), so
             # the queue bound holds across processes too.
             first = self._take_seq(conn, 2)
             if max_queued is not None:
-                _check_room(conn, 1, max_queued)
-            spec = ChildSpec(
-                Kind(kind), model, model_key, host, not_before, starts_at, schedule_note
+                self._check_room(conn, max_queued, 1)
+            log = self._insert_waiting(
+                conn,
+                first,
+                kind=kind,
+                model=model,
+                model_key=model_key,
+                host=host,
+                now=now,
+                not_before=not_before,
+                starts_at=starts_at,
+                schedule_note=schedule_note,
             )
-            log = _insert_child(conn, op_id, spec, first, now)
-            row = dict(conn.execute(ONE_OP, {"op_id": op_id}).mappings().one())
+            row = dict(conn.execute(ONE_OP, {"op_id": log["operation_id"]}).mappings().one())
             conn.commit()
             self.bus.publish([log_event(log), operation_event(row, self.host_names)])
         return row
+
+    def create_all(
+        self,
+        *,
+        kind: str,
+        models: Iterable[tuple[str, str]],
+        host: str,
+        max_queued: int | None = None,
+        starts_at: float | None = None,
+        schedule_note: str | None = None,
+    ) -> Joined:
+        """For each (model, model_key): the operation joinable for it (and False), else a
+        new one (and True), queued or scheduled as :meth:`create` makes it, in one
+        transaction.
+
+        All or nothing: QueueFull, and nothing created, when the new ones do not fit in
+        ``max_queued``, so a caller never gets a refusal after some were made.
+        """
+        wanted = list(dict((key, model) for model, key in models).items())  # one per key
+        now = time.time()
+        with self._write_lock, self.engine.connect() as conn:
+            # Locks the counter row without taking a number: how many we need is known only
+            # once we know which to join, and the sequence must have no gaps (see bus.py).
+            self._take_seq(conn, 0)
+            query = select(*OPERATION_ROW).where(
+                OP.c.host == host,
+                OP.c.model_key.in_([key for key, _ in wanted]),
+                OP.c.status.in_(ACTIVE_STATUSES),
+                OP.c.cancel_requested.is_(False),
+            )
+            joined = {r["model_key"]: dict(r) for r in conn.execute(query).mappings()}
+            new = [(key, model) for key, model in wanted if key not in joined]
+            if max_queued is not None and new:
+                self._check_room(conn, max_queued, len(new))
+            logs = []
+            if new:
+                first = self._take_seq(conn, 2 * len(new))
+                for index, (key, model) in enumerate(new):
+                    log = self._insert_waiting(
+                        conn,
+                        first + 2 * index,
+                        kind=kind,
+                        model=model,
+                        model_key=key,
+                        host=host,
+                        now=now,
+                        starts_at=starts_at,
+                        schedule_note=schedule_note,
+                    )
+                    logs.append(log)
+            made: dict[str, dict[str, Any]] = {}
+            if logs:
+                ids = [log["operation_id"] for log in logs]
+                query = select(*OPERATION_ROW).where(OP.c.id.in_(ids))
+                made = {r["model_key"]: dict(r) for r in conn.execute(query).mappings()}
+            conn.commit()
+            if logs:
+                by_id = {row["id"]: row for row in made.values()}
+                events: Events = []
+                for log in logs:  # in sequence order: each log line, then its operation
+                    row = by_id[log["operation_id"]]
+                    events += [log_event(log), operation_event(row, self.host_names)]
+                self.bus.publish(events)
+        return [(joined[key], False) if key in joined else (made[key], True) for key, _ in wanted]
 
     def create_group(
         self,
@@ -324,8 +410,9 @@ class OperationStore:
     ) -> GroupCreated:
         """A group of kind ``group`` over ``children``, created with them in one transaction.
 
-        A child whose model already has an active operation on its host joins it when
-        :func:`~..lifecycle.may_join` allows (as it is: a paused one stays paused);
+        A child whose model already has a joinable operation on its host (active, no cancel
+        asked for) joins it when :func:`~..lifecycle.may_join` allows (as it is: a paused
+        one stays paused);
         otherwise the whole group is refused (Conflict), or with ``skip_busy`` that child
         is left out (``skipped``). QueueFull when the new children do not fit in
         ``max_queued``: nothing is created then. Created in one transaction with its
@@ -339,7 +426,7 @@ class OperationStore:
             self._take_seq(conn, 0)  # the counter's lock: no other writer moves from here
             planned: list[tuple[ChildSpec, dict[str, Any] | None]] = []
             for spec in dict.fromkeys(children):  # one child per (kind, model, host)
-                active = _active_on(conn, spec.host, spec.model_key)
+                active = _joinable_on(conn, spec.host, spec.model_key)
                 if active is not None and not may_join(spec.kind, active["kind"]):
                     if skip_busy:
                         outcome.skipped.append((spec, active))
@@ -356,7 +443,7 @@ class OperationStore:
                 return outcome
             fresh = sum(1 for _, active in planned if active is None)
             if max_queued is not None and fresh:
-                _check_room(conn, fresh, max_queued)
+                self._check_room(conn, max_queued, fresh)
             seq = self._take_seq(conn, 2 * fresh + 2)
             logs: Rows = []
             ids: Ids = []
@@ -364,9 +451,20 @@ class OperationStore:
                 if active is not None:
                     ids.append(active["id"])
                     continue
-                child_id = str(uuid.uuid4())
-                logs.append(_insert_child(conn, child_id, spec, seq, now))
-                ids.append(child_id)
+                log = self._insert_waiting(
+                    conn,
+                    seq,
+                    kind=spec.kind,
+                    model=spec.model,
+                    model_key=spec.model_key,
+                    host=spec.host,
+                    now=now,
+                    not_before=spec.not_before,
+                    starts_at=spec.starts_at,
+                    schedule_note=spec.schedule_note,
+                )
+                logs.append(log)
+                ids.append(log["operation_id"])
                 seq += 2
             rows = [dict(conn.execute(ONE_OP, {"op_id": i}).mappings().one()) for i in ids]
             state = aggregate(rows, self.host_names)
@@ -424,7 +522,11 @@ class OperationStore:
     ) -> tuple[dict[str, Any], bool]:
         """The new operation and True, or the one already active for the model and False
         (paused or scheduled too: joining changes nothing of it). ``schedule``: the
-        scheduling arguments of :meth:`create`."""
+        scheduling arguments of :meth:`create`.
+
+        An operation whose cancel was asked for is not joined: the new one waits until
+        its stream has closed (see :meth:`claim_next_queued`).
+        """
         for _ in range(3):
             try:
                 row = self.create(
@@ -437,12 +539,12 @@ class OperationStore:
                 )
                 return row, True
             except QueueFull:
-                existing = self.active_for(host, model_key)  # joining needs no room
+                existing = self.joinable_for(host, model_key)  # joining needs no room
                 if existing is None:
                     raise
                 return existing, False
             except IntegrityError:
-                existing = self.active_for(host, model_key)
+                existing = self.joinable_for(host, model_key)
                 if existing is not None:
                     return existing, False
                 # It finished between our insert and our read: try again.
@@ -750,7 +852,11 @@ class OperationStore:
         return self._update(op_id, fields, [note], where=where)
 
     def requeue_orphan(self, op_id: str, orphan: Orphan, *, note: str) -> dict[str, Any] | None:
-        """running -> queued for an operation nobody runs: the next runner resumes it."""
+        """running -> queued for an operation nobody runs: the next runner resumes it.
+
+        Not once a cancel was asked for (it may come after the caller read the row): the
+        next recovery ends that one as cancelled instead.
+        """
         fields = {
             "status": Status.QUEUED,
             "runner_id": None,
@@ -758,7 +864,12 @@ class OperationStore:
             "speed": None,
             "eta_seconds": None,
         }
-        where = [OP.c.status == Status.RUNNING, OP.c.paused_by.is_(None), _still_orphan(orphan)]
+        where = [
+            OP.c.status == Status.RUNNING,
+            OP.c.paused_by.is_(None),
+            OP.c.cancel_requested.is_(False),
+            _still_orphan(orphan),
+        ]
         return self._update(op_id, fields, [note], where=where)
 
     def record_progress(
@@ -835,13 +946,16 @@ class OperationStore:
         self, runner_id: str, limit: int, *, closed_hosts: Iterable[str] = ()
     ) -> dict[str, Any] | None:
         """Atomically move the oldest queued operation to running, if fewer than ``limit``
-        run on its Ollama host and that host is not in ``closed_hosts`` (outside its
-        download window). Paused and scheduled operations take no slot."""
+        run on its Ollama host, that host is not in ``closed_hosts`` (outside its download
+        window) and none of its model runs there (a cancelled stream that has not closed
+        yet: Ollama gets one pull of a model at a time). Paused and scheduled operations
+        take no slot."""
         if not self.has_queued():
             return None
-        now = time.time()
         with self._write_lock, self.engine.connect() as conn:
             seq = self._take_seq(conn, 1)  # taken first: it serialises concurrent claims
+            # After the lock: the start time follows the end of whatever it waited for.
+            now = time.time()
             # The oldest queued operation whose Ollama host runs fewer than ``limit``: each
             # host downloads on its own, so the limit is per host.
             running_there = (
@@ -854,10 +968,20 @@ class OperationStore:
                 )
                 .scalar_subquery()
             )
+            model_running = (
+                select(RUNNING.c.id)
+                .where(
+                    RUNNING.c.status == Status.RUNNING,
+                    RUNNING.c.host == OP.c.host,
+                    RUNNING.c.model_key == OP.c.model_key,
+                )
+                .exists()
+            )
             query = select(OP.c.id).where(
                 OP.c.status == Status.QUEUED,
                 NOT_RUN,
                 (running_there < limit) | OP.c.kind.in_(SLOTLESS),
+                ~model_running,
             )
             closed = list(closed_hosts)
             if closed:  # outside their window; loads are not held by windows (WINDOWED)
@@ -966,6 +1090,70 @@ class OperationStore:
     # -- helpers --------------------------------------------------------------------
 
     @staticmethod
+    def _check_room(conn: Connection, max_queued: int, adding: int) -> None:
+        """QueueFull (after a rollback) unless ``adding`` more fit in ``max_queued``.
+        Scheduled ones count: each will be queued by itself; groups run nothing."""
+        queued = conn.execute(
+            select(func.count()).select_from(OP).where(OP.c.status.in_(WAITING_TO_START), NOT_RUN)
+        ).scalar_one()
+        if queued + adding <= max_queued:
+            return
+        conn.rollback()
+        more = "" if adding == 1 else f" and {adding} more do not fit"
+        raise QueueFull(
+            f"{queued} operations are queued or scheduled already{more} (the limit is "
+            f"{max_queued}); try again when some have started"
+        )
+
+    @staticmethod
+    def _insert_waiting(
+        conn: Connection,
+        first: int,
+        *,
+        kind: str,
+        model: str,
+        model_key: str,
+        host: str,
+        now: float,
+        not_before: float | None = None,
+        starts_at: float | None = None,
+        schedule_note: str | None = None,
+    ) -> dict[str, Any]:
+        """Insert a queued operation (scheduled with ``starts_at``) and its first log line,
+        with sequence numbers ``first + 1`` and ``first``; return the log line."""
+        op_id = str(uuid.uuid4())
+        status = Status.QUEUED if starts_at is None else Status.SCHEDULED
+        conn.execute(
+            insert(OP).values(
+                id=op_id,
+                kind=kind,
+                model=model,
+                model_key=model_key,
+                host=host,
+                status=status,
+                phase=None,
+                percent=0.0,
+                completed_bytes=0,
+                total_bytes=0,
+                # The message until it starts.
+                message=schedule_note if status == Status.SCHEDULED else Status.QUEUED,
+                cancel_requested=False,
+                attempts=0,
+                not_before=not_before,
+                starts_at=starts_at,
+                created_at=now,
+                updated_at=now,
+                seq=first + 1,
+            )
+        )
+        text = f"{kind} of {model} {status}"
+        if schedule_note and status == Status.SCHEDULED:
+            text += f": {schedule_note}"
+        log = {"seq": first, "operation_id": op_id, "created_at": now, "text": text}
+        conn.execute(insert(LOG).values(**log))
+        return log
+
+    @staticmethod
     def _take_seq(conn: Connection, count: int) -> int:
         """Reserve ``count`` sequence numbers; return the first. With 0 it only takes the
         counter's lock (every writer takes it first), for a transaction that decides what
@@ -1001,63 +1189,14 @@ def _children_query(group_id: str) -> Any:
     )
 
 
-def _active_on(conn: Connection, host: str, model_key: str) -> dict[str, Any] | None:
-    """The active operation of a model on a host, if any."""
+def _joinable_on(conn: Connection, host: str, model_key: str) -> dict[str, Any] | None:
+    """The operation of a model on a host that new requests join (active, no cancel asked
+    for), if any."""
     query = select(*OPERATION_ROW).where(
-        OP.c.host == host, OP.c.model_key == model_key, OP.c.status.in_(ACTIVE_STATUSES)
+        OP.c.host == host,
+        OP.c.model_key == model_key,
+        OP.c.status.in_(ACTIVE_STATUSES),
+        OP.c.cancel_requested.is_(False),
     )
     found = conn.execute(query).mappings().first()
     return dict(found) if found is not None else None
-
-
-def _check_room(conn: Connection, adding: int, max_queued: int) -> None:
-    """QueueFull (after a rollback) unless ``adding`` more operations fit among those
-    waiting to start (scheduled ones count: each will be queued by itself; groups run
-    nothing)."""
-    query = select(func.count()).select_from(OP).where(OP.c.status.in_(WAITING_TO_START), NOT_RUN)
-    queued = conn.execute(query).scalar_one()
-    if queued + adding > max_queued:
-        conn.rollback()
-        raise QueueFull(
-            f"{queued} operations are queued or scheduled already (the limit is "
-            f"{max_queued}); try again when some have started"
-        )
-
-
-def _insert_child(
-    conn: Connection, op_id: str, spec: ChildSpec, first_seq: int, now: float
-) -> dict[str, Any]:
-    """Insert a new operation (alone, or a group's child), queued or (with ``starts_at``)
-    scheduled (sequence
-    numbers ``first_seq`` for its first log line, the next for the row); returns that log
-    line as inserted."""
-    status = Status.QUEUED if spec.starts_at is None else Status.SCHEDULED
-    conn.execute(
-        insert(OP).values(
-            id=op_id,
-            kind=spec.kind,
-            model=spec.model,
-            model_key=spec.model_key,
-            host=spec.host,
-            status=status,
-            phase=None,
-            percent=0.0,
-            completed_bytes=0,
-            total_bytes=0,
-            # The message until it starts.
-            message=spec.schedule_note if status == Status.SCHEDULED else Status.QUEUED,
-            cancel_requested=False,
-            attempts=0,
-            not_before=spec.not_before,
-            starts_at=spec.starts_at,
-            created_at=now,
-            updated_at=now,
-            seq=first_seq + 1,
-        )
-    )
-    text = f"{spec.kind} of {spec.model} {status}"
-    if spec.schedule_note and status == Status.SCHEDULED:
-        text += f": {spec.schedule_note}"
-    log = {"seq": first_seq, "operation_id": op_id, "created_at": now, "text": text}
-    conn.execute(insert(LOG).values(**log))
-    return log

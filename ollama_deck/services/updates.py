@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import Conflict
 from ..errors import DeckError
 from ..errors import NotFound
 from ..lifecycle import Kind
@@ -81,11 +80,12 @@ def queue_updates(
     (an Ollama URL of the configuration, whose client is ``client``; default: the first).
 
     Returns one entry per model: the operation row and whether it was created. A model
-    already being pulled joins that pull, as its end brings the newest version too.
-    404 when a named model is not installed, so a typo never pulls a model anew; 400 when
-    one names a registry the deck does not pull from. Every named model is checked before
-    anything is queued. Without names, models from such registries are left out (updating
-    them would fetch from there).
+    already being pulled or loaded joins that operation, as its end brings the newest
+    version too. 404 when a named model is not installed, so a typo never pulls a model
+    anew; 400 when one names a registry the deck does not pull from. Every named model is
+    checked before anything is queued. Without names, models from such registries are
+    left out (updating them would fetch from there). 429, with nothing queued, when the
+    new operations do not all fit in the queue.
     """
     allowed = runner.settings.allowed_registries
     installed = {}
@@ -106,17 +106,5 @@ def queue_updates(
             if name.key not in installed:
                 raise NotFound(f"{name} is not installed; pull it first", code="model_not_found")
             wanted.append(installed[name.key])
-    queued = []
-    for name in dict.fromkeys(wanted):
-        try:
-            row, created = runner.submit(Kind.UPDATE, name, host)
-        except Conflict:
-            # A pull or load of it is active: join it rather than refuse the whole list.
-            there = host or runner.settings.host
-            row = runner.store.active_for(there, parse_model_name(name).key)
-            if row is None:  # it ended in between: try once more
-                row, created = runner.submit(Kind.UPDATE, name, host)
-            else:
-                created = False
-        queued.append({"row": row, "created": created})
-    return queued
+    results = runner.submit_all(Kind.UPDATE, list(dict.fromkeys(wanted)), host)
+    return [{"row": row, "created": created} for row, created in results]

@@ -225,14 +225,16 @@ class FakeOllama:
         server.shutdown()
         server.server_close()
         with self._lock:
-            for pull in self._pulls.values():
-                pull.released.set()
             connections = list(self._connections)
         for conn in connections:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        # Only once every stream is cut: a held pull must not send its end first.
+        with self._lock:
+            for pull in self._pulls.values():
+                pull.released.set()
         if self._thread is not None:
             self._thread.join(5)
 

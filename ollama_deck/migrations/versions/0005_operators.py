@@ -5,7 +5,7 @@ The tallies start empty: /metrics counts what ends from this version on (Prometh
 rates, so a counter needs no history).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-10
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from ollama_deck.migrations import ops
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
