@@ -10,6 +10,9 @@
         ...
     final = deck.wait(op.id, timeout=600)  # the final state; final.status == "succeeded"
 
+    group = deck.pull("llama3.2:1b", hosts="*")  # one pull per host, as one group
+    plan = deck.plan(read_desired_models("models.toml"))  # what apply would do
+
 Requests and answers are the pydantic models of ``ollama_deck.schemas``, so the client
 cannot drift from what the views validate and the OpenAPI document says. Every error is a
 :class:`DeckAPIError` with the deck's ``code``, ``message`` and HTTP ``status``; a deck that
@@ -23,11 +26,15 @@ import builtins
 import json
 import os
 import time
+import tomllib
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from typing import Literal
 from typing import overload
 from typing import TypeVar
 from urllib.parse import quote
@@ -59,6 +66,9 @@ DEFAULT_PATIENCE = 300.0
 RETRY = "retry"  # what parse_sse calls a retry: field
 
 M = TypeVar("M", bound=BaseModel)
+# Several Ollama hosts by name, or "*" for every host the deck has: the answer is a group.
+Hosts = Sequence[str] | Literal["*"]
+Desired = S.DesiredModels | dict[str, Any]
 
 
 class DeckAPIError(Exception):
@@ -108,6 +118,11 @@ class Event:
     id: int | None
     kind: str
     data: S.OperationState | S.LogLine
+
+    @property
+    def operation_id(self) -> str:
+        """The operation it is of (on a group's stream: the group, or one of its children)."""
+        return self.data.id if isinstance(self.data, S.OperationState) else self.data.operation_id
 
     @property
     def final(self) -> bool:
@@ -164,24 +179,37 @@ class DeckClient:
     # ------------------------------------------------------------------ operations
 
     @overload
-    def pull(self, models: str, *, host: str | None = None) -> S.Operation: ...
+    def pull(
+        self, models: str, *, host: str | None = None, hosts: Hosts | None = None
+    ) -> S.Operation: ...
 
     @overload
     def pull(
-        self, models: builtins.list[str] | tuple[str, ...], *, host: str | None = None
+        self,
+        models: builtins.list[str] | tuple[str, ...],
+        *,
+        host: str | None = None,
+        hosts: Hosts | None = None,
     ) -> builtins.list[S.Operation]: ...
 
     def pull(
-        self, models: str | builtins.list[str] | tuple[str, ...], *, host: str | None = None
+        self,
+        models: str | builtins.list[str] | tuple[str, ...],
+        *,
+        host: str | None = None,
+        hosts: Hosts | None = None,
     ) -> S.Operation | builtins.list[S.Operation]:
         """Start a pull of ``models`` (one name, or a list) on ``host``, or join the one
-        already running: the operation, or one per model in order.
+        already running: the operation, or one per model in order. With ``hosts`` (names,
+        or "*" for all) each model is pulled on each of them as one group operation,
+        whose ``children`` are the pulls.
 
         Every name is checked before any pull starts; a refusal of the deck (a full queue,
         say) raises, and the pulls started before it go on.
         """
         names = [models] if isinstance(models, str) else builtins.list(models)
-        bodies = [_request(S.PullRequest, {"model": name, "host": host}) for name in names]
+        scope = {"host": host, "hosts": _hosts(hosts)}
+        bodies = [_request(S.PullRequest, {"model": name, **scope}) for name in names]
         started = [self._call("POST", "/api/models/pull", S.Operation, json=b) for b in bodies]
         return started[0] if isinstance(models, str) else started
 
@@ -209,12 +237,17 @@ class DeckClient:
         return self._call("POST", f"/progress/{_segment(op_id)}/cancel", S.Operation)
 
     def update(
-        self, models: Iterable[str] | None = None, *, host: str | None = None
+        self,
+        models: Iterable[str] | None = None,
+        *,
+        host: str | None = None,
+        hosts: Hosts | None = None,
     ) -> builtins.list[S.Operation]:
         """Pull installed models again (``models``, or every installed one when None): one
-        ``update`` operation each; its ``result`` says whether the model changed."""
+        ``update`` operation each; its ``result`` says whether the model changed. With
+        ``hosts``, one group of them across those hosts (the list holds the group)."""
         names = None if models is None else builtins.list(models)
-        body = _request(S.UpdateRequest, {"models": names, "host": host})
+        body = _request(S.UpdateRequest, {"models": names, "host": host, "hosts": _hosts(hosts)})
         return self._call("POST", "/api/models/update", S.UpdateAccepted, json=body).operations
 
     # ------------------------------------------------------------------ models and hosts
@@ -227,12 +260,42 @@ class DeckClient:
     def delete(self, model: str, *, host: str | None = None) -> str:
         """Delete an installed model; the name deleted. 404 when it is not installed, 409
         while it is being pulled."""
-        try:
-            TypeAdapter(S.ModelName).validate_python(model)
-        except ValidationError as exc:
-            raise _refusal(S.PullRequest, exc) from None  # the deck's words for a bad name
-        path = f"/api/models/{quote(model, safe='/:')}"
+        path = _model_path(model)
         return self._call("DELETE", path, S.Deleted, params=_host_query(host)).deleted
+
+    def delete_on(self, model: str, hosts: Hosts) -> S.Operation:
+        """Delete a model on several hosts (or "*": all) as one group operation; a host
+        that does not have it ends ``succeeded`` too (``not installed``). 409 while an
+        operation of the model is active on one of them: nothing is deleted then."""
+        path = _model_path(model)
+        names = _hosts(hosts)
+        params = {"hosts": names if isinstance(names, str) else ",".join(names or [])}
+        return self._call("DELETE", path, S.Operation, params=params)
+
+    # ------------------------------------------------------------------ desired model sets
+
+    def plan(self, desired: Desired | None = None) -> S.Plan:
+        """What applying ``desired`` would do on each host (without it, the set stored in
+        the deck): ``missing`` models to pull, ``delete`` (with ``prune``), ``in_place``."""
+        return self._call("POST", "/api/plan", S.Plan, json=_desired_json(desired))
+
+    def apply(self, desired: Desired | None = None) -> S.Applied:
+        """Apply ``desired`` (without it, the stored set): its plan, and the group that
+        does it (None when nothing was to do); follow the group with ``watch``."""
+        return self._call("POST", "/api/apply", S.Applied, json=_desired_json(desired))
+
+    def desired_models(self) -> S.StoredDesiredModels:
+        """The desired model set stored in the deck (``set`` None when none is)."""
+        return self._call("GET", "/api/desired-models", S.StoredDesiredModels)
+
+    def store_desired_models(self, desired: Desired) -> S.StoredDesiredModels:
+        """Store ``desired`` in the deck, replacing the set stored before."""
+        body = _desired_json(desired)
+        return self._call("PUT", "/api/desired-models", S.StoredDesiredModels, json=body)
+
+    def clear_desired_models(self) -> S.StoredDesiredModels:
+        """Forget the stored set (nothing is deleted from any host)."""
+        return self._call("DELETE", "/api/desired-models", S.StoredDesiredModels)
 
     def hosts(self) -> builtins.list[S.HostInfo]:
         """Every Ollama host the deck is configured with (the default first)."""
@@ -249,7 +312,8 @@ class DeckClient:
         patience: float | None = DEFAULT_PATIENCE,
         on_retry: Callable[[DeckAPIError], None] | None = None,
     ) -> Iterator[Event]:
-        """The events of an operation as they happen, each once, ending with its ``done``.
+        """The events of an operation as they happen, each once, ending with its ``done``
+        (a group's come with its children's: their ``data.id`` tells them apart).
 
         Without ``last_event_id`` it starts with the operation's current state; with it,
         with what came after that event. A dropped connection or a restarting deck is
@@ -282,8 +346,8 @@ class DeckClient:
                         event = _event(seq, kind, data)
                         if event is not None:  # else a kind this client does not know
                             yield event
-                            if event.final:
-                                return
+                            if event.final and event.operation_id == op_id:
+                                return  # a group's stream has its children's ends too
                         _check(deadline, op_id)
                 except DeckUnreachable as exc:
                     problem = exc
@@ -312,7 +376,8 @@ class DeckClient:
         ``timeout`` seconds, while the operation goes on in the deck."""
         state: S.OperationState | None = None
         for event in self.watch(op_id, timeout=timeout):
-            if event.final and isinstance(event.data, S.OperationState):
+            if event.final and event.operation_id == op_id:
+                assert isinstance(event.data, S.OperationState)  # a done event's data
                 state = event.data
         if state is None:  # a stream always ends with a done event; be sure anyway
             state = self.get(op_id)
@@ -487,6 +552,66 @@ def _refusal(model: type[S.RequestModel], exc: ValidationError) -> DeckAPIError:
     field = str(error["loc"][0])
     code, message = model.field_errors.get(field, ("bad_request", f"{field}: {error['msg']}"))
     return DeckAPIError(message, code=code)
+
+
+def _hosts(hosts: Hosts | None) -> builtins.list[str] | str | None:
+    if hosts is None or hosts == "*":
+        return hosts
+    if isinstance(hosts, str):
+        raise TypeError('hosts is a list of host names, or "*" for all')
+    return builtins.list(hosts)
+
+
+def _model_path(model: str) -> str:
+    """``/api/models/<name>``, once the name passed the deck's own check."""
+    try:
+        TypeAdapter(S.ModelName).validate_python(model)
+    except ValidationError as exc:
+        raise _refusal(S.PullRequest, exc) from None  # the deck's words for a bad name
+    return f"/api/models/{quote(model, safe='/:')}"
+
+
+def read_desired_models(path: str | Path) -> S.DesiredModels:
+    """A desired model set from a TOML file::
+
+        [all]                      # every configured host
+        models = ["nomic-embed-text"]
+        [hosts.gpu1]
+        models = ["llama3.1:70b", "qwen2.5-coder:7b"]
+        prune = true               # delete what is installed there but not declared
+
+    A file that cannot be read, is not TOML or is no such set raises DeckAPIError (code
+    ``bad_file``, or the deck's own code for a bad name); whether the hosts exist and
+    the registries are allowed, only the deck can tell.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except OSError as exc:
+        raise DeckAPIError(f"cannot read {path}: {exc.strerror or exc}", code="bad_file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DeckAPIError(f"{path} is not TOML: {exc}", code="bad_file") from None
+    try:
+        return S.DesiredModels.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in error["loc"])
+        said = f"{where}: {error['msg']}" if where else error["msg"]
+        code = "invalid_model_name" if error["type"] == "invalid_model_name" else "bad_file"
+        raise DeckAPIError(f"{path}: {said}", code=code) from None
+
+
+def _desired_json(desired: Desired | None) -> dict[str, Any] | None:
+    if desired is None:
+        return None
+    if isinstance(desired, dict):
+        try:
+            desired = S.DesiredModels.model_validate(desired)
+        except ValidationError as exc:
+            raise _refusal(S.DesiredModels, exc) from None
+    # What was given, no more: a host's explicit ``prune = false`` must stay (it overrides
+    # ``all``), while defaults left out stay out.
+    return desired.model_dump(mode="json", exclude_unset=True)
 
 
 def _segment(text: str) -> str:

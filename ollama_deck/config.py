@@ -444,6 +444,12 @@ class DeckSettings:
     webhook_retry_hours: float = setting(24.0, "OLLAMA_DECK_WEBHOOK_RETRY_HOURS", _positive)
     # Seconds to connect to a receiver and to get its answer, each.
     webhook_timeout: float = setting(10.0, "OLLAMA_DECK_WEBHOOK_TIMEOUT", _positive)
+    # Apply the stored desired model set (PUT /api/desired-models) every this many seconds,
+    # by one process at a time across workers and machines (a lease in the database).
+    # Unset: only on request (POST /api/apply).
+    reconcile_seconds: float | None = setting(
+        None, "OLLAMA_DECK_RECONCILE_SECONDS", _number(float, 1, above=False)
+    )
     # Bodies larger than this answer 413 before anything is read.
     max_body_bytes: int = setting(64 * 1024, "OLLAMA_DECK_MAX_BODY_BYTES", _count)
     # A client that has not sent its whole body after this many seconds is cut off (408).

@@ -90,16 +90,19 @@ def contract_of(view: Callable[..., Any]) -> Contract | None:
     return getattr(view, ATTRIBUTE, None)
 
 
-def parse_body(model: type[M], *, optional: bool = False) -> M:
+def parse_body(
+    model: type[M], *, optional: bool = False, context: dict[str, Any] | None = None
+) -> M:
     """The request's JSON body as ``model``; a 400 with a friendly code when it is not one.
 
-    ``optional``: no body at all means the model's defaults.
+    ``optional``: no body at all means the model's defaults. ``context`` goes to the
+    model's validators (what the deck is configured with, e.g. its host names).
     """
     if optional and not request.get_data(cache=True):
-        return model.model_validate({})
+        return model.model_validate({}, context=context)
     data = json_body()
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise body_error(model, exc) from None
 
@@ -128,6 +131,9 @@ def body_error(model: type[RequestModel] | type[QueryModel], exc: ValidationErro
         return BadRequest(
             f"unknown field {str(loc[0])[:60]!r}: this body takes {known}", code="unknown_field"
         )
+    if kind == "extra_forbidden":  # in a nested object (a desired set's host, say)
+        where = ".".join(str(part) for part in loc)
+        return BadRequest(f"unknown field {where[:80]!r}", code="unknown_field")
     if not loc:  # a rule across fields (a model validator): its type is our code
         return BadRequest(error["msg"], code=kind)
     named = model.field_errors.get(str(loc[0]))

@@ -91,6 +91,9 @@ class Operation(Base):
     paused_at: Mapped[float | None] = mapped_column(Float)
     # Grows with every change of any operation: the SSE event id.
     seq: Mapped[int] = mapped_column(BigInteger)
+    # A group's children as they were when the group was last written: ids and outcomes,
+    # as JSON (services/groups.py), so every read of a group renders it without a join.
+    children: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         # Named here, not by a naming convention: in a host's metadata the host's convention
@@ -118,6 +121,22 @@ class Operation(Base):
             sqlite_where=status == Status.RUNNING,
             postgresql_where=status == Status.RUNNING,
         ),
+    )
+
+
+class GroupMember(Base):
+    """A child of a group operation. A child may belong to several groups: a group that
+    found the operation it needed already active joined it."""
+
+    __tablename__ = "ollama_deck_group_member"
+
+    group_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    operation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # the children's order in the group
+
+    __table_args__ = (
+        # Which groups a changed operation belongs to. Named here, not by a convention.
+        Index("ix_ollama_deck_group_member_operation_id", "operation_id"),
     )
 
 
@@ -268,6 +287,29 @@ class Activity(Base):
         Index("ix_ollama_deck_activity_action", "action"),
         Index("ix_ollama_deck_activity_actor", "actor"),
     )
+
+
+class DesiredModels(Base):
+    """A stored desired model set (``PUT /api/desired-models``): which models each host
+    should have. One row, named ``default``; the document is the set's JSON."""
+
+    __tablename__ = "ollama_deck_desired_models"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Lease(Base):
+    """A named lease: while ``expires_at`` is in the future only ``holder`` does the work it
+    names (the reconciler), whichever worker or machine it runs in."""
+
+    __tablename__ = "ollama_deck_lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    acquired_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
 
 
 def table_of(model: type[Base]) -> Table:

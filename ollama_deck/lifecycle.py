@@ -22,6 +22,8 @@ class Kind(StrEnum):
     PULL = "pull"  # download a model
     LOAD = "load"  # pull it if missing, then warm it into memory
     UPDATE = "update"  # pull an installed model again; the result says if it changed
+    DELETE = "delete"  # remove a model from a host: a quick call, run as a group's child
+    GROUP = "group"  # one action across hosts: its children do the work, it adds them up
 
 
 class Status(StrEnum):
@@ -71,12 +73,59 @@ FINAL: tuple[Status, ...] = (
 RETRYABLE: tuple[Status, ...] = (Status.FAILED, Status.CANCELLED, Status.INTERRUPTED)
 
 
+# Kinds that end with the model installed: a pull may join any of them (it brings the model).
+FETCHING: tuple[Kind, ...] = (Kind.PULL, Kind.LOAD, Kind.UPDATE)
+
+
 def is_active(status: str) -> bool:
     return status in ACTIVE
 
 
 def is_final(status: str) -> bool:
     return status in FINAL
+
+
+def may_join(wanted: str, running: str) -> bool:
+    """Whether a group's child of kind ``wanted`` may be the operation of kind ``running``
+    already active for the same model and host, instead of a new one.
+
+    The same kind joins; a pull or an update joins anything that fetches the model. A
+    delete joins only a delete, and nothing joins a delete: while one is active on a model,
+    a fetch of it is refused (and the database's one-active rule holds it so).
+    """
+    if wanted == running:
+        return True
+    return wanted in (Kind.PULL, Kind.UPDATE) and running in FETCHING
+
+
+# A group none of whose unfinished children runs waits as the first of these that one of
+# them does (one queued: the group will move soon; all paused: it waits for a resume).
+GROUP_WAITING: tuple[Status, ...] = (Status.QUEUED, Status.SCHEDULED, Status.PAUSED)
+# A group that ended with children in different final statuses takes the first of these
+# that any child has (then succeeded, when all did).
+GROUP_OUTCOMES: tuple[Status, ...] = (Status.FAILED, Status.INTERRUPTED, Status.CANCELLED)
+
+
+def group_status(children: Collection[str]) -> Status:
+    """A group's status, from its children's alone (a pure function, so a status added to
+    the lifecycle only needs a place here).
+
+    Unfinished while any child is: running while one runs, else the first of
+    ``GROUP_WAITING`` that an unfinished child has. Once all ended: the first of
+    ``GROUP_OUTCOMES`` some child has, else succeeded. A group without children has
+    nothing left to do.
+    """
+    unfinished = {s for s in children if s not in FINAL}
+    if unfinished:
+        if Status.RUNNING in unfinished:
+            return Status.RUNNING
+        return next((s for s in GROUP_WAITING if s in unfinished), Status.RUNNING)
+    for outcome in GROUP_OUTCOMES:
+        if outcome in children:
+            return outcome
+    if all(s == Status.SUCCEEDED for s in children):
+        return Status.SUCCEEDED
+    return Status.FAILED  # a final status this function does not know: not a success
 
 
 # Phases in which a pull expects bytes; silence there is a stall (None: not started yet).
@@ -227,6 +276,7 @@ class Action(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     APPLY = "apply"
+    DESIRED_MODELS = "desired_models"  # a desired set stored or forgotten
     FORGET = "forget"  # one finished operation
     FORGET_FINISHED = "forget_finished"  # "Clear finished"
     SESSION_OPEN = "session.open"

@@ -21,8 +21,13 @@ from .contracts import JSON
 from .contracts import SSE
 from .schemas import COMPONENTS
 from .schemas import Error
+from .schemas import HOST_LIST_MARKER
+from .schemas import host_list_pattern
 from .schemas import HOST_MARKER
+from .schemas import MODEL_MARKER
 from .schemas import ModelName
+from .services.names import DEFAULT_REGISTRIES
+from .services.names import name_pattern
 
 # The blueprints whose views the document describes (the page itself is HTML, not API).
 BLUEPRINTS = ("ollama_deck_api", "ollama_deck_progress", "ollama_deck")
@@ -66,11 +71,13 @@ def openapi_document(
     log_lines: int = 300,
     hosts: list[str] | None = None,
     session_cookie: str = "ollama_deck_session",
+    registries: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The document of ``app``'s deck; paths are relative to its mount point, the one
     server URL. ``hosts`` are the configured names, the only values ``host`` takes;
     ``log_lines`` bounds ``?log=``; ``session_cookie`` is the cookie's name where the
-    document is served (it carries the port and prefix)."""
+    document is served (it carries the port and prefix); ``registries`` are the ones the
+    deck pulls from besides the default ones (a model name may name only those)."""
     paths: dict[str, dict[str, Any]] = {}
     models: set[type[BaseModel]] = {Error}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
@@ -116,7 +123,11 @@ def openapi_document(
         },
         "security": [{}, {"token": []}, {"session": []}],
     }
-    return _swap_host_markers(document)
+    patterns = {
+        MODEL_MARKER: name_pattern(tuple(dict.fromkeys(DEFAULT_REGISTRIES + tuple(registries)))),
+        HOST_LIST_MARKER: host_list_pattern(list(hosts or ["default"])),
+    }
+    return _swap_markers(document, patterns)
 
 
 def _operation(
@@ -226,13 +237,20 @@ def _components(models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
     return dict(top.get("$defs", {}))
 
 
-def _swap_host_markers(value: Any) -> Any:
+def _swap_markers(value: Any, patterns: dict[str, str]) -> Any:
+    """Host names become the app's HostName component; model names and lists of host
+    names take the patterns of the app's registries and hosts: what the configuration
+    decides, in the document of each app."""
     if isinstance(value, dict):
         if value.get(HOST_MARKER):
             return {"$ref": COMPONENTS.format(model="HostName")}
-        return {k: _swap_host_markers(v) for k, v in value.items()}
+        for marker, pattern in patterns.items():
+            if value.get(marker):
+                value = {k: v for k, v in value.items() if k != marker}
+                value["pattern"] = pattern
+        return {k: _swap_markers(v, patterns) for k, v in value.items()}
     if isinstance(value, list):
-        return [_swap_host_markers(v) for v in value]
+        return [_swap_markers(v, patterns) for v in value]
     return value
 
 

@@ -8,6 +8,7 @@ let Ollama's own extra fields through.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC
 from typing import Annotated
@@ -22,6 +23,7 @@ from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import model_validator
+from pydantic import ValidationInfo
 from pydantic import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -35,9 +37,11 @@ from .lifecycle import Status
 from .lifecycle import WebhookEvent
 from .numbers import whole_number
 from .services.catalog import CATEGORIES
+from .services.names import check_registry
 from .services.names import InvalidModelName
 from .services.names import name_pattern
 from .services.names import parse_model_name
+from .services.names import RegistryNotAllowed
 from .windows import resolve_not_before
 
 COMPONENTS = "#/components/schemas/{model}"
@@ -55,11 +59,18 @@ def _model_name(value: str) -> str:
     return value
 
 
+# openapi.py narrows the pattern per app to the registries the deck pulls from.
+MODEL_MARKER = "x-deck-model-name"
 ModelName = Annotated[
     str,
     AfterValidator(_model_name),
     WithJsonSchema(
-        {"type": "string", "pattern": name_pattern(), "examples": ["llama3.2:1b", "qwen2.5:7b"]}
+        {
+            "type": "string",
+            "pattern": name_pattern(),
+            "examples": ["llama3.2:1b", "qwen2.5:7b"],
+            MODEL_MARKER: True,
+        }
     ),
 ]
 # Hosts come from configuration, so openapi.py swaps this marker for a per-app component
@@ -79,6 +90,23 @@ class RequestModel(BaseModel):
 
 
 HOST_ERROR = ("unknown_host", "host must be the name of a configured Ollama host")
+HOSTS_ERROR = (
+    "unknown_host",
+    'hosts must be a list of configured Ollama host names, or "*" for every host',
+)
+ALL_HOSTS = "*"
+# ``hosts``: several hosts by name, or "*" for every configured one. The answer is a group.
+HostNames = Annotated[list[HostName], Field(min_length=1, max_length=100)] | Literal["*"]
+BOTH_SCOPES = "give host or hosts, not both"
+
+
+def _one_scope(host: Any, hosts: Any) -> None:
+    if host is not None and hosts is not None:
+        raise PydanticCustomError("duplicate_field", BOTH_SCOPES)
+
+
+def _scope_schema(schema: dict[str, Any]) -> None:
+    schema["not"] = {"required": ["host", "hosts"]}  # one or the other (or neither)
 
 
 def _pull_schema(schema: dict[str, Any]) -> None:
@@ -87,6 +115,7 @@ def _pull_schema(schema: dict[str, Any]) -> None:
     properties["name"] = dict(properties["model"], description="an alias of model")
     schema.pop("required", None)
     schema["oneOf"] = [{"required": ["model"]}, {"required": ["name"]}]
+    _scope_schema(schema)
 
 
 NOT_BEFORE_HINT = (
@@ -127,16 +156,27 @@ class PullRequest(RequestModel):
     field_errors = {
         "model": ("model_required", 'say which model to pull: {"model": "llama3.2:1b"}'),
         "host": HOST_ERROR,
+        "hosts": HOSTS_ERROR,
         "not_before": ("invalid_not_before", NOT_BEFORE_HINT),
     }
 
     model: ModelName = Field(validation_alias=AliasChoices("model", "name"))
     host: HostName | None = None
     not_before: NotBefore | None = None
+    hosts: HostNames | None = Field(
+        None, description='several hosts, or "*" for all: the answer is a group'
+    )
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> PullRequest:
+        _one_scope(self.host, self.hosts)
+        return self
 
 
 class UpdateRequest(RequestModel):
     """No body, ``{}``, or ``{"models": [...]}``: update every installed model or those."""
+
+    model_config = ConfigDict(json_schema_extra=_scope_schema)
 
     field_errors = {
         "models": (
@@ -145,10 +185,84 @@ class UpdateRequest(RequestModel):
             "to update every installed model",
         ),
         "host": HOST_ERROR,
+        "hosts": HOSTS_ERROR,
     }
 
     models: list[ModelName] | None = None
     host: HostName | None = None
+    hosts: HostNames | None = Field(
+        None, description='several hosts, or "*" for all: the answer is one group'
+    )
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> UpdateRequest:
+        _one_scope(self.host, self.hosts)
+        return self
+
+
+class ModelSet(RequestModel):
+    """The models a host should have, and whether to delete the ones it has besides."""
+
+    field_errors = {
+        "models": ("invalid_models", 'models must be a list of names: ["llama3.2:1b"]'),
+        "prune": ("bad_request", "prune must be true or false"),
+    }
+
+    # As many as fit in a body (OLLAMA_DECK_MAX_BODY_BYTES).
+    models: list[ModelName] = []
+    prune: bool = Field(
+        False,
+        description="delete what is installed there but not declared (never a model an "
+        "operation is using)",
+    )
+
+
+class DesiredModels(RequestModel):
+    """A desired model set: ``all`` for every configured host, ``hosts`` by name (the TOML
+    file of ``ollama-deck plan`` as JSON). A host has the models of both.
+
+    Validated with a context of the deck's configuration (``hosts``: the names,
+    ``allowed_registries``) where it has one; the client checks the rest alone.
+    """
+
+    field_errors = {
+        "all": ("bad_request", 'all must be a table: {"models": [...], "prune": false}'),
+        "hosts": (
+            "unknown_host",
+            'hosts must map configured host names to {"models": [...], "prune": false}',
+        ),
+    }
+
+    all: ModelSet | None = Field(None, description="for every configured host")
+    hosts: dict[HostName, ModelSet] = Field(default_factory=dict, description="by host name")
+
+    @model_validator(mode="after")
+    def _known_to_this_deck(self, info: ValidationInfo) -> DesiredModels:
+        context = info.context or {}
+        names = context.get("hosts")
+        if names is not None:
+            for name in self.hosts:
+                if name not in names:
+                    raise PydanticCustomError(
+                        "unknown_host",
+                        "no Ollama host is called {name}; the hosts are {known}",
+                        {"name": repr(str(name)[:60]), "known": ", ".join(names)},
+                    )
+        allowed = context.get("allowed_registries")
+        if allowed is not None:
+            for model in self.declared():
+                try:
+                    check_registry(parse_model_name(model), tuple(allowed))
+                except RegistryNotAllowed as exc:
+                    raise PydanticCustomError(
+                        "registry_not_allowed", "{reason}", {"reason": exc.message}
+                    ) from None
+        return self
+
+    def declared(self) -> list[str]:
+        """Every model named anywhere in the set."""
+        sets = ([self.all] if self.all else []) + list(self.hosts.values())
+        return [model for models in sets for model in models.models]
 
 
 class ActiveModelRequest(RequestModel):
@@ -228,6 +342,51 @@ class HostQuery(QueryModel):
     host: HostName | None = Field(
         None, description="the name of a configured Ollama host; default: the first"
     )
+
+
+HOST_LIST = r"^(\*|[a-z0-9][a-z0-9_.-]{0,39}(,[a-z0-9][a-z0-9_.-]{0,39}){0,99})$"
+# openapi.py narrows the pattern per app to its host names.
+HOST_LIST_MARKER = "x-deck-host-list"
+
+
+def host_list_pattern(names: list[str] | None = None) -> str:
+    """``*``, or host names separated by commas: any, or ``names`` alone."""
+    if names is None:
+        return HOST_LIST
+    one = "(" + "|".join(re.escape(name) for name in names) + ")"
+    return rf"^(\*|{one}(,{one}){{0,99}})$"
+
+
+class ScopeQuery(HostQuery):
+    """One host (``?host=``), or several (``?hosts=gpu1,gpu2``, ``?hosts=*``): a group."""
+
+    field_errors = {
+        "hosts": ("unknown_host", "hosts must be host names separated by commas, or * for all")
+    }
+
+    hosts: (
+        Annotated[
+            str,
+            Field(pattern=HOST_LIST),
+            WithJsonSchema({"type": "string", "pattern": HOST_LIST, HOST_LIST_MARKER: True}),
+        ]
+        | None
+    ) = Field(
+        None, description="comma-separated host names, or * for every host: the answer is a group"
+    )
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> ScopeQuery:
+        _one_scope(self.host, self.hosts)
+        return self
+
+    def host_names(self) -> list[str] | Literal["*"] | None:
+        """The hosts named by ``hosts``, or "*", or None when it was not given."""
+        if self.hosts is None:
+            return None
+        if self.hosts == "*":
+            return "*"
+        return self.hosts.split(",")
 
 
 class EstimateQuery(QueryModel):
@@ -385,6 +544,19 @@ class UpdateResult(BaseModel):
     new: str | None = None
 
 
+class ChildOutcome(BaseModel):
+    """A child of a group as the group lists it."""
+
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    kind: Kind
+    model: str
+    host: str = Field(description="the Ollama host's configured name")
+    status: Status
+    percent: Annotated[int, Field(ge=0, le=100)]
+    message: str | None
+    error: str | None
+
+
 class LogLine(BaseModel):
     """One line of an operation's log; also the data of a ``log`` event."""
 
@@ -401,7 +573,7 @@ class OperationState(BaseModel):
     kind: Kind
     model: str
     host: str = Field(description="the Ollama host's configured name")
-    host_url: str = Field(description="the Ollama host's URL")
+    host_url: str = Field(description="the Ollama host's URL (empty for a group)")
     status: Status
     active: bool
     phase: Phase | None
@@ -424,6 +596,11 @@ class OperationState(BaseModel):
     )
     log_count: Annotated[int, Field(ge=0)] | None = Field(
         description="how many log lines it keeps (at most OLLAMA_DECK_LOG_LINES, the newest)"
+    )
+    children: list[ChildOutcome] | None = Field(
+        None,
+        description="a group's operations (one per host and model) with their outcomes; "
+        "null for any other kind. A group's host is its hosts' names, comma-separated",
     )
     created_at: str | None
     updated_at: str | None
@@ -520,6 +697,12 @@ class OllamaStatus(BaseModel):
     hosts: list[str] = Field(description="every configured host name, the default first")
     gpu: dict[str, Any]
     watchers: int = Field(description="open SSE streams in the process that answered")
+    reconciler: dict[str, Any] | None = Field(
+        None,
+        description="the reconciler of the process that answered: every (seconds), "
+        "checked_at, applied_at (UNIX seconds) and the group it last queued; null when "
+        "OLLAMA_DECK_RECONCILE_SECONDS is not set",
+    )
     pid: int
     bus: dict[str, Any]
 
@@ -623,6 +806,55 @@ class UpdateAccepted(BaseModel):
 
 class Operations(BaseModel):
     operations: list[Operation]
+
+
+class HostPlan(BaseModel):
+    """What applying a desired set would do on one host."""
+
+    host: str = Field(description="the host's configured name")
+    prune: bool
+    missing: list[str] = Field(description="declared, not installed: to pull")
+    delete: list[str] = Field(description="installed, not declared, and prune: to delete")
+    in_place: list[str] = Field(description="declared and installed")
+    in_progress: list[str] = Field(
+        description="declared, not installed yet, and an operation is fetching it: joined"
+    )
+    undeclared: list[str] = Field(description="installed, not declared, kept (no prune)")
+    busy: list[str] = Field(
+        description="installed, not declared, but an operation is using it: never deleted"
+    )
+    error: str | None = Field(None, description="why the host could not be planned")
+
+
+class Plan(BaseModel):
+    """What applying a desired set would do, host by host."""
+
+    hosts: list[HostPlan]
+    changes: int = Field(description="models to pull and to delete")
+    pending: int = Field(description="changes, and models an operation is fetching already")
+    errors: int = Field(description="hosts that could not be planned (Ollama did not answer)")
+
+
+class SkippedChild(BaseModel):
+    host: str
+    model: str
+    reason: str
+
+
+class Applied(BaseModel):
+    """An applied plan: the plan, and the group doing it (null when nothing was to do)."""
+
+    plan: Plan
+    group: Operation | None
+    skipped: list[SkippedChild] = Field(
+        default_factory=list,
+        description="changes left out because another operation of that model had started",
+    )
+
+
+class StoredDesiredModels(BaseModel):
+    set: DesiredModels | None = Field(description="the stored set (null: none is stored)")
+    updated_at: str | None
 
 
 class Health(BaseModel):

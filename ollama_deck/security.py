@@ -49,6 +49,8 @@ MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOKEN_EXEMPT = frozenset({"ollama_deck.index", "ollama_deck.static", "ollama_deck.healthz"})
 # Writes a read token may make: logging in and out are not changes of the deck.
 SESSION_ENDPOINTS = frozenset({"ollama_deck_api.open_session", "ollama_deck_api.close_session"})
+# POSTs that change nothing (a body too big for a query string): a read token may send them.
+READS_BY_POST = frozenset({"ollama_deck_api.plan"})
 PAGE_BLUEPRINT = "ollama_deck"
 LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -157,7 +159,7 @@ def _refusal() -> ResponseReturnValue | None:
             return _unauthorized(verdict)
     request.environ[CHECKED] = True  # from here on, a write is in the activity record
     if verdict is not None and request.method in MUTATING_METHODS and not verdict.may_write:
-        if request.endpoint not in SESSION_ENDPOINTS:
+        if request.endpoint not in SESSION_ENDPOINTS | READS_BY_POST:
             return _read_only(verdict)
     if _has_body():
         return _read_body(limit, settings.body_timeout)

@@ -15,8 +15,10 @@ from flask import url_for
 
 from .lifecycle import ACTIVE
 from .lifecycle import FINAL
+from .lifecycle import Kind
 from .services.events import DeckEvent
 from .services.events import make_event
+from .services.groups import stored_children
 from .services.updates import update_result
 
 TIME_FIELDS = (
@@ -44,13 +46,13 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
     Rows hold the Ollama host's URL (its identity); ``names`` maps URLs to the names that
     configuration gives them, which is what users see (``host``; the URL is ``host_url``).
     """
-    url = row["host"]
+    url = row["host"]  # a group's is its hosts' names, comma-separated
     data = {
         "id": row["id"],
         "kind": row["kind"],
         "model": row["model"],
         "host": names.get(url, url) if names else url,
-        "host_url": url,
+        "host_url": "" if row["kind"] == Kind.GROUP else url,  # a group has no one URL
         "status": row["status"],
         "active": row["status"] in ACTIVE,
         "phase": row["phase"],
@@ -67,6 +69,7 @@ def operation_json(row: dict[str, Any], names: Mapping[str, str] | None = None) 
         "seq": row["seq"],
         "result": update_result(row),  # an update's outcome: updated or current
         "log_count": row.get("log_count"),  # lines its log keeps (services/rows.py)
+        "children": stored_children(row),  # a group's: ids and outcomes; else None
     }
     for field in TIME_FIELDS:
         data[field] = iso_time(row[field])

@@ -31,18 +31,22 @@ from .schema import ensure_current
 from .schema import UPGRADE_COMMAND
 from .services.activity import ActivityLog
 from .services.bus import make_bus
+from .services.desired import DesiredStore
 from .services.events import EventHub
 from .services.feed import ChangeFeed
+from .services.fleet import Fleet
 from .services.gpu import detect_gpus
 from .services.guesses import GuessThrottle
 from .services.hosts import host_entries
 from .services.hosts import Hosts
 from .services.knowledge import GpuCache
+from .services.leases import LeaseStore
 from .services.metrics import Observations
 from .services.metrics import scrape
 from .services.models import ModelService
 from .services.ollama import OllamaClient
 from .services.polling import PollAnswers
+from .services.reconcile import Reconciler
 from .services.runner import Runner
 from .services.runner import RunnerSettings
 from .services.sender import WebhookSender
@@ -84,6 +88,9 @@ class DeckState:
     activity: ActivityLog  # who changed what
     observations: Observations  # this process's share of /metrics, added every few seconds
     upkeep: Upkeep  # sends webhooks, adds the observations, forgets old records
+    fleet: Fleet  # actions across hosts; desired model sets planned and applied
+    desired: DesiredStore  # the stored desired model set
+    reconciler: Reconciler | None  # with OLLAMA_DECK_RECONCILE_SECONDS: applies it itself
     owns_engine: bool = True
 
     @classmethod
@@ -165,6 +172,18 @@ class DeckState:
                 watcher_stale=watcher_stale(settings),
             ),
         )
+        fleet = Fleet(hosts, store, runner)
+        desired = DesiredStore(engine)
+        reconciler = None
+        if settings.reconcile_seconds:
+            reconciler = Reconciler(
+                fleet,
+                desired,
+                LeaseStore(engine),
+                every=settings.reconcile_seconds,
+                holder=runner.runner_id,
+            )
+            runner.chores.append(reconciler.tick)  # once a heartbeat, where the runner runs
         return cls(
             settings,
             url_prefix,
@@ -191,6 +210,9 @@ class DeckState:
             activity,
             observations,
             upkeep,
+            fleet,
+            desired,
+            reconciler,
             owns_engine,
         )
 

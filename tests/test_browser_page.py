@@ -426,10 +426,12 @@ def test_nothing_overflows(fake_ollama, page, driver, width):  # noqa: F811
             assert driver.execute_script(OVERFLOW_REPORT) == []
             if toggle.is_displayed():
                 toggle.send_keys(Keys.ESCAPE)  # closes the list again
-        for tab in ("catalog", "prompt"):
+        for tab in ("catalog", "prompt", "fleet"):
             css(driver, f"#tab-{tab}").click()
             if tab == "catalog":
                 wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".family")) > 3)
+            if tab == "fleet":
+                wait(driver, lambda d: "No desired model set" in css(d, "#fleet-note").text)
             assert driver.execute_script(OVERFLOW_REPORT) == [], tab
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -55,7 +55,7 @@ def test_name_is_a_declared_alias_of_model(fake_ollama, client):
     assert both.json["error"]["code"] == "duplicate_field"
     document = client.get("/api/openapi.json").json
     pull = document["components"]["schemas"]["PullRequest"]
-    assert {"model", "name", "host", "not_before"} == set(pull["properties"])
+    assert {"model", "name", "host", "hosts", "not_before"} == set(pull["properties"])
     assert pull["additionalProperties"] is False
 
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.checks import positive_data_acceptance
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -42,7 +43,13 @@ def test_every_answer_matches_the_document(fake_ollama, make_app, serve):
                 database=None,
             )
             def check(case) -> None:
-                response = case.call_and_validate(timeout=15)
+                response = case.call(timeout=15)
+                excluded = []
+                if both_scopes(case, response):
+                    # ?host= and ?hosts= together: a rule across two query parameters,
+                    # which OpenAPI has no way to say (bodies say it, with "not").
+                    excluded = [positive_data_acceptance]
+                case.validate_response(response, excluded_checks=excluded)
                 calls.append((case.operation.label, response.status_code))
 
             try:
@@ -52,6 +59,12 @@ def test_every_answer_matches_the_document(fake_ollama, make_app, serve):
                 assert mode is GenerationMode.NEGATIVE
     assert len({label for label, _ in calls}) == len(list(schema.get_all_operations()))
     assert all(status < 500 or status in (502, 503, 504) for _, status in calls)
+
+
+def both_scopes(case, response) -> bool:
+    query = case.query or {}
+    refused = response.status_code == 400 and "duplicate_field" in response.text
+    return refused and "host" in query and "hosts" in query
 
 
 def test_document_is_served_and_lists_every_route(live):
@@ -87,6 +100,31 @@ def test_stream_of_everything_is_as_documented(live):
     bad = live.get("/progress/stream", headers={"Last-Event-ID": "x"})
     assert bad.status_code == 400
     assert bad.json()["error"]["code"]
+
+
+def test_the_document_says_which_registries_and_hosts_this_deck_takes(make_app, fake_ollama):
+    import re
+
+    client = make_app(
+        OLLAMA_DECK_OLLAMA_HOSTS={"gpu1": fake_ollama.url, "gpu2": fake_ollama.url + "/"},
+        OLLAMA_DECK_ALLOWED_REGISTRIES="registry.example:5000",
+    ).test_client()
+    document = client.get("/api/openapi.json").json
+    model = document["components"]["schemas"]["PullRequest"]["properties"]["model"]["pattern"]
+    for name, ok in [
+        ("llama3.2:1b", True),
+        ("hf.co/user/repo:Q4_K_M", True),
+        ("registry.example:5000/team/m:1", True),
+        ("evil.example:8080/x/y", False),
+        ("127.0.0.1:6379/x/y", False),
+    ]:
+        assert bool(re.search(model, name)) is ok, name
+    delete = document["paths"]["/api/models/{name}"]["delete"]["parameters"]
+    hosts = next(p for p in delete if p["name"] == "hosts")["schema"]["pattern"]
+    assert [bool(re.search(hosts, v)) for v in ("*", "gpu2,gpu1", "gpu3")] == [True, True, False]
+    assert document["components"]["schemas"]["PullRequest"]["not"] == {
+        "required": ["host", "hosts"]
+    }
 
 
 def test_answers_around_an_active_pull_match_the_document(fake_ollama, live):

@@ -415,6 +415,34 @@ def test_the_operators_migration_goes_down_and_up_again(sqlite_url):
     assert operators <= set(inspect(engine).get_table_names())
 
 
+def test_the_fleets_migration_goes_down_and_keeps_the_one_active_rule(sqlite_url):
+    """0006 adds a column to the operations table; going down drops it without copying
+    the table, which on SQLite would lose the partial indexes' WHERE (one joinable and one
+    running operation per model, not one operation per model ever)."""
+    from alembic import command
+    from alembic.config import Config
+
+    engine = create_engine(sqlite_url)
+    schema.upgrade(engine)
+    fleets = {"ollama_deck_group_member", "ollama_deck_lease", "ollama_deck_desired_models"}
+    assert fleets <= set(inspect(engine).get_table_names())
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", "ollama_deck:migrations")
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0005")
+    assert fleets.isdisjoint(inspect(engine).get_table_names())
+    columns = [c["name"] for c in inspect(engine).get_columns("ollama_deck_operation")]
+    assert "children" not in columns
+    with engine.connect() as conn:
+        indexes = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE name LIKE 'ollama_deck_one_%_per_model'")
+        ).scalars()
+        assert sorted(" WHERE " in sql for sql in indexes) == [True, True]
+    assert schema.upgrade(engine) == schema.head_revision() == "0006"
+    engine.dispose()
+
+
 def older_revisions() -> list[str]:
     from alembic.script import ScriptDirectory
 

@@ -14,6 +14,7 @@ from .. import schemas as S
 from ..contracts import contract
 from ..contracts import parse_body
 from ..contracts import parse_query
+from ..errors import NotFound
 from ..http import register_json_errors
 from ..http import sse_response
 from ..http import unknown_route
@@ -27,11 +28,13 @@ from ..security import protect
 from ..security import revoke_session
 from ..security import session_cookie_name
 from ..security import session_status
+from ..serializers import iso_time
 from ..serializers import operation_payload as render_operation
 from ..serializers import operation_urls
 from ..services.activity import ActivityFilter
 from ..services.catalog import CATEGORIES
 from ..services.chat import open_chat
+from ..services.fleet import skipped_json
 from ..services.gpu import gpu_summary
 from ..services.hosts import describe_host
 from ..services.hosts import OllamaHost
@@ -89,12 +92,16 @@ def pull_model():
     """Start a pull, or join the one already active for that model: 202 either way.
 
     ``not_before`` (and the host's download window) make it ``scheduled`` until then. A
-    paused pull of the model is joined as it is, paused (see Runner.submit).
+    paused pull of the model is joined as it is, paused (see Runner.submit). With
+    ``hosts``, a group of one pull per host.
     """
     body = parse_body(S.PullRequest)
-    host = host_of(body.host)
     runner = deck().runner
     not_before = runner.resolve_time(body.not_before) if body.not_before else None
+    if body.hosts is not None:
+        group = deck().fleet.pull(body.model, body.hosts, not_before=not_before)
+        return jsonify(operation_payload(group, created=True)), 202
+    host = host_of(body.host)
     row, created = runner.submit(Kind.PULL, body.model, host.url, not_before=not_before)
     return jsonify(operation_payload(row, created=created)), 202
 
@@ -111,10 +118,13 @@ def update_models():
     """Pull installed models again: ``{"models": [...]}``, or no list for all; 202 + ids.
 
     Each operation ends ``succeeded`` with a ``result``: ``updated`` (old and new digest)
-    or ``current``.
+    or ``current``. With ``hosts``, one group of an update per host and model.
     """
     body = parse_body(S.UpdateRequest, optional=True)
     state = deck()
+    if body.hosts is not None:
+        group = operation_payload(state.fleet.update(body.models, body.hosts), created=True)
+        return jsonify({"ids": [group["id"]], "operations": [group]}), 202
     host = host_of(body.host)
     queued = queue_updates(state.runner, host.client, body.models, host.url)
     operations = [operation_payload(q["row"], created=q["created"]) for q in queued]
@@ -133,10 +143,114 @@ def estimate():
 
 @bp.delete("/models/<path:name>")
 @recorded(Action.DELETE)
-@contract(query=S.HostQuery, responses={200: S.Deleted}, errors=(404, 409, 502, 503, 504))
+@contract(
+    query=S.ScopeQuery,
+    responses={200: S.Deleted, 202: S.Operation},
+    descriptions={200: "deleted from the host", 202: "a group deleting it on each host"},
+    errors=(400, 404, 409, 429, 502, 503, 504),
+)
 def delete_model(name: str):
-    """Delete an installed model."""
+    """Delete an installed model; with ``?hosts=``, a group of one delete per host (a
+    host that does not have it is fine there)."""
+    names = parse_query(S.ScopeQuery).host_names()
+    if names is not None:
+        group = deck().fleet.delete(name, names)
+        return jsonify(operation_payload(group, created=True)), 202
     return jsonify({"deleted": host_of().models.delete(name)})
+
+
+def desired_context() -> dict[str, Any]:
+    """What a desired set is checked against: this deck's hosts and registries."""
+    state = deck()
+    return {
+        "hosts": [host.name for host in state.hosts],
+        "allowed_registries": state.settings.allowed_registries,
+    }
+
+
+def desired_of_request() -> S.DesiredModels:
+    """The set in the body, or the stored one when there is no body (404 if none is)."""
+    if request.get_data(cache=True):
+        return parse_body(S.DesiredModels, context=desired_context())
+    stored = deck().desired.get()
+    if stored is None:
+        raise NotFound(
+            "no desired model set is stored: send one in the body, or store one with "
+            "PUT /api/desired-models",
+            code="no_desired_models",
+        )
+    return stored[0]
+
+
+@bp.post("/plan")
+@contract(
+    body=S.DesiredModels,
+    body_required=False,
+    responses={200: S.Plan},
+    errors=(404,),
+)
+def plan():
+    """What applying a desired set would do on each host: ``missing`` to pull, ``delete``
+    (only with ``prune``), ``in_place``; without a body, the stored set."""
+    return jsonify(deck().fleet.plan(desired_of_request()).to_json())
+
+
+@bp.post("/apply")
+@recorded(Action.APPLY)
+@contract(
+    body=S.DesiredModels,
+    body_required=False,
+    responses={200: S.Applied, 202: S.Applied},
+    descriptions={200: "nothing to do", 202: "a group is applying the plan"},
+    errors=(404, 429),
+)
+def apply():
+    """Apply a desired set (without a body, the stored one): its plan, queued as one group
+    of pulls and, with ``prune``, deletes."""
+    state = deck()
+    applied = state.fleet.apply(desired_of_request())
+    group = applied.made.group if applied.made is not None else None
+    answer = {
+        "plan": applied.plan.to_json(),
+        "group": operation_payload(group, created=True) if group is not None else None,
+        "skipped": skipped_json(applied.made, state.store.host_names),
+    }
+    return jsonify(answer), 202 if group is not None else 200
+
+
+@bp.get("/desired-models")
+@contract(responses={200: S.StoredDesiredModels})
+def get_desired_models():
+    """The stored desired model set (``set`` null when none is stored)."""
+    return jsonify(_stored_answer())
+
+
+@bp.put("/desired-models")
+@recorded(Action.DESIRED_MODELS)
+@contract(body=S.DesiredModels, responses={200: S.StoredDesiredModels})
+def put_desired_models():
+    """Store a desired model set, replacing the one stored before: the page then shows
+    each host's drift, and with OLLAMA_DECK_RECONCILE_SECONDS the deck applies it."""
+    deck().desired.put(parse_body(S.DesiredModels, context=desired_context()))
+    return jsonify(_stored_answer())
+
+
+@bp.delete("/desired-models")
+@recorded(Action.DESIRED_MODELS)
+@contract(responses={200: S.StoredDesiredModels})
+def delete_desired_models():
+    """Forget the stored desired model set (nothing is deleted from any host)."""
+    deck().desired.clear()
+    return jsonify(_stored_answer())
+
+
+def _stored_answer() -> dict[str, Any]:
+    stored = deck().desired.get()
+    if stored is None:
+        return {"set": None, "updated_at": None}
+    desired, updated_at = stored
+    answer = desired.model_dump(mode="json", exclude_unset=True)  # as it was given
+    return {"set": answer, "updated_at": iso_time(updated_at)}
 
 
 @bp.get("/models/<path:name>")
@@ -257,6 +371,8 @@ def status():
             hosts=[h.name for h in state.hosts],
             gpu=gpu_summary(state.gpus.get()),
             watchers=state.hub.watchers,  # open SSE streams in this process
+            # The reconciler of the process that answered (null when it is off).
+            reconciler=state.reconciler.describe() if state.reconciler else None,
             pid=os.getpid(),  # which worker answered: with several, each has its own count
             bus=state.bus.describe(),
         )
@@ -334,5 +450,6 @@ def openapi():
             log_lines=state.store.log_lines,
             hosts=[host.name for host in state.hosts],
             session_cookie=session_cookie_name(),
+            registries=state.settings.allowed_registries,
         )
     )

@@ -64,6 +64,9 @@ def page_config() -> dict[str, Any]:
             "status": url_for("ollama_deck_api.status"),
             "session": url_for("ollama_deck_api.session"),
             "activity": url_for("ollama_deck_api.activity"),
+            "plan": url_for("ollama_deck_api.plan"),
+            "apply": url_for("ollama_deck_api.apply"),
+            "desired": url_for("ollama_deck_api.get_desired_models"),
         },
         "progress": {
             "list": url_for("ollama_deck_progress.list_operations"),

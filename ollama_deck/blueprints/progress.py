@@ -153,6 +153,11 @@ def delete_operation(op_id: str):
     """Forget a finished operation and its log; 409 while it is still active."""
     row = _operation(op_id)
     if not deck().store.delete_finished(op_id):
+        if row["status"] in FINAL:
+            raise Conflict(
+                f"operation {op_id} is part of a group that is still running; "
+                "forget the group once it has ended"
+            )
         raise Conflict(f"operation {op_id} is {row['status']}; cancel it first")
     return jsonify({"deleted": op_id})
 

@@ -9,6 +9,7 @@ The feed only reads: the store writes, the bus carries, and neither knows the ot
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from collections.abc import Mapping
 from typing import Any
 from typing import cast
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from ..db import ACTIVE_STATUSES
 from ..db import Counter
+from ..db import GroupMember
 from ..db import Operation
 from ..db import OperationLog
 from ..db import SEQ_COUNTER
@@ -30,6 +32,15 @@ from .rows import OPERATION_ROW
 
 OP = table_of(Operation)
 LOG = table_of(OperationLog)
+MEMBER = table_of(GroupMember)
+# One operation (its id), several (a group and its children), or every one (None).
+Which = str | Collection[str] | None
+
+
+def _ids(which: Which) -> list[str] | None:
+    if which is None:
+        return None
+    return [which] if isinstance(which, str) else list(which)
 
 
 class FrameCache:
@@ -86,7 +97,13 @@ class ChangeFeed:
         with self.engine.connect() as conn:
             return _committed_seq(conn)
 
-    def replay(self, after_seq: int, op_id: str | None = None) -> tuple[list[DeckEvent], int]:
+    def family(self, op_id: str) -> list[str]:
+        """The operation and, for a group, its children: what its event stream carries."""
+        query = select(MEMBER.c.operation_id).where(MEMBER.c.group_id == op_id)
+        with self.engine.connect() as conn:
+            return [op_id] + list(conn.execute(query).scalars())
+
+    def replay(self, after_seq: int, op_id: Which = None) -> tuple[list[DeckEvent], int]:
         """What changed after ``after_seq``: every log line and each operation's newest state.
 
         Also returns a sequence number that everything committed before the read is at or
@@ -97,9 +114,7 @@ class ChangeFeed:
         events = self.replay_window(after_seq, covered, op_id)
         return events, max([covered, after_seq] + [e.seq for e in events])
 
-    def replay_window(
-        self, after_seq: int, upto_seq: int, op_id: str | None = None
-    ) -> list[DeckEvent]:
+    def replay_window(self, after_seq: int, upto_seq: int, op_id: Which = None) -> list[DeckEvent]:
         """Log lines and operation states with ``after_seq < seq <= upto_seq``, in seq order.
 
         A window of N sequence numbers holds at most N events (each number belongs to one
@@ -107,9 +122,10 @@ class ChangeFeed:
         """
         logs = select(LOG).where(LOG.c.seq > after_seq, LOG.c.seq <= upto_seq)
         ops = select(*OPERATION_ROW).where(OP.c.seq > after_seq, OP.c.seq <= upto_seq)
-        if op_id is not None:
-            logs = logs.where(LOG.c.operation_id == op_id)
-            ops = ops.where(OP.c.id == op_id)
+        ids = _ids(op_id)
+        if ids is not None:
+            logs = logs.where(LOG.c.operation_id.in_(ids))
+            ops = ops.where(OP.c.id.in_(ids))
         with self.engine.connect() as conn:
             events = [log_event(cast(dict, r)) for r in conn.execute(logs).mappings()]
             events += [self.frames.event(r, self.names) for r in conn.execute(ops).mappings()]
@@ -117,7 +133,7 @@ class ChangeFeed:
         return events
 
     def states_since(
-        self, after_seq: int, upto_seq: int, op_id: str | None = None, *, limit: int = 200
+        self, after_seq: int, upto_seq: int, op_id: Which = None, *, limit: int = 200
     ) -> list[DeckEvent]:
         """The current state (no logs) of up to ``limit`` operations that changed in
         ``(after_seq, upto_seq]``, in seq order; page on with the last one's seq."""
@@ -127,19 +143,22 @@ class ChangeFeed:
             .order_by(OP.c.seq)
             .limit(limit)
         )
-        if op_id is not None:
-            query = query.where(OP.c.id == op_id)
+        ids = _ids(op_id)
+        if ids is not None:
+            query = query.where(OP.c.id.in_(ids))
         with self.engine.connect() as conn:
             return [self.frames.event(r, self.names) for r in conn.execute(query).mappings()]
 
-    def current_events(self, op_id: str | None = None) -> tuple[list[DeckEvent], int]:
-        """The state of one operation, or of every active one, as events in seq order.
+    def current_events(self, op_id: Which = None) -> tuple[list[DeckEvent], int]:
+        """The state of one operation (or a group and its children), or of every active
+        one, as events in seq order.
 
         Returns the covered sequence number too, as ``replay`` does.
         """
         query = select(*OPERATION_ROW).order_by(OP.c.seq)
-        if op_id is not None:
-            query = query.where(OP.c.id == op_id)
+        ids = _ids(op_id)
+        if ids is not None:
+            query = query.where(OP.c.id.in_(ids))
         else:
             query = query.where(OP.c.status.in_(ACTIVE_STATUSES))
         with self.engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""One operation run by this process: pull, load or update, from claim to final write.
+"""One operation run by this process: pull, load, update or delete, from claim to final
+write.
 
 A job turns Ollama's lines into state with ``PullProgress`` and writes only when it matters
 (a whole percent moved, a new status line, a second passed, the end), so writes per pull
@@ -43,6 +44,8 @@ from .progress import FlowWatch
 from .progress import human_bytes
 from .progress import PullProgress
 from .progress import Verdict
+from .settings import ACTIVE_MODEL
+from .settings import SettingStore
 from .store import OperationStore
 from .updates import installed_digest
 from .updates import update_message
@@ -191,7 +194,8 @@ class Job:
     # -- running ----------------------------------------------------------------------
 
     def run(self) -> bool:
-        """Run the operation to its end and record it; True if Ollama now has the model."""
+        """Run the operation to its end and record it; True if it changed what Ollama has
+        (then the runner refreshes the cached model list)."""
         row = self.row
         try:
             if self.client is None:
@@ -201,6 +205,8 @@ class Job:
                 tracker, done = self._load(self.client), "loaded"
             elif row["kind"] == Kind.UPDATE:
                 tracker, done = self._update(self.client)
+            elif row["kind"] == Kind.DELETE:
+                tracker, done = self._delete(self.client)
             else:
                 tracker, done = self._pull(self.client), "pulled"
         except OperationFailed as failure:
@@ -376,6 +382,21 @@ class Job:
         before = installed_digest(client, model)
         tracker = self._pull(client)
         return tracker, update_message(before, installed_digest(client, model))
+
+    def _delete(self, client: OllamaClient) -> tuple[PullProgress, str]:
+        """Delete the model from Ollama: one quick call. A model that is not there is as
+        the delete wanted it, so that is a success too (``not installed``)."""
+        model = self.row["model"]
+        try:
+            client.delete(model)
+            done = "deleted"
+        except ModelNotFound:
+            done = "not installed"
+        # The active model is chosen by name: one that was deleted is chosen no more.
+        SettingStore(self.store.engine).clear_if(ACTIVE_MODEL, model)
+        tracker = PullProgress(self.clock())
+        tracker.complete()
+        return tracker, done
 
     def _outage(self) -> Backoff:
         """The waits for an unreachable Ollama, from now: up to ``ollama_wait_seconds``."""

@@ -7,6 +7,7 @@ A name is ``[scheme://][host/][namespace/]model[:tag]`` with the defaults
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import BadRequest
@@ -107,11 +108,12 @@ def normalize_model_name(text: str) -> str:
     return parse_model_name(text).display
 
 
-def name_pattern() -> str:
+def name_pattern(registries: Iterable[str] | None = None) -> str:
     """The grammar as one JSON Schema (ECMA-262) pattern, lengths included, for documents.
 
     Surrounding whitespace is allowed, as :func:`parse_model_name` ignores it; the scheme
-    prefix it also takes is left out of the document.
+    prefix it also takes is left out of the document. With ``registries`` (a deck's, in
+    lower case), a name that names a registry host may name only one of them.
     """
 
     def part(kind: str) -> str:
@@ -121,6 +123,8 @@ def name_pattern() -> str:
         return f"{_FIRST}{_REST[kind]}{{0,{room}}}{port}"
 
     host, namespace, model, tag = (part(k) for k in ("host", "namespace", "model", "tag"))
+    if registries is not None:
+        host = "(" + "|".join(re.escape(r) for r in registries) + ")"
     return f"^\\s*(({host}/)?{namespace}/)?{model}(:{tag})?\\s*$"
 
 

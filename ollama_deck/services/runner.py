@@ -17,8 +17,10 @@ import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from datetime import tzinfo
 from datetime import UTC
 from typing import Any
@@ -53,6 +55,8 @@ from .jobs import JobSettings
 from .names import check_registry
 from .names import parse_model_name
 from .ollama import OllamaClient
+from .store import ChildSpec
+from .store import GroupCreated
 from .store import OperationStore
 
 log = logging.getLogger(__name__)
@@ -197,6 +201,9 @@ class Runner:
         self._stopping = threading.Event()
         self._started = False  # no pull thread before start(): see dispatch()
         self._maintenance: threading.Thread | None = None
+        # More work for the maintenance thread, each called once a heartbeat (the
+        # reconciler): a chore decides itself, through the database, whether it is due.
+        self.chores: list[Callable[[], object]] = []
 
     # -- public ---------------------------------------------------------------------
 
@@ -266,6 +273,48 @@ class Runner:
                 log.warning("dispatch after submit failed: %s", first_line(exc))
         return row, created
 
+    def submit_group(
+        self,
+        title: str,
+        children: Sequence[tuple[Kind, str, str]],
+        *,
+        skip_busy: bool = False,
+        not_before: float | None = None,
+    ) -> GroupCreated:
+        """One action across hosts: a group of ``children`` (kind, model, host URL), each
+        new or joined to the operation already active for its model there.
+
+        Every name is checked (and, for what fetches, its registry) before anything is
+        recorded; pulls and updates are scheduled as :meth:`submit` schedules them (each
+        host's window, ``not_before``). Then the group and its children are created at
+        once, or not at all (QueueFull, or Conflict for a child that cannot join what is
+        active: with ``skip_busy`` such a child is left out instead).
+        """
+        specs = []
+        now = self.wall()
+        for kind, model, host in children:
+            name = parse_model_name(model)
+            if kind != Kind.DELETE:
+                check_registry(name, self.settings.allowed_registries)
+            spec = ChildSpec(kind, name.display, name.key, host)
+            if kind in WINDOWED:  # as submit: no earlier than not_before, in its window
+                starts_at, note = self._start_of(host, not_before, now)
+                spec = replace(spec, not_before=not_before, starts_at=starts_at, schedule_note=note)
+            specs.append(spec)
+        made = self.store.create_group(
+            title=title,
+            children=specs,
+            max_queued=self.settings.max_queued,
+            skip_busy=skip_busy,
+        )
+        if made.group is not None and any(created for _, created in made.children):
+            try:  # recorded: as in submit, a database fault here must not undo the answer
+                self.dispatch()
+                made.group = self.store.get(made.group["id"]) or made.group
+            except DATABASE_ERRORS as exc:
+                log.warning("dispatch after a group failed: %s", first_line(exc))
+        return made
+
     def submit_all(
         self, kind: Kind, models: list[str], host: str | None = None
     ) -> list[tuple[dict[str, Any], bool]]:
@@ -299,8 +348,12 @@ class Runner:
     def cancel(self, op_id: str) -> dict[str, Any]:
         """Cancel a queued or running operation; returns its row as it is now.
 
-        An operation that no live runner holds is ended here and now.
+        An operation that no live runner holds is ended here and now. A group is
+        cancelled by cancelling its active children: it ends once they have.
         """
+        group = self._for_children(op_id, self.cancel)
+        if group is not None:
+            return group
         row = self.store.cancel_waiting(op_id)
         if row is not None:
             return row
@@ -330,13 +383,46 @@ class Runner:
         self._flag_cancel(op_id)
         return row
 
+    def _for_children(
+        self, op_id: str, act: Callable[[str], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Do ``act`` (cancel, pause, resume) to each unfinished child of group ``op_id``;
+        its row as it is then (None when ``op_id`` is no group). A child that cannot (it
+        ended, or is paused already) is left as it is; Conflict when none could."""
+        children = self.store.children(op_id)
+        if not children:
+            return None
+        done = 0
+        for child in children:
+            if is_final(child["status"]):
+                continue
+            try:
+                act(child["id"])
+                done += 1
+            except (Conflict, NotFound):
+                continue  # it ended, was paused already, or was forgotten meanwhile
+        row = self.store.get(op_id)
+        if row is None:
+            raise NotFound(f"no operation {op_id}")
+        if not done:
+            if is_final(row["status"]):
+                raise Conflict(f"operation {op_id} already {row['status']}")
+            raise Conflict(
+                f"no operation of group {op_id} could be changed (it is {row['status']})"
+            )
+        return row
+
     def pause(self, op_id: str) -> dict[str, Any]:
         """Pause an operation: one that waits is paused here and now; a running one is
         asked of the runner that holds it (this process's job at once, another process's
         at its next heartbeat), which closes Ollama's stream. Returns the row as it is.
 
-        Conflict when it ended, or when a user paused it already.
+        Conflict when it ended, or when a user paused it already. Pausing a group pauses
+        its children.
         """
+        group = self._for_children(op_id, self.pause)
+        if group is not None:
+            return group
         row = self.store.hold_waiting(op_id, at=self.wall())
         if row is not None:
             return row
@@ -366,7 +452,11 @@ class Runner:
         not_before is ahead); Ollama resumes from the partial download it kept.
 
         Conflict unless a user paused it: a window's pause ends when the window opens.
+        Resuming a group resumes its children that a user paused.
         """
+        group = self._for_children(op_id, self._resume_child)
+        if group is not None:
+            return group
         row = self.store.get(op_id)
         if row is None:
             raise NotFound(f"no operation {op_id}")
@@ -386,14 +476,29 @@ class Runner:
             log.warning("dispatch after resume failed: %s", first_line(exc))
         return resumed
 
+    def _resume_child(self, op_id: str) -> dict[str, Any]:
+        """Resume a group's child if a user paused it (the window's pauses end by themselves)."""
+        row = self.store.get(op_id)
+        if row is None or not may_resume(row):
+            raise Conflict(f"operation {op_id} is not paused by a user")
+        return self.resume(op_id)
+
     def wait_finished(self, op_id: str, timeout: float) -> bool:
-        """Wait for this process's thread of ``op_id`` to end; True if it did or none runs here."""
+        """Wait for this process's thread of ``op_id`` (of each child, for a group) to end;
+        True if it did or none runs here."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             thread = self._threads.get(op_id)
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        ids = [] if thread is not None else [c["id"] for c in self.store.children(op_id)]
+        with self._lock:
+            threads = [thread] + [self._threads.get(i) for i in ids]
+        for thread in threads:
+            if thread is None:
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                return False
+        return True
 
     def dispatch(self) -> None:
         """Start queued operations while fewer than the limit run.
@@ -654,6 +759,19 @@ class Runner:
                     log.warning("ollama-deck maintenance: %s; retrying", first_line(exc))
                 else:
                     log.exception("ollama-deck maintenance failed; retrying")
+            self._run_chores()
+
+    def _run_chores(self) -> None:
+        """Each chore once; one that fails is logged and tried again next heartbeat."""
+        for chore in self.chores:
+            name = getattr(chore, "__qualname__", repr(chore))
+            try:
+                chore()
+            except Exception as exc:  # noqa: BLE001 - a chore must not stop the heartbeat
+                if isinstance(exc, DATABASE_ERRORS):
+                    log.warning("ollama-deck %s: %s; retrying", name, first_line(exc))
+                else:
+                    log.exception("ollama-deck %s failed; retrying", name)
 
     def _show_stalls(self) -> None:
         """Let each live job show whether its pull got no bytes lately."""

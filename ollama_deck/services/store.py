@@ -19,6 +19,9 @@ import time
 import uuid
 from collections.abc import Iterable
 from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 from typing import Protocol
 
@@ -35,13 +38,17 @@ from sqlalchemy.exc import IntegrityError
 from ..db import ACTIVE_STATUSES
 from ..db import Counter
 from ..db import FINAL_STATUSES
+from ..db import GroupMember
 from ..db import Operation
 from ..db import OperationLog
 from ..db import SEQ_COUNTER
 from ..db import table_of
 from ..dbhealth import run_statement
+from ..errors import Conflict
 from ..errors import QueueFull
 from ..lifecycle import Hold
+from ..lifecycle import Kind
+from ..lifecycle import may_join
 from ..lifecycle import Orphan
 from ..lifecycle import OrphanReason
 from ..lifecycle import PRUNE_NOTE
@@ -52,12 +59,33 @@ from ..serializers import log_event
 from ..serializers import operation_event
 from . import tally
 from .events import DeckEvent
+from .groups import aggregate
+from .groups import ended_note
+from .groups import write_due
 from .progress import Snapshot
 from .rows import OPERATION_ROW
 from .webhooks import Outbox
 
 OP = table_of(Operation)
 LOG = table_of(OperationLog)
+MEMBER = table_of(GroupMember)
+# Read with a changed row: whether some group counts it as a child (then the group follows).
+IN_GROUP = select(MEMBER.c.group_id).where(MEMBER.c.operation_id == OP.c.id).exists()
+GROUPED = "in_group"
+# Kinds the runner never starts (a group's children do its work) ...
+NOT_RUN = OP.c.kind != Kind.GROUP
+# ... and kinds that take no slot of the per-host limit: a delete is one quick call.
+SLOTLESS = (Kind.DELETE, Kind.GROUP)
+GROUP = OP.alias("grp")
+# Finished operations that may be forgotten: not the children of a group still running,
+# whose state is added up from theirs (a forgotten failure would turn it into a success).
+FORGETTABLE = OP.c.status.in_(FINAL_STATUSES) & OP.c.id.notin_(
+    select(MEMBER.c.operation_id)
+    .join(GROUP, GROUP.c.id == MEMBER.c.group_id)
+    .where(GROUP.c.status.notin_(FINAL_STATUSES))
+)
+# Waiting to start: what OLLAMA_DECK_MAX_QUEUED bounds (scheduled ones will be queued).
+WAITING_TO_START = (Status.QUEUED, Status.SCHEDULED)
 RUNNING = OP.alias("running")
 # Built once: the hot reads of polling skip SQLAlchemy's statement construction.
 SEQ_OF = select(OP.c.seq).where(OP.c.id == bindparam("op_id"))
@@ -72,11 +100,38 @@ PURGE_BATCH = 500  # ids per DELETE ... IN (...): well under SQLite's variable l
 
 
 def _delete_finished(conn: Connection, ids: list[str]) -> None:
-    """Delete the operations ``ids`` that are finished, and their logs, in batches."""
+    """Delete the operations ``ids`` that are finished, and their logs (and a group's list
+    of children), in batches."""
     for start in range(0, len(ids), PURGE_BATCH):
         batch = ids[start : start + PURGE_BATCH]
         conn.execute(delete(LOG).where(LOG.c.operation_id.in_(batch)))
+        conn.execute(delete(MEMBER).where(MEMBER.c.group_id.in_(batch)))
         conn.execute(delete(OP).where(OP.c.id.in_(batch), OP.c.status.in_(FINAL_STATUSES)))
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """One child a group needs: this kind of operation on this model on this host (URL),
+    now or, for a pull that must wait (its not_before, its host's window), scheduled."""
+
+    kind: Kind
+    model: str
+    model_key: str
+    host: str
+    not_before: float | None = None
+    starts_at: float | None = None
+    schedule_note: str | None = None
+
+
+@dataclass
+class GroupCreated:
+    """What :meth:`OperationStore.create_group` did: the group (None when every child was
+    skipped), each child with whether it is new (else joined), and the children skipped
+    because another operation of theirs was active (with that operation)."""
+
+    group: dict[str, Any] | None
+    children: list[tuple[dict[str, Any], bool]] = field(default_factory=list)
+    skipped: list[tuple[ChildSpec, dict[str, Any]]] = field(default_factory=list)
 
 
 # Inside OperationStore ``list`` names its method, so its annotations use these.
@@ -224,8 +279,21 @@ class OperationStore:
 
     def has_queued(self) -> bool:
         with self.engine.connect() as conn:
-            query = select(OP.c.id).where(OP.c.status == Status.QUEUED).limit(1)
+            query = select(OP.c.id).where(OP.c.status == Status.QUEUED, NOT_RUN).limit(1)
             return conn.execute(query).first() is not None
+
+    def active(self) -> Rows:
+        """Every active operation: id, kind, host, model_key, status."""
+        query = select(OP.c.id, OP.c.kind, OP.c.host, OP.c.model_key, OP.c.status).where(
+            OP.c.status.in_(ACTIVE_STATUSES)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def children(self, group_id: str) -> Rows:
+        """The children of a group, in its order (none for an operation that is no group)."""
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(_children_query(group_id)).mappings()]
 
     # -- writes ---------------------------------------------------------------------
 
@@ -332,6 +400,116 @@ class OperationStore:
                 self.bus.publish(events)
         return [(joined[key], False) if key in joined else (made[key], True) for key, _ in wanted]
 
+    def create_group(
+        self,
+        *,
+        title: str,
+        children: Sequence[ChildSpec],
+        max_queued: int | None = None,
+        skip_busy: bool = False,
+    ) -> GroupCreated:
+        """A group of kind ``group`` over ``children``, created with them in one transaction.
+
+        A child whose model already has a joinable operation on its host (active, no cancel
+        asked for) joins it when :func:`~..lifecycle.may_join` allows (as it is: a paused
+        one stays paused);
+        otherwise the whole group is refused (Conflict), or with ``skip_busy`` that child
+        is left out (``skipped``). QueueFull when the new children do not fit in
+        ``max_queued``: nothing is created then. Created in one transaction with its
+        children, the group misses none of their changes: each later change of a child
+        rewrites the group in its own transaction.
+        """
+        now = time.time()
+        group_id = str(uuid.uuid4())
+        outcome = GroupCreated(group=None)
+        with self._write_lock, self.engine.connect() as conn:
+            self._take_seq(conn, 0)  # the counter's lock: no other writer moves from here
+            planned: list[tuple[ChildSpec, dict[str, Any] | None]] = []
+            for spec in dict.fromkeys(children):  # one child per (kind, model, host)
+                active = _joinable_on(conn, spec.host, spec.model_key)
+                if active is not None and not may_join(spec.kind, active["kind"]):
+                    if skip_busy:
+                        outcome.skipped.append((spec, active))
+                        continue
+                    conn.rollback()
+                    where = self.host_names.get(spec.host, spec.host)
+                    raise Conflict(
+                        f"a {active['kind']} of {spec.model} is {active['status']} on {where}; "
+                        "wait for it to finish or cancel it"
+                    )
+                planned.append((spec, active))
+            if not planned:
+                conn.rollback()
+                return outcome
+            fresh = sum(1 for _, active in planned if active is None)
+            if max_queued is not None and fresh:
+                self._check_room(conn, max_queued, fresh)
+            seq = self._take_seq(conn, 2 * fresh + 2)
+            logs: Rows = []
+            ids: Ids = []
+            for spec, active in planned:
+                if active is not None:
+                    ids.append(active["id"])
+                    continue
+                log = self._insert_waiting(
+                    conn,
+                    seq,
+                    kind=spec.kind,
+                    model=spec.model,
+                    model_key=spec.model_key,
+                    host=spec.host,
+                    now=now,
+                    not_before=spec.not_before,
+                    starts_at=spec.starts_at,
+                    schedule_note=spec.schedule_note,
+                )
+                logs.append(log)
+                ids.append(log["operation_id"])
+                seq += 2
+            rows = [dict(conn.execute(ONE_OP, {"op_id": i}).mappings().one()) for i in ids]
+            state = aggregate(rows, self.host_names)
+            hosts = dict.fromkeys(self.host_names.get(s.host, s.host) for s, _ in planned)
+            conn.execute(
+                insert(OP).values(
+                    id=group_id,
+                    kind=Kind.GROUP,
+                    model=title,
+                    # Unique: a group never holds the one-active slot of a model.
+                    model_key=f"group:{group_id}",
+                    host=",".join(hosts),
+                    phase=None,
+                    cancel_requested=False,
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                    started_at=None if state.status in WAITING_TO_START else now,
+                    seq=seq + 1,
+                    **state.fields(),
+                )
+            )
+            joined = len(ids) - fresh
+            text: str = f"{title}: {len(ids)} operation{'s' if len(ids) != 1 else ''} on "
+            text += ", ".join(hosts) + (f" ({joined} already active, joined)" if joined else "")
+            logs.append({"seq": seq, "operation_id": group_id, "created_at": now, "text": text})
+            conn.execute(insert(LOG).values(**logs[-1]))
+            conn.execute(
+                insert(MEMBER),
+                [
+                    {"group_id": group_id, "operation_id": child, "position": index}
+                    for index, child in enumerate(ids)
+                ],
+            )
+            group = dict(conn.execute(ONE_OP, {"op_id": group_id}).mappings().one())
+            conn.commit()
+            created = {r["id"] for r, (_, active) in zip(rows, planned, strict=True) if not active}
+            events = [log_event(log) for log in logs]
+            events += [operation_event(r, self.host_names) for r in rows if r["id"] in created]
+            events.append(operation_event(group, self.host_names))
+            self.bus.publish(sorted(events, key=lambda e: e.seq))
+        outcome.group = group
+        outcome.children = [(row, row["id"] in created) for row in rows]
+        return outcome
+
     def create_or_join(
         self,
         *,
@@ -387,33 +565,88 @@ class OperationStore:
         Private: every change goes through a named transition below (tests may set up rows
         with it).
         """
-        logs = list(logs)
         now = time.time()
         with self._write_lock, self.engine.connect() as conn:
-            first = self._take_seq(conn, len(logs) + 1)
-            values = dict(fields, updated_at=now, seq=first + len(logs))
-            statement = update(OP).where(OP.c.id == op_id, *where).values(**values)
-            row = conn.execute(statement.returning(*OPERATION_ROW)).mappings().first()
-            if row is None:
+            written = self._write(conn, op_id, fields, list(logs), where, now)
+            if written is None:
                 conn.rollback()
                 return None
-            rows = [
-                {"seq": first + i, "operation_id": op_id, "created_at": now, "text": text}
-                for i, text in enumerate(logs)
-            ]
-            if rows:
-                conn.execute(insert(LOG), rows)
-                self._trim_logs(conn, op_id)
-            changed = dict(row)
-            # Counted before these lines went in; the trim keeps the newest log_lines.
-            changed["log_count"] = min(changed["log_count"] + len(rows), self.log_lines)
+            changed, events = written
             enqueued = self._count_and_notify(conn, fields, changed, now)
+            if changed.pop(GROUPED):  # some group counts it as a child
+                grouped, notified = self._follow_groups(conn, changed, now)
+                events += grouped
+                enqueued = enqueued or notified
             conn.commit()
-            events = [log_event(r) for r in rows] + [operation_event(changed, self.host_names)]
             self.bus.publish(events)
         if enqueued and self.outbox is not None:
             self.outbox.wake()
         return changed
+
+    def _write(
+        self,
+        conn: Connection,
+        op_id: str,
+        fields: dict[str, Any],
+        logs: Ids,
+        where: Iterable[Any],
+        now: float,
+    ) -> tuple[dict[str, Any], Events] | None:
+        """Inside a transaction: change the row and append its log lines, with new sequence
+        numbers; the changed row and its events, or None when ``where`` does not hold."""
+        first = self._take_seq(conn, len(logs) + 1)
+        values = dict(fields, updated_at=now, seq=first + len(logs))
+        statement = update(OP).where(OP.c.id == op_id, *where).values(**values)
+        returning = statement.returning(*OPERATION_ROW, IN_GROUP.label(GROUPED))
+        row = conn.execute(returning).mappings().first()
+        if row is None:
+            return None
+        rows = [
+            {"seq": first + i, "operation_id": op_id, "created_at": now, "text": text}
+            for i, text in enumerate(logs)
+        ]
+        if rows:
+            conn.execute(insert(LOG), rows)
+            self._trim_logs(conn, op_id)
+        changed = dict(row)
+        # Counted before these lines went in; the trim keeps the newest log_lines.
+        changed["log_count"] = min(changed["log_count"] + len(rows), self.log_lines)
+        events = [log_event(r) for r in rows] + [operation_event(changed, self.host_names)]
+        return changed, events
+
+    def _follow_groups(
+        self, conn: Connection, child: dict[str, Any], now: float
+    ) -> tuple[Events, bool]:
+        """Rewrite each active group of ``child`` whose state its change moved, in the same
+        transaction (later sequence numbers, so a group's end comes after its last child's);
+        its events, and whether webhook deliveries were written (a group's end is one).
+
+        Bounded: a child is written a few times a second at most, and its group only when
+        what it shows changed (:func:`~.groups.write_due`).
+        """
+        note = [ended_note(child, self.host_names)] if child["status"] in FINAL_STATUSES else []
+        query = select(MEMBER.c.group_id).where(MEMBER.c.operation_id == child["id"])
+        events: Events = []
+        enqueued = False
+        for group_id in conn.execute(query).scalars().all():
+            group = conn.execute(ONE_OP, {"op_id": group_id}).mappings().first()
+            if group is None or group["status"] in FINAL_STATUSES:
+                continue
+            rows = [dict(r) for r in conn.execute(_children_query(group_id)).mappings()]
+            state = aggregate(rows, self.host_names, floor=group["percent"] or 0.0)
+            if not note and not write_due(dict(group), state, now):
+                continue
+            fields = state.fields()
+            if state.status in FINAL_STATUSES:
+                fields["finished_at"] = now
+            elif state.status not in WAITING_TO_START:
+                fields["started_at"] = func.coalesce(OP.c.started_at, now)
+            where = [OP.c.status.notin_(FINAL_STATUSES)]
+            written = self._write(conn, group_id, fields, note, where, now)
+            if written is not None:
+                events += written[1]
+                enqueued = self._count_and_notify(conn, fields, written[0], now) or enqueued
+        return events, enqueued
 
     def _count_and_notify(
         self, conn: Connection, fields: Mapping[str, Any], row: dict[str, Any], now: float
@@ -421,7 +654,8 @@ class OperationStore:
         """In the transaction of a change: an end adds to /metrics' tallies, and a change
         that is a webhook event writes its deliveries (so neither can be lost or doubled
         apart from the change). True when deliveries were written."""
-        if fields.get("status") in FINAL_STATUSES:
+        # A group's end is counted by its children's, not again by itself.
+        if fields.get("status") in FINAL_STATUSES and row["kind"] != Kind.GROUP:
             tally.add(conn, tally.final_deltas(row), now)
         outbox = self.outbox
         if outbox is None:
@@ -441,7 +675,7 @@ class OperationStore:
         row = self.get(op_id)
         started = row is not None and row["started_at"] is not None
         fields = _ended(Status.CANCELLED, Status.CANCELLED, keep_speed=True)
-        where = [OP.c.status.in_(WAITING)]
+        where = [OP.c.status.in_(WAITING), NOT_RUN]  # a group ends with its children
         note = "cancelled" if started else "cancelled before it started"
         return self._update(op_id, fields, [note], where=where)
 
@@ -464,7 +698,8 @@ class OperationStore:
         }
         where = [
             OP.c.status.in_((Status.QUEUED, Status.SCHEDULED))
-            | ((OP.c.status == Status.PAUSED) & (OP.c.paused_by == Hold.WINDOW))
+            | ((OP.c.status == Status.PAUSED) & (OP.c.paused_by == Hold.WINDOW)),
+            NOT_RUN,  # a group pauses through its children
         ]
         return self._update(op_id, fields, ["paused"], where=where)
 
@@ -475,6 +710,7 @@ class OperationStore:
             OP.c.status == Status.RUNNING,
             OP.c.cancel_requested.is_(False),
             OP.c.paused_by.is_(None),
+            NOT_RUN,
         ]
         return self._update(op_id, fields, ["pause requested"], where=where)
 
@@ -547,7 +783,7 @@ class OperationStore:
             "starts_at": starts_at,
             "message": message or "resuming",
         }
-        where = [OP.c.status == Status.PAUSED, OP.c.paused_by == Hold.USER]
+        where = [OP.c.status == Status.PAUSED, OP.c.paused_by == Hold.USER, NOT_RUN]
         note = "resumed" if status == Status.QUEUED else f"resumed: {message}"
         return self._update(op_id, fields, [note], where=where)
 
@@ -725,7 +961,11 @@ class OperationStore:
             running_there = (
                 select(func.count())
                 .select_from(RUNNING)
-                .where(RUNNING.c.status == Status.RUNNING, RUNNING.c.host == OP.c.host)
+                .where(
+                    RUNNING.c.status == Status.RUNNING,
+                    RUNNING.c.host == OP.c.host,
+                    RUNNING.c.kind.notin_(SLOTLESS),
+                )
                 .scalar_subquery()
             )
             model_running = (
@@ -738,7 +978,10 @@ class OperationStore:
                 .exists()
             )
             query = select(OP.c.id).where(
-                OP.c.status == Status.QUEUED, running_there < limit, ~model_running
+                OP.c.status == Status.QUEUED,
+                NOT_RUN,
+                (running_there < limit) | OP.c.kind.in_(SLOTLESS),
+                ~model_running,
             )
             closed = list(closed_hosts)
             if closed:  # outside their window; loads are not held by windows (WINDOWED)
@@ -796,14 +1039,14 @@ class OperationStore:
         heartbeat_at, cancel_requested, paused_by."""
         query = select(
             OP.c.id, OP.c.runner_id, OP.c.heartbeat_at, OP.c.cancel_requested, OP.c.paused_by
-        ).where(OP.c.status == Status.RUNNING)
+        ).where(OP.c.status == Status.RUNNING, NOT_RUN)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def purge_finished(self, before: float | None, *, keep: int | None = None) -> int:
         """Forget finished operations, with their logs: those that finished before
-        ``before``, and all but the newest ``keep``."""
-        final = OP.c.status.in_(FINAL_STATUSES)
+        ``before``, and all but the newest ``keep`` (the children of a running group stay)."""
+        final = FORGETTABLE
         with self.engine.begin() as conn:
             ids: list[str] = []
             if before is not None:
@@ -823,33 +1066,35 @@ class OperationStore:
 
     def forget_finished(self) -> Ids:
         """Delete every finished operation with its log (what "Clear finished" asks);
-        the ids deleted. Active ones stay, whatever happens meanwhile."""
+        the ids deleted. Active ones stay, whatever happens meanwhile, and so do the
+        finished children of a group still running."""
         with self.engine.begin() as conn:
-            query = select(OP.c.id).where(OP.c.status.in_(FINAL_STATUSES))
+            query = select(OP.c.id).where(FORGETTABLE)
             ids = [r.id for r in conn.execute(query)]
             _delete_finished(conn, ids)
         return ids
 
-    def delete_finished(self, op_id: str) -> bool:
-        """Delete one finished operation and its logs; False if it is still active."""
+    def delete_finished(self, op_id: str) -> Ids | None:
+        """Delete one finished operation and its logs; for a group, its finished children
+        too (they were its parts). The ids deleted; None if it is still active (or is a
+        child of a group that is)."""
         with self.engine.begin() as conn:
-            result = conn.execute(
-                delete(OP).where(OP.c.id == op_id, OP.c.status.in_(FINAL_STATUSES))
-            )
-            if not result.rowcount:
-                return False
-            conn.execute(delete(LOG).where(LOG.c.operation_id == op_id))
-        return True
+            finished = select(OP.c.id).where(FORGETTABLE)
+            if conn.execute(finished.where(OP.c.id == op_id)).first() is None:
+                return None
+            children = select(MEMBER.c.operation_id).where(MEMBER.c.group_id == op_id)
+            ids = [op_id] + [r.id for r in conn.execute(finished.where(OP.c.id.in_(children)))]
+            _delete_finished(conn, ids)
+        return ids
 
     # -- helpers --------------------------------------------------------------------
 
     @staticmethod
     def _check_room(conn: Connection, max_queued: int, adding: int) -> None:
         """QueueFull (after a rollback) unless ``adding`` more fit in ``max_queued``.
-        Scheduled ones count: each will be queued by itself."""
-        waiting = (Status.QUEUED, Status.SCHEDULED)
+        Scheduled ones count: each will be queued by itself; groups run nothing."""
         queued = conn.execute(
-            select(func.count()).select_from(OP).where(OP.c.status.in_(waiting))
+            select(func.count()).select_from(OP).where(OP.c.status.in_(WAITING_TO_START), NOT_RUN)
         ).scalar_one()
         if queued + adding <= max_queued:
             return
@@ -910,7 +1155,9 @@ class OperationStore:
 
     @staticmethod
     def _take_seq(conn: Connection, count: int) -> int:
-        """Reserve ``count`` sequence numbers; return the first."""
+        """Reserve ``count`` sequence numbers; return the first. With 0 it only takes the
+        counter's lock (every writer takes it first), for a transaction that decides what
+        to write by what it reads."""
         statement = (
             update(Counter)
             .where(Counter.name == SEQ_COUNTER)
@@ -931,3 +1178,25 @@ class OperationStore:
         ).scalar()
         if cutoff is not None:
             conn.execute(delete(LOG).where(LOG.c.operation_id == op_id, LOG.c.seq <= cutoff))
+
+
+def _children_query(group_id: str) -> Any:
+    return (
+        select(*OPERATION_ROW)
+        .join(MEMBER, MEMBER.c.operation_id == OP.c.id)
+        .where(MEMBER.c.group_id == group_id)
+        .order_by(MEMBER.c.position)
+    )
+
+
+def _joinable_on(conn: Connection, host: str, model_key: str) -> dict[str, Any] | None:
+    """The operation of a model on a host that new requests join (active, no cancel asked
+    for), if any."""
+    query = select(*OPERATION_ROW).where(
+        OP.c.host == host,
+        OP.c.model_key == model_key,
+        OP.c.status.in_(ACTIVE_STATUSES),
+        OP.c.cancel_requested.is_(False),
+    )
+    found = conn.execute(query).mappings().first()
+    return dict(found) if found is not None else None

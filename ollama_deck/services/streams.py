@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
 
@@ -16,6 +17,7 @@ from .events import EventHub
 from .events import retry_frame
 from .events import UNWATCHED
 from .feed import ChangeFeed
+from .feed import Which
 
 # Sequence numbers (so at most this many events) read from the database at a time.
 REPLAY_PAGE = 100
@@ -46,6 +48,9 @@ def follow(
 ) -> Iterator[bytes]:
     """SSE frames: first what the client lacks, then every change as it happens.
 
+    The stream of a group carries its children's events too (each child's bar can be
+    shown), and ends with the group's own final event.
+
     Without ``last_event_id`` the client gets the current state (of the operation, or of
     every active one); with it, everything after that id, from the database, read page by
     page. From further back than ``max_replay`` events it gets the current state of each
@@ -63,18 +68,32 @@ def follow(
     # The hub position is taken before the database read, so nothing committed after the
     # read can be missed; what both hold is skipped by sequence number.
     position = hub.position()
+    watched = Watched(op_id, frozenset(feed.family(op_id))) if op_id is not None else None
+    ids = watched.ids if watched is not None else None
     if last_event_id is None:
-        events, covered = feed.current_events(op_id)
+        events, covered = feed.current_events(ids)
         pages: Iterator[list[DeckEvent]] = iter([events] if events else [])
     else:
         covered = max(feed.committed_seq(), last_event_id)
-        pages = replay_pages(feed, last_event_id, covered, op_id, max_replay)
-    frames = _frames(feed, hub, op_id, position, pages, covered, max_replay, watch)
+        pages = replay_pages(feed, last_event_id, covered, ids, max_replay)
+    frames = _frames(feed, hub, watched, position, pages, covered, max_replay, watch)
     return _counted(hub, frames, watch)
 
 
+@dataclass(frozen=True)
+class Watched:
+    """The operation a stream follows, and every id whose events it carries (a group's
+    children too); it ends with the operation's own final event."""
+
+    op_id: str
+    ids: frozenset[str]
+
+    def ends_with(self, event: DeckEvent) -> bool:
+        return event.final and event.operation_id == self.op_id
+
+
 def replay_pages(
-    feed: ChangeFeed, after: int, upto: int, op_id: str | None, max_replay: int
+    feed: ChangeFeed, after: int, upto: int, op_id: Which, max_replay: int
 ) -> Iterator[list[DeckEvent]]:
     """What changed in ``(after, upto]``, a page at a time (see ``follow``)."""
     with feed.frames:
@@ -82,7 +101,7 @@ def replay_pages(
 
 
 def _pages(
-    feed: ChangeFeed, after: int, upto: int, op_id: str | None, max_replay: int
+    feed: ChangeFeed, after: int, upto: int, op_id: Which, max_replay: int
 ) -> Iterator[list[DeckEvent]]:
     start = after
     if upto - after > max_replay:
@@ -116,7 +135,7 @@ def _counted(hub: EventHub, frames: Iterator[bytes], watch: ClientWatch | None) 
 def _frames(
     feed: ChangeFeed,
     hub: EventHub,
-    op_id: str | None,
+    watched: Watched | None,
     position: int,
     pages: Iterator[list[DeckEvent]],
     covered: int,
@@ -126,9 +145,10 @@ def _frames(
     # Which worker serves this stream: with several, a reader can tell them apart.
     yield retry_frame() + comment_frame(f"worker {os.getpid()}")
     sent = covered
+    ids = watched.ids if watched is not None else None
     for page in pages:
         yield b"".join(e.frame for e in page)
-        if op_id is not None and page[-1].final:
+        if watched is not None and any(watched.ends_with(e) for e in page):
             return
         time.sleep(0)  # under gevent: let other requests run between pages
     parked = watch if watch is not None else UNWATCHED
@@ -146,8 +166,8 @@ def _frames(
         if lost:  # fell behind the ring: the database has the rest
             position = hub.position()
             upto = max(feed.committed_seq(), sent)
-            for page in replay_pages(feed, sent, upto, op_id, max_replay):
-                chunk, sent, finished = _select(page, sent, op_id)
+            for page in replay_pages(feed, sent, upto, ids, max_replay):
+                chunk, sent, finished = _select(page, sent, watched)
                 if chunk:
                     yield chunk
                 if finished:
@@ -155,22 +175,22 @@ def _frames(
                 time.sleep(0)
             sent = max(sent, upto)
             continue
-        chunk, sent, finished = _select(coalesce(events), sent, op_id)
+        chunk, sent, finished = _select(coalesce(events), sent, watched)
         if chunk:
             yield chunk
         if finished:
             return
 
 
-def _select(events: list[DeckEvent], sent: int, op_id: str | None) -> tuple[bytes, int, bool]:
-    """The frames of events not sent yet (and of the operation, if one); the new ``sent``
-    and whether the operation's final event was among them."""
+def _select(events: list[DeckEvent], sent: int, watched: Watched | None) -> tuple[bytes, int, bool]:
+    """The frames of events not sent yet (and of the watched operation, if one); the new
+    ``sent`` and whether the operation's final event was among them."""
     chunk = []
     for event in events:
-        if event.seq <= sent or (op_id is not None and event.operation_id != op_id):
+        if event.seq <= sent or (watched is not None and event.operation_id not in watched.ids):
             continue
         chunk.append(event.frame)
         sent = event.seq
-        if op_id is not None and event.final:
+        if watched is not None and watched.ends_with(event):
             return b"".join(chunk), sent, True
     return b"".join(chunk), sent, False

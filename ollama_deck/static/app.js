@@ -17,12 +17,14 @@ import { STATUS_EVERY_MS, refreshActive, refreshModels, refreshStatus } from "./
 import { initActivity } from "./js/views/activity.js";
 import { initCatalog } from "./js/views/catalog.js";
 import { initDetails } from "./js/views/details.js";
+import { initFleet } from "./js/views/fleet.js";
 import { initHosts } from "./js/views/hosts.js";
 import { initModels } from "./js/views/models.js";
 import { initOps } from "./js/views/ops.js";
 import { initPrompt } from "./js/views/prompt.js";
 import { initPulls } from "./js/views/pulls.js";
 import { initRole } from "./js/views/role.js";
+import { initScopes } from "./js/views/scopes.js";
 import { initSession } from "./js/views/session.js";
 import { initStatus } from "./js/views/status.js";
 import { initTabs, selectTab, tabFromHash } from "./js/views/tabs.js";
@@ -34,6 +36,7 @@ async function start() {
   initRole();
   initStatus();
   initHosts();
+  initScopes();
   initTabs();
   initModels();
   initDetails();
@@ -42,6 +45,7 @@ async function start() {
   initCatalog();
   initPrompt();
   initActivity();
+  initFleet();
   // Another host: its models and status (the catalog reloads itself); operations show
   // every host's.
   on("host-selected", () => {

@@ -35,6 +35,7 @@ from ..client import TOKEN_VARIABLE
 from ..client import URL_VARIABLE
 from ..lifecycle import ACTIVE
 from ..lifecycle import FINAL
+from ..lifecycle import Kind
 from ..lifecycle import Status
 from ..schemas import LogLine
 from ..schemas import Operation
@@ -112,6 +113,29 @@ def host_option(command: F) -> F:
         metavar="NAME",
         help="The Ollama host, by its name in the deck's configuration (default: its first).",
     )(command)
+
+
+def hosts_option(command: F) -> F:
+    return click.option(
+        "--hosts",
+        "ollama_hosts",
+        default=None,
+        metavar="NAMES",
+        help="Several Ollama hosts, comma-separated, or '*' for every host: one group "
+        "operation across them (shown with a line per host).",
+    )(command)
+
+
+def host_scope(host: str | None, hosts: str | None) -> dict[str, Any]:
+    """``host`` and ``hosts`` as the client takes them; both at once is a usage error."""
+    if host is not None and hosts is not None:
+        raise click.UsageError("give --host or --hosts, not both")
+    if hosts is None:
+        return {"host": host}
+    names = [name.strip() for name in hosts.split(",") if name.strip()]
+    if not names:
+        raise click.UsageError("--hosts needs host names, comma-separated, or '*'")
+    return {"hosts": "*" if names == ["*"] else names}
 
 
 def json_option(help_text: str) -> Callable[[F], F]:
@@ -258,6 +282,7 @@ def start_each(
 @click.argument("models", nargs=-1, required=True, metavar="MODEL...")
 @url_option
 @host_option
+@hosts_option
 @click.option("--detach", "-d", is_flag=True, help="Start the pulls, print their ids, return.")
 @follow_options
 @deck_errors
@@ -265,20 +290,23 @@ def pull(
     models: tuple[str, ...],
     url: str,
     ollama_host: str | None,
+    ollama_hosts: str | None,
     detach: bool,
     cancel_on_interrupt: bool,
     as_json: bool,
 ) -> None:
     """Pull MODELs in the deck and show their progress until they end.
 
-    A pull of a model already being pulled joins it. Ctrl-C detaches: the pulls go on in
-    the deck, and 'ollama-deck attach' follows them again. Exits 0 when every pull
-    succeeded, 1 when one failed.
+    A pull of a model already being pulled joins it. With --hosts, each model is pulled
+    on each host as one group. Ctrl-C detaches: the pulls go on in the deck, and
+    'ollama-deck attach' follows them again. Exits 0 when every pull succeeded, 1 when
+    one failed.
     """
     client = DeckClient(url)
+    scope = host_scope(ollama_host, ollama_hosts)
     run_operations(
         client,
-        start_each(models, lambda name: client.pull(name, host=ollama_host)),
+        start_each(models, lambda name: client.pull(name, **scope)),
         as_json=as_json,
         detach=detach,
         cancel_on_interrupt=cancel_on_interrupt,
@@ -319,6 +347,7 @@ def attach(
 @click.argument("models", nargs=-1, metavar="[MODEL...]")
 @url_option
 @host_option
+@hosts_option
 @click.option("--detach", "-d", is_flag=True, help="Start the updates, print their ids, return.")
 @follow_options
 @deck_errors
@@ -326,16 +355,19 @@ def update(
     models: tuple[str, ...],
     url: str,
     ollama_host: str | None,
+    ollama_hosts: str | None,
     detach: bool,
     cancel_on_interrupt: bool,
     as_json: bool,
 ) -> None:
     """Update installed MODELs (every installed model when none is named) and show the
-    progress: each says whether it changed ('updated') or was already current."""
+    progress: each says whether it changed ('updated') or was already current. With
+    --hosts, on each host that has them, as one group."""
     client = DeckClient(url)
+    scope = host_scope(ollama_host, ollama_hosts)
 
     def start(display: Display, started: list[Operation]) -> int:
-        started += client.update(list(models) or None, host=ollama_host)
+        started += client.update(list(models) or None, **scope)
         if not started:
             click.echo("No models installed: nothing to update.", err=True)
         return 0
@@ -471,10 +503,27 @@ def list_models(url: str, ollama_host: str | None, as_json: bool) -> None:
 @click.argument("models", nargs=-1, required=True, metavar="MODEL...")
 @url_option
 @host_option
+@hosts_option
+@json_option("With --hosts: print every event as a line of JSON (NDJSON).")
 @deck_errors
-def rm(models: tuple[str, ...], url: str, ollama_host: str | None) -> None:
-    """Delete installed models."""
+def rm(
+    models: tuple[str, ...],
+    url: str,
+    ollama_host: str | None,
+    ollama_hosts: str | None,
+    as_json: bool,
+) -> None:
+    """Delete installed models. With --hosts, each model on each host as one group (a
+    host that does not have it is fine), shown until the deletes end."""
     client = DeckClient(url)
+    scope = host_scope(ollama_host, ollama_hosts)
+    if "hosts" in scope:
+        run_operations(
+            client,
+            start_each(models, lambda name: client.delete_on(name, scope["hosts"])),
+            as_json=as_json,
+            what="deletes",
+        )
     failed = False
     for model in models:
         try:
@@ -493,7 +542,9 @@ COMMANDS = (pull, attach, ps, logs, cancel, list_models, rm, update)
 
 def register(group: click.Group) -> None:
     """Add the client commands to ``group`` (the ``ollama-deck`` group of cli.py)."""
-    for command in COMMANDS:
+    from .fleet import FLEET_COMMANDS  # it builds on this module
+
+    for command in (*COMMANDS, *FLEET_COMMANDS):
         group.add_command(command)
 
 
@@ -536,7 +587,9 @@ def _match(target: str, operations: list[Operation], host: str | None) -> Operat
     mine = [
         op
         for op in operations
-        if _key(op.model) == key and (host is None or host in (op.host, op.host_url))
+        if op.kind != Kind.GROUP  # a group is named by its id (its title is no model)
+        and _key(op.model) == key
+        and (host is None or host in (op.host, op.host_url))
     ]
     hosts = sorted({op.host for op in mine if op.active})
     if len(hosts) > 1:

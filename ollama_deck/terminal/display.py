@@ -21,6 +21,7 @@ from ..client import DeckAPIError
 from ..client import dumps
 from ..client import Event
 from ..lifecycle import FINAL
+from ..lifecycle import Kind
 from ..lifecycle import Status
 from ..schemas import Operation
 from ..schemas import OperationState
@@ -40,9 +41,10 @@ COLORS = {
 class Row:
     """One operation (or a pull refused before it started) as the display knows it."""
 
-    model: str
+    model: str  # what the row is called (text.label)
     state: OperationState | None = None
     refusal: str | None = None
+    child: bool = False  # an operation of a group the display follows
 
     @property
     def final(self) -> bool:
@@ -56,10 +58,12 @@ class Display:
         self.out = out
         self.err = err
         self.rows: dict[str, Row] = {}
+        self.groups = False  # it follows a group: other operations' events are its children
 
     def follow(self, op: Operation) -> None:
         """An operation to show from now on (its current state)."""
-        self._row(op.id, op.model).state = op
+        self._row(op.id, text.label(op)).state = op
+        self.groups = self.groups or op.kind == Kind.GROUP
         self.changed(op.id)
 
     def refused(self, model: str, error: DeckAPIError) -> None:
@@ -69,7 +73,11 @@ class Display:
 
     def event(self, event: Event) -> None:
         if isinstance(event.data, OperationState):
-            self._row(event.data.id, event.data.model).state = event.data
+            # An operation not followed, on a group's stream: one of the group's children.
+            child = self.groups and event.data.id not in self.rows
+            row = self._row(event.data.id, text.label(event.data, child=child))
+            row.child = row.child or child
+            row.state = event.data
             self.changed(event.data.id)
 
     def trouble(self, message: str | None) -> None:
@@ -91,7 +99,7 @@ class Display:
         return row
 
     def width(self) -> int:
-        return min(40, max([len(r.model) for r in self.rows.values()] + [8]))
+        return min(40, max([len(r.model) + 2 * r.child for r in self.rows.values()] + [8]))
 
 
 def final_words(row: Row) -> str:
@@ -187,7 +195,7 @@ class LiveDisplay(Display):
         self._last = time.monotonic()
 
     def _line(self, row: Row, columns: int) -> str:
-        name = row.model.ljust(self.width())
+        name = (f"  {row.model}" if row.child else row.model).ljust(self.width())
         state = row.state
         if row.final:
             status = state.status if state is not None else Status.FAILED

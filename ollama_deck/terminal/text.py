@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..lifecycle import Kind
 from ..lifecycle import Status
 from ..schemas import OperationState
 
@@ -106,6 +107,14 @@ def summary(state: OperationState) -> str:
     if state.eta_seconds is not None and state.status == Status.RUNNING:
         parts.append(f"ETA {duration(state.eta_seconds)}")
     return "  ".join(p for p in parts if p)
+
+
+def label(state: OperationState, *, child: bool = False) -> str:
+    """What a row of the display is called: the model; a group's title and its hosts
+    (``llama3.2:1b on gpu1, gpu2``); a group's child, its host first (``gpu1: llama3.2:1b``)."""
+    if state.kind == Kind.GROUP:
+        return f"{state.model} on {', '.join(state.host.split(','))}"
+    return f"{state.host}: {state.model}" if child else state.model
 
 
 def short_id(op_id: str) -> str:

@@ -24,13 +24,17 @@ function tell(what, err) {
   if (!isSessionError(err)) emit("notice", what + err.message);
 }
 
-/** Pull ``name``; with ``check``, first warn (and let the user cancel) if it will not fit. */
-export async function startPull(name, { check = true } = {}) {
+/**
+ * Pull ``name``; with ``check``, first warn (and let the user cancel) if it will not fit.
+ * With ``hosts`` ("*": every host) the answer is a group of one pull per host.
+ */
+export async function startPull(name, { check = true, hosts = null } = {}) {
   emit("notice", null);
   askToNotify(); // here, on a click: browsers ignore (or punish) a request on page load
   if (check && !(await fits(name))) return null;
   try {
-    const op = await api(API.pull, { method: "POST", json: { model: name } });
+    const body = hosts ? { model: name, hosts: hosts } : { model: name };
+    const op = await api(API.pull, { method: "POST", json: body });
     upsertOp(op);
     return op;
   } catch (err) {
@@ -51,11 +55,16 @@ async function fits(name) {
   return confirmPull(estimate);
 }
 
-/** Queue updates of ``names`` (all installed models when null); the cards show the result. */
-export async function updateModels(names) {
+/**
+ * Queue updates of ``names`` (all installed models when null); the cards show the result.
+ * With ``hosts``, one group of them on those hosts.
+ */
+export async function updateModels(names, { hosts = null } = {}) {
   askToNotify(); // an update is a pull too, and this runs on a click
+  const body = names ? { models: names } : {};
+  if (hosts) body.hosts = hosts;
   try {
-    const data = await api(API.update, { method: "POST", json: names ? { models: names } : {} });
+    const data = await api(API.update, { method: "POST", json: body });
     for (const op of data.operations || []) upsertOp(op);
     return data;
   } catch (err) {
@@ -82,11 +91,20 @@ export async function unloadModel(name) {
   }
 }
 
-/** Delete ``name`` from Ollama; true when it went. The list and active model refresh either way. */
-export async function deleteModel(name) {
+/**
+ * Delete ``name`` from Ollama; true when it went (with ``hosts``: when the group deleting it
+ * on each of them started; its card tells the rest). The list and active model refresh
+ * either way.
+ */
+export async function deleteModel(name, { hosts = null } = {}) {
   let deleted = false;
   try {
-    await api(modelUrl(API.model, name), { method: "DELETE" });
+    if (hosts) {
+      const url = modelUrl(API.model, name) + "?" + new URLSearchParams({ hosts: hosts });
+      upsertOp(await api(url, { method: "DELETE" }));
+    } else {
+      await api(modelUrl(API.model, name), { method: "DELETE" });
+    }
     deleted = true;
     if (sameModel(name, state.active)) state.active = null;
   } catch (err) {
@@ -127,7 +145,8 @@ export async function retryOp(op) {
   }
 }
 
-/** Forget an ended operation, here and on the server (already gone there is fine). */
+/** Forget an ended operation, here and on the server (already gone there is fine); a
+ * group's children go with it, as on the server. */
 export async function dismissOp(op) {
   try {
     await api(opUrl(PROGRESS.operation, op.id), { method: "DELETE" });
@@ -137,6 +156,7 @@ export async function dismissOp(op) {
       return;
     }
   }
+  for (const child of op.children || []) removeOp(child.id);
   removeOp(op.id);
 }
 

@@ -18,6 +18,7 @@
 //   open-details (model)         show the details drawer of a model
 //   token-needed ()              the server wants the access token
 //   session-known ({role, token}) the session's role ("read" or "write") and token name
+//   drift-changed ()             state.drift changed (the stored set, its plan)
 
 const bus = new EventTarget();
 

@@ -12,4 +12,6 @@ export const state = {
   stale: false,
   cachedAt: null, // when the last list seen was seen, while Ollama is down (null: never)
   role: "write", // what the session may do: "read" hides every action that changes something
+  // The stored desired model set and its plan: {set, updatedAt, plan, error} (null: unread).
+  drift: null,
 };

@@ -111,3 +111,11 @@ export function fitBadge(fits) {
   if (fits === false) return el("span", { className: "badge fits-no", dataset: { fits: "no" } }, "too big");
   return el("span", { className: "badge fits-unknown", dataset: { fits: "unknown" }, title: "no GPU memory known" }, "fit unknown");
 }
+
+/** What "all hosts" is called in a host picker (views/scopes.js) and in the API. */
+export const ALL_HOSTS = "*";
+
+/** The hosts a host picker says: "*" for all, or null for the host the page manages. */
+export function scopeOf(select) {
+  return select && !select.closest("[hidden]") && select.value === ALL_HOSTS ? ALL_HOSTS : null;
+}

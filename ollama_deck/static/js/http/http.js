@@ -8,9 +8,9 @@ import { API } from "../core/config.js";
 import { emit } from "../core/events.js";
 import { state } from "../core/state.js";
 
-/** ``url`` with the chosen host, when one is chosen. */
+/** ``url`` with the chosen host, when one is chosen (and the URL names no hosts itself). */
 export function withHost(url) {
-  if (!state.host) return url;
+  if (!state.host || /[?&]hosts=/.test(url)) return url;
   return url + (url.includes("?") ? "&" : "?") + "host=" + encodeURIComponent(state.host);
 }
 

@@ -3,14 +3,19 @@
 // them (the summary, each queued operation's place). Changes go out as events; the cards
 // are views/ops.js's business.
 
-import { ACTIVE, FINAL, LOG_KEEP, MAX_CONCURRENT, STATUS } from "../core/config.js";
+import { ACTIVE, FINAL, KIND, LOG_KEEP, MAX_CONCURRENT, STATUS } from "../core/config.js";
 import { emit } from "../core/events.js";
 
 const SPARK_POINTS = 60;
 const ops = new Map(); // id -> {op, logs: Map(seq -> line), logFetched, speeds: [numbers]}
+// A group's children (its "children" lists them) -> the group: they show inside its card.
+const groupOfChild = new Map();
 
 export const getEntry = (id) => ops.get(id);
 export const hasOp = (id) => ops.has(id);
+/** The group an operation is a child of (its id), or undefined. */
+export const groupOf = (id) => groupOfChild.get(id);
+const isGroup = (op) => op.kind === KIND.GROUP;
 
 function entryFor(op) {
   let entry = ops.get(op.id);
@@ -29,11 +34,20 @@ export function upsertOp(op) {
   const newer = before === op || op.seq === undefined || before.seq !== op.seq;
   entry.op = Object.assign({}, before, op);
   if (op.urls) entry.urls = op.urls;
+  if (isGroup(entry.op)) {
+    for (const child of entry.op.children || []) {
+      if (groupOfChild.get(child.id) === op.id) continue;
+      groupOfChild.set(child.id, op.id);
+      if (ops.has(child.id)) emit("op-changed", child.id); // its own card goes
+    }
+  }
   if (newer && entry.op.status === STATUS.RUNNING && typeof entry.op.speed === "number") {
     entry.speeds.push(entry.op.speed);
     if (entry.speeds.length > SPARK_POINTS) entry.speeds.shift();
   }
   emit("op-changed", op.id);
+  const group = groupOfChild.get(op.id);
+  if (group && ops.has(group)) emit("op-changed", group); // it shows its children live
   if (before !== op && ACTIVE.has(before.status) && FINAL.has(op.status)) {
     emit("op-finished", { op: entry.op, seen: true });
   }
@@ -46,7 +60,15 @@ export function finishedUnseen(op) {
 }
 
 export function removeOp(id) {
-  if (ops.delete(id)) emit("op-removed", id);
+  const entry = ops.get(id);
+  if (!entry) return;
+  ops.delete(id);
+  if (isGroup(entry.op)) {
+    for (const child of entry.op.children || []) {
+      if (groupOfChild.get(child.id) === id) groupOfChild.delete(child.id);
+    }
+  }
+  emit("op-removed", id);
 }
 
 /** Keep a log line (the newest LOG_KEEP of each operation); lines of unknown ones are dropped. */
@@ -88,7 +110,7 @@ export function summary() {
   let weighted = 0;
   let weights = 0;
   for (const { op } of ops.values()) {
-    if (!ACTIVE.has(op.status)) continue;
+    if (!ACTIVE.has(op.status) || isGroup(op)) continue; // a group's children count, not it
     active += 1;
     if (op.status === STATUS.QUEUED) queued += 1;
     else if (op.status === STATUS.PAUSED) paused += 1;
@@ -113,6 +135,7 @@ export function queue() {
   const etas = [];
   let running = 0;
   for (const entry of ops.values()) {
+    if (isGroup(entry.op)) continue; // never run itself: its children wait in the queue
     if (entry.op.status === STATUS.QUEUED) queued.push(entry);
     else if (entry.op.status === STATUS.RUNNING) {
       running += 1;

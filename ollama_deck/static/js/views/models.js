@@ -4,7 +4,9 @@
 import { ACTIVE } from "../core/config.js";
 import { emit, on } from "../core/events.js";
 import { state } from "../core/state.js";
-import { $, $$, el, humanBytes, relativeTime, sameModel, setText, show } from "../core/util.js";
+import {
+  $, $$, el, humanBytes, relativeTime, sameModel, scopeOf, setText, show,
+} from "../core/util.js";
 import { deleteModel, loadModel, unloadModel, updateModels } from "../actions/operations.js";
 import { setActive } from "../actions/server.js";
 
@@ -261,7 +263,9 @@ export function initModels() {
     else if (act === "activate") setActive(name);
     else if (act === "load") whileDisabled(button, loadModel(name));
     else if (act === "unload") whileDisabled(button, unloadModel(name));
-    else if (act === "update") whileDisabled(button, updateModels([name]));
+    else if (act === "update") {
+      whileDisabled(button, updateModels([name], { hosts: scopeOf($("#update-scope")) }));
+    }
   });
   list.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
@@ -283,7 +287,7 @@ export function initModels() {
   $("#update-all").addEventListener("click", async (event) => {
     const button = event.currentTarget;
     button.disabled = true;
-    await updateModels(null);
+    await updateModels(null, { hosts: scopeOf($("#update-scope")) });
     button.disabled = state.models.length === 0;
   });
 }
@@ -305,6 +309,8 @@ function rowOf(name) {
 function confirmDelete(name) {
   const dialog = $("#confirm-dialog");
   setText($("#confirm-text"), "Delete " + name + " from Ollama? Its files are removed from disk.");
+  const scope = $("#delete-scope");
+  if (scope) scope.value = ""; // each time the host the page manages, unless changed here
   dialog.returnValue = "";
   dialog.onclose = async () => {
     if (dialog.returnValue !== "confirm") {
@@ -316,7 +322,9 @@ function confirmDelete(name) {
       if (target) target.focus();
       return;
     }
-    if (await deleteModel(name)) {
+    const hosts = scopeOf(scope);
+    // A group deletes later, host by host: the row goes when the list says it has gone.
+    if ((await deleteModel(name, { hosts: hosts })) && !hosts) {
       const row = rowOf(name);
       if (row) row.remove();
     }

@@ -3,12 +3,12 @@
 // The operations themselves live in operations/operations.js; this view redraws a card
 // (once per frame) when it hears op-changed.
 
-import { ACTIVE, FINAL, HOLD, LOG_KEEP, PAUSABLE, RETRYABLE, STATUS, manyHosts } from "../core/config.js";
+import { ACTIVE, FINAL, HOLD, KIND, LOG_KEEP, PAUSABLE, RETRYABLE, STATUS, manyHosts } from "../core/config.js";
 import { on } from "../core/events.js";
 import {
   $, el, formatPercent, humanBytes, humanDuration, ordinal, setText, show, svg,
 } from "../core/util.js";
-import { getEntry, logLines, logText, queue, summary } from "../operations/operations.js";
+import { getEntry, groupOf, logLines, logText, queue, summary } from "../operations/operations.js";
 import {
   cancelOp, clearFinished, dismissOp, fetchLog, pauseOp, resumeOp, retryOp,
 } from "../actions/operations.js";
@@ -37,7 +37,9 @@ function flush() {
   dirty.clear();
   for (const id of ids) {
     const entry = getEntry(id);
-    if (entry) renderCard(entry);
+    if (!entry) continue;
+    if (groupOf(id) && getEntry(groupOf(id))) dropCard(id); // shown in its group's card
+    else renderCard(entry);
   }
   renderQueue();
   renderSummary();
@@ -118,6 +120,39 @@ function insertCard(card, op, list) {
   list.append(card);
 }
 
+function dropCard(id) {
+  const view = cards.get(id);
+  cards.delete(id);
+  if (view) view.card.remove();
+}
+
+/**
+ * A group's children, a line each: host, kind and model, percent, status, and why one
+ * did not succeed. Each child's own latest state where the page has it (its events come
+ * more often than the group's), else the outcome the group lists.
+ */
+function renderChildren(op, card) {
+  const list = $(".op-children", card);
+  const children = op.kind === KIND.GROUP ? op.children || [] : [];
+  show(list, children.length > 0);
+  if (!children.length) return;
+  const lines = children.map((listed) => {
+    const entry = getEntry(listed.id);
+    const child = entry ? Object.assign({}, listed, entry.op, { host: listed.host }) : listed;
+    const done = child.status === STATUS.SUCCEEDED ? 100 : Math.floor(Number(child.percent) || 0);
+    const why = child.status !== STATUS.SUCCEEDED && FINAL.has(child.status) ? child.error || child.message : "";
+    return el(
+      "li",
+      { className: "op-child", dataset: { childId: child.id, status: child.status, host: child.host } },
+      el("span", { className: "op-child-name", text: child.host + " · " + child.kind + " " + child.model }),
+      el("span", { className: "op-child-percent", text: done + "%" }),
+      el("span", { className: "op-child-status", text: child.status }),
+      el("span", { className: "op-child-why", text: why && why !== child.status ? why : "" }),
+    );
+  });
+  list.replaceChildren(...lines);
+}
+
 /** "01:00" within the next day, else "Dec 3, 01:00": in the browser's own time zone. */
 function clockText(iso) {
   const when = new Date(iso);
@@ -159,8 +194,10 @@ function renderCard(entry) {
   card.dataset.status = op.status;
   card.dataset.percent = String(op.percent ?? 0);
   card.dataset.kind = op.kind || "pull";
+  const group = op.kind === KIND.GROUP;
   setText($(".op-model", card), op.model);
-  setText($(".op-host", card), manyHosts() ? "on " + op.host : "");
+  // A group's host is its hosts' names, comma-separated.
+  setText($(".op-host", card), group ? "on " + op.host.split(",").join(", ") : manyHosts() ? "on " + op.host : "");
   setText($(".op-kind", card), op.kind);
   setText($(".op-status", card), op.status);
   const percent = Math.max(0, Math.min(100, Number(op.percent) || 0));
@@ -201,14 +238,19 @@ function renderCard(entry) {
   const message = repeats ? "" : op.message;
   setText($(".op-message", card), message || "");
   const error = $(".op-error", card);
-  setText(error, op.error || "");
-  show(error, Boolean(op.error));
+  // A group's error repeats what its children's lines say, each beside its host.
+  setText(error, group ? "" : op.error || "");
+  show(error, Boolean(op.error) && !group);
+  renderChildren(op, card);
   $('[data-action="cancel"]', card).hidden = !ACTIVE.has(op.status) || Boolean(op.cancel_requested);
   // A running pull being paused shows neither: "pausing" says it.
   $('[data-action="pause"]', card).hidden =
     !PAUSABLE.has(op.status) || Boolean(op.cancel_requested) || Boolean(op.paused_by);
   $('[data-action="resume"]', card).hidden = !(op.status === STATUS.PAUSED && op.paused_by === HOLD.USER);
-  $('[data-action="retry"]', card).hidden = !RETRYABLE.has(op.status);
+  // A group is started again by what made it (a pull on all hosts, an apply), not here;
+  // a delete is no pull to retry.
+  $('[data-action="retry"]', card).hidden =
+    !RETRYABLE.has(op.status) || group || op.kind === KIND.DELETE;
   $('[data-action="dismiss"]', card).hidden = !FINAL.has(op.status);
   renderSpark(entry, card);
   renderLog(entry, view);

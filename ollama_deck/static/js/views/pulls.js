@@ -2,7 +2,7 @@
 // line under it where actions tell of an error (a notice event; null hides it).
 
 import { on } from "../core/events.js";
-import { $, el, humanBytes, setText, show } from "../core/util.js";
+import { $, el, humanBytes, scopeOf, setText, show } from "../core/util.js";
 import { setPullConfirm, startPull } from "../actions/operations.js";
 
 function askPullAnyway(estimate) {
@@ -55,7 +55,7 @@ export function initPulls() {
     }
     const button = $("#pull-button");
     button.disabled = true;
-    const op = await startPull(name);
+    const op = await startPull(name, { hosts: scopeOf($("#pull-scope")) });
     button.disabled = false;
     if (op) input.value = "";
   });
