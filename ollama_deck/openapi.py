@@ -207,6 +207,8 @@ def _parameters(model: type[BaseModel] | None, where: str, log_lines: int) -> li
         if name == "log":  # the app's OLLAMA_DECK_LOG_LINES
             prop["maximum"] = log_lines
         parameter = {"name": name, "in": where, "required": name in required, "schema": prop}
+        if where == "query" and not parameter["required"]:
+            parameter["allowEmptyValue"] = True  # QueryModel: ?x= is no x at all
         if description:
             parameter["description"] = description
         found.append(parameter)

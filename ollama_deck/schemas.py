@@ -125,9 +125,22 @@ NOT_BEFORE_HINT = (
 )
 
 
+# The forms not_before takes, as the document states them; the calendar (no 31 June) and
+# "at most a year ahead" are checked past it, where a pattern cannot say them.
+NOT_BEFORE_PATTERN = (
+    r"^(([01]?[0-9]|2[0-3]):[0-5][0-9]"
+    r"|[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([T ]([01][0-9]|2[0-3])(:[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?)$"
+)
+_NOT_BEFORE_FORM = re.compile(NOT_BEFORE_PATTERN)
+
+
 def _not_before(value: str) -> str:
     # The form is checked here (any zone will do for that); the runner reads the time in
     # the deck's own zone and clock (Runner.resolve_time).
+    if not _NOT_BEFORE_FORM.search(value):
+        raise PydanticCustomError("invalid_not_before", NOT_BEFORE_HINT)
     try:
         resolve_not_before(value, time.time(), UTC)
     except (ValueError, OverflowError, OSError) as exc:
@@ -142,7 +155,9 @@ NotBefore = Annotated[
         {
             "type": "string",
             "description": "start no earlier: an ISO 8601 date and time (without a zone: "
-            "the deck's, OLLAMA_DECK_TIMEZONE) or a time of day HH:MM (the next one)",
+            "the deck's, OLLAMA_DECK_TIMEZONE) or a time of day HH:MM (the next one), at "
+            "most a year ahead",
+            "pattern": NOT_BEFORE_PATTERN,
             "examples": ["2026-12-01T01:00", "2026-12-01T01:00:00Z", "01:00"],
         }
     ),

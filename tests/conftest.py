@@ -144,7 +144,7 @@ class LiveServer(HttpClient):
         super().__init__(f"http://127.0.0.1:{self.server.server_port}")
         # shutdown() waits for the loop to notice, up to one poll interval (0.5 s by default).
         self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True
         )
         self.thread.start()
 

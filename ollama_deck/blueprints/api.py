@@ -64,7 +64,7 @@ def operation_payload(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
 def host_of(body_host: str | None = None) -> OllamaHost:
     """The Ollama host a request names (``?host=``, or ``"host"`` in its JSON body), else
     the default one. Only configured names: a request never brings its own URL."""
-    name = request.args.get("host")
+    name = request.args.get("host") or None  # ?host= is no host, as in every query model
     return deck().hosts.get(name if name is not None else body_host)
 
 

@@ -211,8 +211,9 @@ class FakeOllama:
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
+        # stop() waits for the loop to notice, up to one poll interval: keep it short.
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True
         )
         self._thread.start()
         return self
