@@ -98,8 +98,9 @@ def cli(ctx: click.Context) -> None:
 
     serve and db run the deck; its settings come from the environment (OLLAMA_HOST,
     OLLAMA_DECK_*), and command options take precedence. pull, attach, ps, logs, cancel,
-    ls, rm and update talk to a running deck at --url (default $OLLAMA_DECK_URL, else
-    http://127.0.0.1:8000) with the token in $OLLAMA_DECK_TOKEN.
+    pause, resume, ls, rm, update, plan and apply talk to a running deck at --url
+    (default $OLLAMA_DECK_URL, else http://127.0.0.1:8000) with the token in
+    $OLLAMA_DECK_TOKEN.
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -211,7 +212,8 @@ def db_current(database_url: str | None) -> None:
     with_deck_app(deck_config(database_url=database_url), schema_status)
 
 
-# The client commands (pull, attach, ps, logs, cancel, ls, rm, update) live apart.
+# The client commands (pull, attach, ps, logs, cancel, pause, resume, ls, rm, update,
+# plan, apply) live apart.
 register_client_commands(cli)
 
 

@@ -180,7 +180,12 @@ class DeckClient:
 
     @overload
     def pull(
-        self, models: str, *, host: str | None = None, hosts: Hosts | None = None
+        self,
+        models: str,
+        *,
+        host: str | None = None,
+        hosts: Hosts | None = None,
+        not_before: str | None = None,
     ) -> S.Operation: ...
 
     @overload
@@ -190,6 +195,7 @@ class DeckClient:
         *,
         host: str | None = None,
         hosts: Hosts | None = None,
+        not_before: str | None = None,
     ) -> builtins.list[S.Operation]: ...
 
     def pull(
@@ -198,17 +204,20 @@ class DeckClient:
         *,
         host: str | None = None,
         hosts: Hosts | None = None,
+        not_before: str | None = None,
     ) -> S.Operation | builtins.list[S.Operation]:
         """Start a pull of ``models`` (one name, or a list) on ``host``, or join the one
         already running: the operation, or one per model in order. With ``hosts`` (names,
         or "*" for all) each model is pulled on each of them as one group operation,
-        whose ``children`` are the pulls.
+        whose ``children`` are the pulls. ``not_before`` (``01:00``, or an ISO 8601 date
+        and time, in the deck's time zone unless it names one) starts them no earlier: until
+        then they are ``scheduled``.
 
         Every name is checked before any pull starts; a refusal of the deck (a full queue,
         say) raises, and the pulls started before it go on.
         """
         names = [models] if isinstance(models, str) else builtins.list(models)
-        scope = {"host": host, "hosts": _hosts(hosts)}
+        scope = {"host": host, "hosts": _hosts(hosts), "not_before": not_before}
         bodies = [_request(S.PullRequest, {"model": name, **scope}) for name in names]
         started = [self._call("POST", "/api/models/pull", S.Operation, json=b) for b in bodies]
         return started[0] if isinstance(models, str) else started
@@ -235,6 +244,19 @@ class DeckClient:
         for it to end (``status`` may still be active while it winds down). A 409
         ``conflict`` when it had ended already."""
         return self._call("POST", f"/progress/{_segment(op_id)}/cancel", S.Operation)
+
+    def pause(self, op_id: str) -> S.Operation:
+        """Pause a queued, scheduled or running operation: its download stops and Ollama
+        keeps what it fetched. Its state after the deck waited a moment (``status`` may
+        still be running while its stream closes). A 409 ``conflict`` when it ended or is
+        paused already."""
+        return self._call("POST", f"/progress/{_segment(op_id)}/pause", S.Operation)
+
+    def resume(self, op_id: str) -> S.Operation:
+        """Queue an operation a user paused again (``scheduled`` while its host's window is
+        closed or its ``not_before`` ahead); the download goes on from where it stopped. A
+        409 ``conflict`` unless a user paused it."""
+        return self._call("POST", f"/progress/{_segment(op_id)}/resume", S.Operation)
 
     def update(
         self,

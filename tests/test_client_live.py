@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from datetime import datetime
+from datetime import timedelta
+from datetime import UTC
 
 import pytest
 
@@ -96,6 +99,36 @@ def test_cancel_then_the_errors_of_the_deck(deck, fake_ollama):
     with pytest.raises(DeckAPIError) as no_host:
         deck.pull("m:1", host="nowhere")
     assert no_host.value.code == "unknown_host"
+
+
+def test_pause_resume_and_a_start_time(deck, fake_ollama):
+    fake_ollama.allow_pull("held:1", PullScript(layers=[1_000_000], step=50_000, hold_after=2))
+    op = deck.pull("held:1")
+    wait_until(lambda: deck.get(op.id).status == "running")
+    paused = deck.pause(op.id)
+    assert paused.status in ("paused", "running")  # running: its stream is being closed
+    wait_until(lambda: deck.get(op.id).status == "paused")
+    assert deck.get(op.id).paused_by == "user"
+    with pytest.raises(DeckAPIError) as twice:
+        deck.pause(op.id)
+    assert (twice.value.status, twice.value.code) == (409, "conflict")
+    joined = deck.pull("held:1")
+    assert (joined.id, joined.created, joined.status) == (op.id, False, "paused")
+    fake_ollama.release("held:1")
+    assert deck.resume(op.id).status in ("queued", "running", "succeeded")
+    assert deck.wait(op.id, timeout=30).status == "succeeded"
+    with pytest.raises(DeckAPIError) as ended:
+        deck.resume(op.id)
+    assert ended.value.status == 409
+
+    when = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    later = deck.pull("later:1", not_before=when)
+    assert later.status == "scheduled" and later.not_before == when[:-1] + ".000Z"
+    assert later.starts_at is not None
+    deck.cancel(later.id)
+    with pytest.raises(DeckAPIError) as bad:
+        deck.pull("later:1", not_before="soon")
+    assert bad.value.code == "invalid_not_before"
 
 
 def test_a_pull_that_fails_ends_failed_with_the_reason(deck):

@@ -255,6 +255,53 @@ def test_detach_ps_cancel(deck, fake):
     assert shown.returncode == 0 and "cancelled" in shown.stdout.splitlines()[-1]
 
 
+def test_pause_resume_and_pull_at_a_time(deck, fake):
+    fake.allow_pull("nap:1", PullScript(layers=[1_000_000], step=50_000, hold_after=2))
+    started = run(deck, "pull", "--detach", "nap:1")
+    assert started.returncode == 0, started.stderr
+    (op,) = operations(deck, "nap:1")
+    wait_until(lambda: operations(deck, "nap:1")[0]["status"] == "running", timeout=30)
+
+    paused = run(deck, "pause", "nap:1")
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout in (
+        f"paused nap:1 ({op['id']})\n",
+        f"pausing nap:1 ({op['id']}): its download is closing\n",
+    )
+    wait_until(lambda: operations(deck, "nap:1")[0]["status"] == "paused", timeout=30)
+    again = run(deck, "pause", op["id"][:8])
+    assert again.returncode == 1
+    assert again.stderr.startswith("ollama-deck: ") and "paused" in again.stderr
+    assert again.stderr.count("\n") == 1
+    table = run(deck, "ps")
+    assert re.search(rf"^{op['id'][:8]}  nap:1 +default +paused", table.stdout, re.M), table.stdout
+
+    fake.release("nap:1")
+    resumed = run(deck, "resume", "nap:1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.startswith(f"resumed nap:1 ({op['id']}), ")
+    follow = run(deck, "attach", op["id"])
+    assert follow.returncode == 0, follow.stdout + follow.stderr
+    assert lines_of(follow.stdout, "nap:1")[-1].startswith("nap:1  succeeded")
+    not_paused = run(deck, "resume", op["id"])
+    assert not_paused.returncode == 1 and not_paused.stderr.startswith("ollama-deck: ")
+
+    at = run(deck, "pull", "--at", "01:00", "--detach", "late:1")
+    assert at.returncode == 0, at.stderr
+    (late,) = operations(deck, "late:1")
+    assert late["status"] == "scheduled" and late["starts_at"] is not None
+    assert at.stdout == f"{late['id']}  late:1\n"
+    followed = Running(deck, "pull", "late:1")  # joins it; says when it starts
+    try:
+        wait_until(lambda: any("scheduled  starts at 01:00" in line for line in followed.out))
+    finally:
+        followed.kill()
+    assert run(deck, "cancel", "late:1").returncode == 0
+    bad = run(deck, "pull", "--at", "soon", "late:1")
+    assert bad.returncode == 2 and "Invalid value for '--at': use a time of day" in bad.stderr
+    assert len(operations(deck, "late:1")) == 1  # nothing started
+
+
 def test_ls_and_rm(deck, fake):
     fake.add_model("listed:1", size=3_000_000_000)
     shown = run(deck, "ls", "--json")

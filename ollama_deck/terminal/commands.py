@@ -25,6 +25,8 @@ from typing import NoReturn
 from typing import TypeVar
 
 import click
+from pydantic import TypeAdapter
+from pydantic import ValidationError
 
 from ..client import DeckAPIError
 from ..client import DeckClient
@@ -38,6 +40,7 @@ from ..lifecycle import FINAL
 from ..lifecycle import Kind
 from ..lifecycle import Status
 from ..schemas import LogLine
+from ..schemas import NotBefore
 from ..schemas import Operation
 from ..schemas import Operations
 from ..services.names import InvalidModelName
@@ -136,6 +139,22 @@ def host_scope(host: str | None, hosts: str | None) -> dict[str, Any]:
     if not names:
         raise click.UsageError("--hosts needs host names, comma-separated, or '*'")
     return {"hosts": "*" if names == ["*"] else names}
+
+
+def start_time(value: str | None) -> str | None:
+    """``--at``, checked as the deck checks ``not_before``: bad usage (2) before any pull."""
+    if value is None:
+        return None
+    try:
+        TypeAdapter(NotBefore).validate_python(value)
+    except ValidationError:
+        raise click.BadParameter(
+            "use a time of day such as 01:00 (the next one), or a date and time such as "
+            "2026-12-01T01:00 (the deck's time zone) or 2026-12-01T01:00:00Z, at most a year "
+            "ahead",
+            param_hint="'--at'",
+        ) from None
+    return value
 
 
 def json_option(help_text: str) -> Callable[[F], F]:
@@ -284,6 +303,16 @@ def start_each(
 @host_option
 @hosts_option
 @click.option("--detach", "-d", is_flag=True, help="Start the pulls, print their ids, return.")
+@click.option(
+    "--at",
+    "not_before",
+    default=None,
+    metavar="TIME",
+    callback=lambda _ctx, _param, value: start_time(value),
+    help="Start no earlier than TIME: 01:00 (the next one), or a date and time such as "
+    "2026-12-01T01:00 (the deck's time zone unless it names one). Until then the pulls are "
+    "scheduled; with --detach the command returns at once.",
+)
 @follow_options
 @deck_errors
 def pull(
@@ -292,6 +321,7 @@ def pull(
     ollama_host: str | None,
     ollama_hosts: str | None,
     detach: bool,
+    not_before: str | None,
     cancel_on_interrupt: bool,
     as_json: bool,
 ) -> None:
@@ -306,7 +336,7 @@ def pull(
     scope = host_scope(ollama_host, ollama_hosts)
     run_operations(
         client,
-        start_each(models, lambda name: client.pull(name, **scope)),
+        start_each(models, lambda name: client.pull(name, not_before=not_before, **scope)),
         as_json=as_json,
         detach=detach,
         cancel_on_interrupt=cancel_on_interrupt,
@@ -388,7 +418,8 @@ def update(
 @json_option("Print the operations as one JSON document.")
 @deck_errors
 def ps(show_all: bool, url: str, as_json: bool) -> None:
-    """List operations: the active ones (queued, running), or all with --all."""
+    """List operations: the active ones (queued, scheduled, running, paused), or all
+    with --all."""
     client = DeckClient(url)
     operations = client.list(status=None if show_all else ACTIVE)
     if as_json:
@@ -474,6 +505,61 @@ def cancel(targets: tuple[str, ...], url: str, ollama_host: str | None) -> None:
             click.echo(f"cancelling {op.model} ({op.id}): it is winding down")
 
 
+@click.command()
+@click.argument("targets", nargs=-1, required=True, metavar="ID|MODEL...")
+@url_option
+@host_option
+@deck_errors
+def pause(targets: tuple[str, ...], url: str, ollama_host: str | None) -> None:
+    """Pause queued, scheduled or running operations, by id or by model: the download
+    stops, Ollama keeps what it fetched, and 'ollama-deck resume' goes on from there. A
+    pull of the model meanwhile joins the paused operation."""
+    client = DeckClient(url)
+    failed = False
+    for target in targets:
+        op = resolve(client, target, host=ollama_host, active_only=True)
+        try:
+            state = client.pause(op.id)
+        except DeckUnreachable:
+            raise
+        except DeckAPIError as exc:
+            failure_of(exc).show()
+            failed = True
+            continue
+        if state.status == Status.PAUSED:
+            click.echo(f"paused {op.model} ({op.id})")
+        else:
+            click.echo(f"pausing {op.model} ({op.id}): its download is closing")
+    if failed:
+        exit_with(EXIT_FAILED)
+
+
+@click.command()
+@click.argument("targets", nargs=-1, required=True, metavar="ID|MODEL...")
+@url_option
+@host_option
+@deck_errors
+def resume(targets: tuple[str, ...], url: str, ollama_host: str | None) -> None:
+    """Resume operations a user paused, by id or by model: queued again (scheduled while
+    a download window is closed or a start time is ahead), from where they stopped."""
+    client = DeckClient(url)
+    failed = False
+    for target in targets:
+        op = resolve(client, target, host=ollama_host, active_only=True)
+        try:
+            state = client.resume(op.id)
+        except DeckUnreachable:
+            raise
+        except DeckAPIError as exc:
+            failure_of(exc).show()
+            failed = True
+            continue
+        said = f": {state.message}" if state.status == Status.SCHEDULED and state.message else ""
+        click.echo(f"resumed {op.model} ({op.id}), {state.status}{said}")
+    if failed:
+        exit_with(EXIT_FAILED)
+
+
 @click.command("ls")
 @url_option
 @host_option
@@ -537,7 +623,7 @@ def rm(
         exit_with(EXIT_FAILED)
 
 
-COMMANDS = (pull, attach, ps, logs, cancel, list_models, rm, update)
+COMMANDS = (pull, attach, ps, logs, cancel, pause, resume, list_models, rm, update)
 
 
 def register(group: click.Group) -> None:

@@ -23,6 +23,7 @@ from ..client import Event
 from ..lifecycle import FINAL
 from ..lifecycle import Kind
 from ..lifecycle import Status
+from ..lifecycle import WAITING
 from ..schemas import Operation
 from ..schemas import OperationState
 from . import text
@@ -129,7 +130,7 @@ class PlainDisplay(Display):
             stage = text.stage(state)
             tenth = text.percent(state) // 10 if state.total_bytes else 0
             line = f"{stage}  {text.summary(state)}" if state.total_bytes else stage
-            if state.status == Status.QUEUED and state.message:
+            if state.status in WAITING and state.message:  # "starts at 01:00", why paused
                 line = f"{stage}  {state.message}"
         last = self._said.get(key)
         if last is not None and last[0] == stage and tenth <= last[1]:
@@ -200,9 +201,10 @@ class LiveDisplay(Display):
         if row.final:
             status = state.status if state is not None else Status.FAILED
             return self._paint(f"{name}  {final_words(row)}"[:columns], COLORS.get(status))
-        if state is None or state.status == Status.QUEUED:
+        if state is None or state.status in (Status.QUEUED, Status.SCHEDULED):
             said = state.message if state is not None and state.message else ""
-            return f"{name}  queued  {said}".rstrip()[:columns]
+            status = state.status if state is not None else Status.QUEUED
+            return f"{name}  {status}  {said}".rstrip()[:columns]
         figures = text.summary(state) if state.total_bytes else ""
         plain = f"{name}  {self._bar_of(state)}  {figures}  {text.stage(state)}"
         return plain[:columns]
