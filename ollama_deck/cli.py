@@ -133,6 +133,14 @@ def cli(ctx: click.Context) -> None:
     help="Connections per worker (SSE watchers).",
 )
 @click.option(
+    "--access-log/--no-access-log",
+    envvar="OLLAMA_DECK_ACCESS_LOG",
+    default=True,
+    show_default=True,
+    help="A line per request on stderr ($OLLAMA_DECK_ACCESS_LOG=0 turns it off): about a "
+    "seventh of a worker's time when it answers polls all day.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help="Serve a non-loopback --host without OLLAMA_DECK_TOKEN (anyone who reaches it can "
@@ -145,6 +153,7 @@ def serve(
     database_url: str | None,
     workers: int,
     connections: int,
+    access_log: bool,
     insecure: bool,
 ) -> None:
     """Serve the API and the page with gunicorn and gevent workers.
@@ -169,7 +178,8 @@ def serve(
     config.update(event_bus_config(workers, settings))
     # Once, before any worker exists, so that workers never race to migrate.
     with_deck_app(config, upgrade_schema)
-    run_gunicorn(gunicorn_options(host, port, workers, connections), config)
+    options = gunicorn_options(host, port, workers, connections, access_log=access_log)
+    run_gunicorn(options, config)
 
 
 def event_bus_config(workers: int, settings: DeckSettings) -> dict[str, Any]:

@@ -54,7 +54,9 @@ BOOT = (
 )
 
 
-def gunicorn_options(host: str, port: int, workers: int, connections: int) -> dict[str, Any]:
+def gunicorn_options(
+    host: str, port: int, workers: int, connections: int, *, access_log: bool = True
+) -> dict[str, Any]:
     """gunicorn's settings for ``serve`` (all JSON values: they cross an ``exec``)."""
     return {
         "bind": f"{host}:{port}",
@@ -64,7 +66,7 @@ def gunicorn_options(host: str, port: int, workers: int, connections: int) -> di
         "timeout": 60,
         # Streams end at SIGTERM (DeckWorker), so this bounds only requests in flight.
         "graceful_timeout": 10,
-        "accesslog": "-",
+        "accesslog": "-" if access_log else None,
         "proc_name": "ollama-deck",
         **HEADER_LIMITS,
     }

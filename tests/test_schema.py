@@ -439,7 +439,7 @@ def test_the_fleets_migration_goes_down_and_keeps_the_one_active_rule(sqlite_url
             text("SELECT sql FROM sqlite_master WHERE name LIKE 'ollama_deck_one_%_per_model'")
         ).scalars()
         assert sorted(" WHERE " in sql for sql in indexes) == [True, True]
-    assert schema.upgrade(engine) == schema.head_revision() == "0006"
+    assert schema.upgrade(engine) == schema.head_revision() == "0007"
     engine.dispose()
 
 

@@ -135,3 +135,20 @@ def test_two_decks_of_one_user_keep_their_own_control(fake, tmp_path):
 def control_sockets(server: ServerProcess) -> set[str]:
     """The control sockets a deck's gunicorn said it listens on."""
     return set(re.findall(r"Control socket listening at (\S+)", server.output()))
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_the_access_log_is_on_unless_turned_off(fake, tmp_path, setting):
+    """A line per request on stderr by default; OLLAMA_DECK_ACCESS_LOG=0 leaves it out (a
+    poll-heavy worker spent about a seventh of its time writing it)."""
+    env = {"OLLAMA_DECK_ACCESS_LOG": setting} if setting is not None else {}
+    server = deck(fake, tmp_path, **env)
+    with server:
+        assert server.get("/api/models").status_code == 200
+        marker = "/api/status?marker=1"
+        assert server.get(marker).status_code == 200
+        if setting is None:
+            wait_until(lambda: marker in server.output(), timeout=10)
+    log = server.output()
+    assert "Booting worker" in log
+    assert (marker in log) is (setting is None), log

@@ -310,6 +310,84 @@ def test_purge_forgets_only_old_finished_operations(store, engine):
     assert store.logs(old["id"]) == []
 
 
+def test_purge_by_count_looks_again_only_after_a_change(store, engine):
+    """Beyond the newest ``keep`` finished operations: forgotten at the first purge, and
+    again after another one finishes; in between, a purge finds nothing to look at."""
+    from sqlalchemy import event
+
+    def finish(model: str, at: float) -> dict:
+        op = new_op(store, model)
+        store._update(op["id"], {"status": "succeeded", "finished_at": at})
+        return op
+
+    ops = [finish(f"m{i}:1", 1_000.0 + i) for i in range(4)]
+    assert store.purge_finished(None, keep=2) == 2
+    looks: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: looks.append(a[2]))
+    assert store.purge_finished(None, keep=2) == 0
+    assert not [sql for sql in looks if "OFFSET" in sql.upper()]  # nothing changed
+    newest = finish("m9:1", 2_000.0)
+    assert store.purge_finished(None, keep=2) == 1
+    with engine.connect() as conn:
+        ids = {r.id for r in conn.execute(select(OP.c.id))}
+    assert ids == {ops[3]["id"], newest["id"]}
+
+
+def test_the_listing_and_the_purge_walk_indexes(store, engine):
+    """Newest first, and finished ones by age or beyond the newest kept: the queries the
+    store sends read an index, not a sort of every row."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the plan is read on SQLite; PostgreSQL picks by its statistics")
+    from sqlalchemy import event
+
+    sent: list[tuple[str, tuple]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "OP.ID IN" not in statement:
+            sent.append((statement, parameters))
+
+    op = new_op(store, "done:1")
+    store._update(op["id"], {"status": "succeeded", "finished_at": 1.0})
+    event.listen(engine, "before_cursor_execute", keep)
+    store.list(limit=100)
+    store.purge_finished(5.0, keep=10)
+    event.remove(engine, "before_cursor_execute", keep)
+    plans = []
+    with engine.connect() as conn:
+        for statement, parameters in sent:
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            plans.append(" ".join(r[-1] for r in rows))
+    listing = [p for p in plans if "created_at" in p]
+    purges = [p for p in plans if "finished_at" in p]
+    assert len(listing) == 1 and len(purges) == 2, plans
+    assert "USING INDEX ix_ollama_deck_operation_created_at" in listing[0], listing
+    for plan in purges:
+        assert "USING INDEX ix_ollama_deck_operation_finished_at" in plan, plan
+    assert not [plan for plan in listing + purges if "TEMP B-TREE" in plan], plans
+
+
+def test_a_changed_model_list_writes_only_what_changed(engine):
+    from ollama_deck.services import modelcache
+    from ollama_deck.services.modelcache import CACHE
+
+    def rows() -> dict[str, tuple[str, float]]:
+        with engine.connect() as conn:
+            found = conn.execute(select(CACHE).where(CACHE.c.host == HOST)).all()
+        return {r.name: (r.data, r.seen_at) for r in found}
+
+    first = [{"name": f"m{i}:1", "size": i} for i in range(5)]
+    assert modelcache.remember(engine, HOST, first)
+    before = rows()
+    second = [*first[1:4], {"name": "m4:1", "size": 40}, {"name": "new:1", "size": 1}]
+    assert modelcache.remember(engine, HOST, second)
+    after = rows()
+    assert set(after) == {"m1:1", "m2:1", "m3:1", "m4:1", "new:1"}  # m0 gone, new added
+    for name in ("m1:1", "m2:1", "m3:1"):
+        assert after[name] == before[name]  # untouched rows are not written again
+    assert after["m4:1"][1] > before["m4:1"][1]
+    assert [m["size"] for m in modelcache.cached(engine, HOST)[0] if m["name"] == "m4:1"] == [40]
+
+
 def test_pull_end_to_end_on_this_database(fake_ollama, database_url, make_app, serve):
     # database_url comes before make_app: torn down after the app, so the runner's last
     # writes never meet a dropped schema.

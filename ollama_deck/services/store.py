@@ -188,6 +188,9 @@ class OperationStore:
         # Held from taking a sequence number until the event is published. The database
         # serialises writers anyway; this keeps publishing in the same order as committing.
         self._write_lock = threading.Lock()
+        # The newest seq when the purge last looked beyond the newest ``keep``: while no
+        # operation changed since, nothing new finished and it need not look again.
+        self._kept_at_seq: int | None = None
         marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._seq_sql = f"SELECT seq FROM {OP.name} WHERE id = {marker}"
 
@@ -1046,22 +1049,36 @@ class OperationStore:
     def purge_finished(self, before: float | None, *, keep: int | None = None) -> int:
         """Forget finished operations, with their logs: those that finished before
         ``before``, and all but the newest ``keep`` (the children of a running group stay)."""
-        final = FORGETTABLE
+        mark = None
         with self.engine.begin() as conn:
-            ids: list[str] = []
+            # Both walk ix_ollama_deck_operation_finished_at (only finished operations have
+            # a finished_at), then keep those that may be forgotten: with the status in the
+            # same query, SQLite would read every finished row and sort them.
+            found: list[str] = []
             if before is not None:
-                old = select(OP.c.id).where(final, OP.c.finished_at < before)
-                ids += [r.id for r in conn.execute(old)]
+                old = select(OP.c.id).where(OP.c.finished_at < before)
+                found += [r.id for r in conn.execute(old)]
             if keep is not None:
+                mark = conn.execute(select(func.max(OP.c.seq))).scalar()
+            if mark is not None and mark != self._kept_at_seq:
                 surplus = (
                     select(OP.c.id)
-                    .where(final)
+                    .where(OP.c.finished_at.is_not(None))
                     .order_by(OP.c.finished_at.desc(), OP.c.seq.desc())
                     .offset(keep)
                 )
-                ids += [r.id for r in conn.execute(surplus)]
-            ids = list(dict.fromkeys(ids))
+                found += [r.id for r in conn.execute(surplus)]
+            found = list(dict.fromkeys(found))
+            ids: list[str] = []
+            for start in range(0, len(found), 500):
+                chunk = found[start : start + 500]
+                ids += [
+                    r.id
+                    for r in conn.execute(select(OP.c.id).where(FORGETTABLE, OP.c.id.in_(chunk)))
+                ]
             _delete_finished(conn, ids)
+        if mark is not None:
+            self._kept_at_seq = mark  # committed: this state has been looked at
         return len(ids)
 
     def forget_finished(self) -> Ids:
