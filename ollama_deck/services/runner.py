@@ -267,8 +267,8 @@ class Runner:
             # Accepted and recorded: from here a database fault must not turn the answer
             # into an error, as the maintenance thread starts it anyway.
             try:
-                self.dispatch()
-                row = self.store.get(row["id"]) or row
+                if row["id"] in self.dispatch():  # started: the answer says running
+                    row = self.store.get(row["id"]) or row
             except DATABASE_ERRORS as exc:
                 log.warning("dispatch after submit failed: %s", first_line(exc))
         return row, created
@@ -500,18 +500,21 @@ class Runner:
                 return False
         return True
 
-    def dispatch(self) -> None:
-        """Start queued operations while fewer than the limit run.
+    def dispatch(self) -> list[str]:
+        """Start queued operations while fewer than the limit run; the ids started.
 
         Only once started: a process that merely registered the deck (a CLI command, a
         shell, the reloader's parent) leaves queued work to a runner that serves.
         """
+        started: list[str] = []
         while self._started and not self._stopping.is_set():
             with self._dispatch_lock:
                 row = self._claim()
                 if row is None:
-                    return
+                    break
                 self._start_thread(row)
+                started.append(row["id"])
+        return started
 
     def drain(self) -> list[str]:
         """Run queued operations one by one in the calling thread until none is queued;

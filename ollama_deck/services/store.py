@@ -322,7 +322,7 @@ class OperationStore:
             first = self._take_seq(conn, 2)
             if max_queued is not None:
                 self._check_room(conn, max_queued, 1)
-            log = self._insert_waiting(
+            log, row = self._insert_waiting(
                 conn,
                 first,
                 kind=kind,
@@ -334,7 +334,6 @@ class OperationStore:
                 starts_at=starts_at,
                 schedule_note=schedule_note,
             )
-            row = dict(conn.execute(ONE_OP, {"op_id": log["operation_id"]}).mappings().one())
             conn.commit()
             self.bus.publish([log_event(log), operation_event(row, self.host_names)])
         return row
@@ -376,7 +375,7 @@ class OperationStore:
             if new:
                 first = self._take_seq(conn, 2 * len(new))
                 for index, (key, model) in enumerate(new):
-                    log = self._insert_waiting(
+                    log, _ = self._insert_waiting(
                         conn,
                         first + 2 * index,
                         kind=kind,
@@ -454,7 +453,7 @@ class OperationStore:
                 if active is not None:
                     ids.append(active["id"])
                     continue
-                log = self._insert_waiting(
+                log, _ = self._insert_waiting(
                     conn,
                     seq,
                     kind=spec.kind,
@@ -1135,13 +1134,21 @@ class OperationStore:
         not_before: float | None = None,
         starts_at: float | None = None,
         schedule_note: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Insert a queued operation (scheduled with ``starts_at``) and its first log line,
-        with sequence numbers ``first + 1`` and ``first``; return the log line."""
+        with sequence numbers ``first + 1`` and ``first``; return the log line and the
+        operation's row, as it was written (a creator holds the counter's lock: no read
+        after the write)."""
         op_id = str(uuid.uuid4())
         status = Status.QUEUED if starts_at is None else Status.SCHEDULED
-        conn.execute(
-            insert(OP).values(
+        text = f"{kind} of {model} {status}"
+        if schedule_note and status == Status.SCHEDULED:
+            text += f": {schedule_note}"
+        log = {"seq": first, "operation_id": op_id, "created_at": now, "text": text}
+        conn.execute(insert(LOG).values(**log))
+        written = conn.execute(
+            insert(OP)
+            .values(
                 id=op_id,
                 kind=kind,
                 model=model,
@@ -1162,13 +1169,9 @@ class OperationStore:
                 updated_at=now,
                 seq=first + 1,
             )
+            .returning(*OP.c)
         )
-        text = f"{kind} of {model} {status}"
-        if schedule_note and status == Status.SCHEDULED:
-            text += f": {schedule_note}"
-        log = {"seq": first, "operation_id": op_id, "created_at": now, "text": text}
-        conn.execute(insert(LOG).values(**log))
-        return log
+        return log, {**written.mappings().one(), "log_count": 1}  # its one line, just written
 
     @staticmethod
     def _take_seq(conn: Connection, count: int) -> int:
