@@ -101,7 +101,7 @@ class Operation(Base):
         Index("ix_ollama_deck_operation_status", "status"),
         Index("ix_ollama_deck_operation_seq", "seq"),
         # The listing, newest first, and the purge of finished ones (migration 0007).
-        Index("ix_ollama_deck_operation_created_at", "created_at"),
+        Index("ix_ollama_deck_operation_created_at", "created_at", "id"),
         Index("ix_ollama_deck_operation_finished_at", "finished_at", "seq"),
         # Held by the database itself, so they also hold across worker processes. At most
         # one operation per (host, model) that new requests join: an active one with no

@@ -448,14 +448,31 @@ _STATUS = "(" + "|".join(Status) + ")"
 StatusList = Annotated[str, Field(pattern=f"^({_STATUS}(,{_STATUS})*)?$")]
 
 
+# A page's end: the last operation's created_at (exactly as stored) and id.
+PageCursor = Annotated[str, Field(pattern=r"^[0-9]{1,12}(\.[0-9]{1,20})?_[0-9a-f-]{36}$")]
+
+
+def page_cursor(row: dict[str, Any]) -> str:
+    return f"{row['created_at']!r}_{row['id']}"
+
+
+def read_page_cursor(cursor: str) -> tuple[float, str]:
+    created_at, _, op_id = cursor.partition("_")
+    return float(created_at), op_id
+
+
 class OperationsQuery(QueryModel):
     field_errors = {
         "status": ("bad_request", "unknown status; use one of " + ", ".join(Status)),
         "limit": ("bad_request", "limit must be a whole number between 1 and 1000"),
+        "before": ("bad_request", "before must be the next of a previous answer"),
     }
 
     status: StatusList | None = Field(None, description="comma-separated, of " + ",".join(Status))
     limit: Limit = 100
+    before: PageCursor | None = Field(
+        None, description="the next page: the previous answer's next (newest first)"
+    )
 
     def statuses(self) -> list[str]:
         return [s for s in (self.status or "").split(",") if s]
@@ -821,6 +838,10 @@ class UpdateAccepted(BaseModel):
 
 class Operations(BaseModel):
     operations: list[Operation]
+    next: str | None = Field(
+        default=None,
+        description="a full page: ?before= this for the next (older) one; null at the end",
+    )
 
 
 class HostPlan(BaseModel):

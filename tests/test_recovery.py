@@ -175,6 +175,63 @@ def test_replay_from_far_back_sends_current_states(fake_ollama, make_app, serve)
     assert all(e.id > near_id for e in near)
 
 
+def test_replay_of_everything_from_far_back_sends_what_a_client_can_use(make_app, serve):
+    """From event 0, the stream of every operation sends the active ones and the newest
+    finished ones (OLLAMA_DECK_REPLAY_MAX_EVENTS of them), not the whole history."""
+    from .sse import SSEClient
+
+    app = quiet_app(make_app, OLLAMA_DECK_REPLAY_MAX_EVENTS=5)
+    store = deck_of(app).store
+    finished = []
+    for i in range(12):
+        row = store.create(kind="pull", model=f"old{i}:1", model_key=f"old{i}:1", host="h")
+        store._update(row["id"], {"status": "succeeded", "finished_at": 1000.0 + i}, ["done"])
+        finished.append(row["id"])
+    active = [
+        store.create(kind="pull", model=f"now{i}:1", model_key=f"now{i}:1", host="h")["id"]
+        for i in range(2)
+    ]
+    live = serve(app)
+    stream = SSEClient(live.url + "/progress/stream", last_event_id=0)
+    marker = store.create(kind="pull", model="marker:1", model_key="marker:1", host="h")
+    seen: list[tuple[int, str, str]] = []
+    while not any(op_id == marker["id"] for _, _, op_id in seen):
+        event = stream.next()
+        assert event is not None, "the stream ended"
+        seen.append((event.id, event.event, event.data.get("id") or event.data["operation_id"]))
+    stream.close()
+    replayed = [(kind, op_id) for _, kind, op_id in seen if op_id != marker["id"]]
+    assert {op_id for _, op_id in replayed} == set(active) | set(finished[-5:])
+    assert all(kind in ("progress", "done") for kind, _ in replayed)  # states, no logs
+    ids = [event_id for event_id, _, _ in seen]
+    assert ids == sorted(ids)
+
+
+def test_the_list_of_operations_pages_newest_first(make_app):
+    app = quiet_app(make_app)
+    store = deck_of(app).store
+    made = []
+    for i in range(7):
+        row = store.create(kind="pull", model=f"p{i}:1", model_key=f"p{i}:1", host="h")
+        # Three created at one moment: the pages still neither skip nor repeat one.
+        store._update(row["id"], {"created_at": 5000.0 if i < 3 else 5000.0 + i})
+        made.append(row["id"])
+    client = app.test_client()
+    pages, before = [], None
+    while True:
+        answer = client.get("/progress", query_string={"limit": 3, "before": before or ""})
+        assert answer.status_code == 200, answer.text
+        pages.append([op["id"] for op in answer.json["operations"]])
+        before = answer.json["next"]
+        if before is None:
+            break
+    assert [len(page) for page in pages] == [3, 3, 1]
+    listed = [op_id for page in pages for op_id in page]
+    assert listed == [*made[6:2:-1], *sorted(made[:3], reverse=True)]  # ties by id
+    bad = client.get("/progress", query_string={"before": "yesterday"})
+    assert bad.status_code == 400 and "before" in bad.json["error"]["message"]
+
+
 def test_cached_list_has_a_pulled_model_when_ollama_is_down(fake_ollama, live):
     assert live.get("/api/models").json()["models"] == []  # caches the empty list
     fake_ollama.allow_pull("new:1", PullScript(layers=[1_000], step=1_000))

@@ -115,7 +115,8 @@ def test_a_read_token_reads_everything(fake_ollama, make_app, serve):
 
 
 def test_a_write_token_and_the_single_token_may_change(fake_ollama, make_app):
-    fake_ollama.allow_pull("qwen3:8b", PullScript(layers=[1_000]))
+    # Held: a pull that had ended already would make the cancel below a 409.
+    fake_ollama.allow_pull("qwen3:8b", PullScript(layers=[1_000], hold_after=1))
     client = make_app(OLLAMA_DECK_TOKENS=TOKENS, OLLAMA_DECK_TOKEN="single").test_client()
     pulled = client.post("/api/models/pull", json={"model": "qwen3:8b"}, headers=AS_WRITER)
     assert pulled.status_code == 202

@@ -64,10 +64,16 @@ def _operation(op_id: str) -> dict:
 @bp.get("", strict_slashes=False)
 @contract(query=S.OperationsQuery, responses={200: S.Operations}, errors=(400,))
 def list_operations():
-    """Operations, newest first; ``?status=running,queued`` filters, ``?limit=`` bounds."""
+    """Operations, newest first; ``?status=running,queued`` filters, ``?limit=`` bounds a
+    page and ``?before=`` (the answer's ``next``) asks for the next one."""
     query = parse_query(S.OperationsQuery)
-    rows = deck().store.list(statuses=query.statuses() or None, limit=query.limit)
-    return jsonify({"operations": [operation_payload(r) for r in rows]})
+    rows = deck().store.list(
+        statuses=query.statuses() or None,
+        limit=query.limit,
+        before=S.read_page_cursor(query.before) if query.before else None,
+    )
+    more = S.page_cursor(rows[-1]) if len(rows) == query.limit else None
+    return jsonify({"operations": [operation_payload(r) for r in rows], "next": more})
 
 
 @bp.delete("", strict_slashes=False)

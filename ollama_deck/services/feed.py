@@ -149,6 +149,25 @@ class ChangeFeed:
         with self.engine.connect() as conn:
             return [self.frames.event(r, self.names) for r in conn.execute(query).mappings()]
 
+    def states_worth_replaying(
+        self, after_seq: int, upto_seq: int, *, newest_finished: int
+    ) -> list[DeckEvent]:
+        """The current state of every active operation that changed in ``(after_seq,
+        upto_seq]`` and of the newest ``newest_finished`` finished ones, in seq order."""
+        changed = (OP.c.seq > after_seq) & (OP.c.seq <= upto_seq)
+        active = select(*OPERATION_ROW).where(changed, OP.c.status.in_(ACTIVE_STATUSES))
+        finished = (
+            select(*OPERATION_ROW)
+            .where(changed, OP.c.status.notin_(ACTIVE_STATUSES))
+            .order_by(OP.c.seq.desc())
+            .limit(newest_finished)
+        )
+        with self.engine.connect() as conn:
+            rows = [*conn.execute(active).mappings(), *conn.execute(finished).mappings()]
+        events = [self.frames.event(r, self.names) for r in rows]
+        events.sort(key=lambda e: e.seq)
+        return events
+
     def current_events(self, op_id: Which = None) -> tuple[list[DeckEvent], int]:
         """The state of one operation (or a group and its children), or of every active
         one, as events in seq order.

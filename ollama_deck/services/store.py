@@ -249,12 +249,25 @@ class OperationStore:
         return [dict(r) for r in reversed(rows)]
 
     def list(
-        self, *, statuses: Iterable[str] | None = None, limit: int = 100
+        self,
+        *,
+        statuses: Iterable[str] | None = None,
+        limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Operations, newest first."""
-        query = select(*OPERATION_ROW).order_by(OP.c.created_at.desc()).limit(limit)
+        """Operations, newest first; with ``before`` (a ``created_at`` and an ``id``, the
+        last row of the previous page), those after it in that order: keyset pages, each
+        a walk of ix_ollama_deck_operation_created_at however long the history."""
+        order = (OP.c.created_at.desc(), OP.c.id.desc())
+        query = select(*OPERATION_ROW).order_by(*order).limit(limit)
         if statuses:
             query = query.where(OP.c.status.in_(list(statuses)))
+        if before is not None:
+            created_at, op_id = before
+            query = query.where(
+                (OP.c.created_at < created_at)
+                | ((OP.c.created_at == created_at) & (OP.c.id < op_id))
+            )
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 

@@ -54,13 +54,15 @@ def follow(
     Without ``last_event_id`` the client gets the current state (of the operation, or of
     every active one); with it, everything after that id, from the database, read page by
     page. From further back than ``max_replay`` events it gets the current state of each
-    operation that changed since instead of the whole history: bounded work and memory per
-    client, whatever id it sends. Then it follows the in-process hub: no database reads
-    while it waits. A stream of one operation ends after that operation's final (``done``)
-    event. A client that went away is noticed by ``watch`` while the stream waits (when
-    the server allows one), else at the next write, a heartbeat at the latest; either way
-    the stream ends and stops counting as a watcher. When the hub closes (the server
-    stops), every stream ends.
+    operation that changed since instead of the whole history, and on the stream of
+    everything only of those a client can use: every active one and the newest
+    ``max_replay`` finished ones (``GET /progress`` pages through the rest). Bounded work
+    and memory per client, whatever id it sends. Then it follows the in-process hub: no
+    database reads while it waits. A stream of one operation ends after that operation's
+    final (``done``) event. A client that went away is noticed by ``watch`` while the
+    stream waits (when the server allows one), else at the next write, a heartbeat at the
+    latest; either way the stream ends and stops counting as a watcher. When the hub closes
+    (the server stops), every stream ends.
 
     The first database read happens here, before the response starts, so a database fault
     is an error response rather than a stream that breaks.
@@ -104,6 +106,11 @@ def _pages(
     feed: ChangeFeed, after: int, upto: int, op_id: Which, max_replay: int
 ) -> Iterator[list[DeckEvent]]:
     start = after
+    if upto - after > max_replay and op_id is None:
+        # The stream of everything, from far back: what a client can use, not the whole
+        # history (at 100,000 finished operations that was 56 MB to one client).
+        yield from _chunked(feed.states_worth_replaying(after, upto, newest_finished=max_replay))
+        return
     if upto - after > max_replay:
         while True:
             page = feed.states_since(start, upto, op_id, limit=REPLAY_PAGE)
@@ -118,6 +125,11 @@ def _pages(
         if page:
             yield page
         start = end
+
+
+def _chunked(events: list[DeckEvent]) -> Iterator[list[DeckEvent]]:
+    for start in range(0, len(events), REPLAY_PAGE):
+        yield events[start : start + REPLAY_PAGE]
 
 
 def _counted(hub: EventHub, frames: Iterator[bytes], watch: ClientWatch | None) -> Iterator[bytes]:

@@ -1,6 +1,7 @@
 """History that does not cost: indexes for the listing of operations and for the purge.
 
-``GET /progress`` lists the newest operations first (``created_at``); the purge looks for
+``GET /progress`` lists the newest operations first, a page at a time (``created_at``,
+then ``id`` between operations created at the same moment); the purge looks for
 finished ones by age and beyond the newest ``OLLAMA_DECK_KEEP_FINISHED_COUNT``
 (``finished_at``, then ``seq``). Without them, both scanned and sorted the whole table.
 
@@ -23,7 +24,9 @@ depends_on = None
 
 def upgrade() -> None:
     # migrations/ops.py: a host's create_all may have made these already.
-    ops.create_index("ix_ollama_deck_operation_created_at", "ollama_deck_operation", ["created_at"])
+    ops.create_index(
+        "ix_ollama_deck_operation_created_at", "ollama_deck_operation", ["created_at", "id"]
+    )
     ops.create_index(
         "ix_ollama_deck_operation_finished_at", "ollama_deck_operation", ["finished_at", "seq"]
     )
