@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy import tuple_
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -263,11 +264,8 @@ class OperationStore:
         if statuses:
             query = query.where(OP.c.status.in_(list(statuses)))
         if before is not None:
-            created_at, op_id = before
-            query = query.where(
-                (OP.c.created_at < created_at)
-                | ((OP.c.created_at == created_at) & (OP.c.id < op_id))
-            )
+            # A row value: both databases walk the index from it.
+            query = query.where(tuple_(OP.c.created_at, OP.c.id) < tuple_(*before))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
