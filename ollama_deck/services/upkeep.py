@@ -25,6 +25,7 @@ from ..dbhealth import DATABASE_ERRORS
 from ..dbhealth import first_line
 from . import tally
 from .activity import ActivityLog
+from .memory import StreamMemory
 from .metrics import Observations
 from .runner import process_gone
 from .runner import runner_identity
@@ -78,6 +79,7 @@ class Upkeep:
         self.process_id = process_id
         self.watchers = watchers
         self.settings = settings
+        self.stream_memory = StreamMemory()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -112,10 +114,12 @@ class Upkeep:
                 now = time.monotonic()
                 if now >= next_flush:
                     next_flush = now + interval
+                    watching = self.watchers()
+                    self.stream_memory.check(watching)
                     self.observations.flush(
                         self.engine,
                         self.process_id,
-                        self.watchers(),
+                        watching,
                         self.settings.watcher_stale,
                     )
                 if self.outbox.settings.enabled:
