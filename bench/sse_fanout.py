@@ -42,10 +42,11 @@ FAKE_SCRIPT = """
 import sys, threading
 from ollama_deck.testing import FakeOllama, PullScript
 fake = FakeOllama().start()
-# A 40 s pull at Ollama's pace: one line per 60 ms, the percent moving about twice a second.
+# A 120 s pull at Ollama's pace: one line per 60 ms, the percent moving about twice a second.
+# It outlasts connecting 10,000 watchers and the window (a 40 s one ended inside it).
 for n in sys.argv[1].split(","):
-    fake.allow_pull(f"fanout{n}:latest", PullScript(layers=[7_000_000_000, 500], step=10_500_000,
-                                                     interval=0.06))
+    fake.allow_pull(f"fanout{n}:latest", PullScript(layers=[21_000_000_000, 500],
+                                                     step=10_500_000, interval=0.06))
 print(fake.url, flush=True)
 threading.Event().wait()
 """
@@ -217,6 +218,7 @@ def main() -> None:
     finally:
         fake.terminate()
         fake.wait(10)
+    print(f"load: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("fanout: " + " | ".join(summaries))
 
 
@@ -258,9 +260,9 @@ def run_workers(args, ollama_url: str, workers: int, counts: list[int]) -> list[
         deadline = time.monotonic() + 30
         while True:
             try:
-                bus = requests.get(base + "/api/status", timeout=2).json()["bus"]["name"]
+                bus = requests.get(base + "/api/status", timeout=10).json()["bus"]["name"]
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or busy starting
                 if time.monotonic() > deadline:
                     raise SystemExit("the service did not start") from None
                 time.sleep(0.1)
@@ -294,7 +296,7 @@ def run_workers(args, ollama_url: str, workers: int, counts: list[int]) -> list[
                 f"{result['connected']}, events published {result['published']}, received min "
                 f"{result['received_min']} avg {result['received_avg']:.1f}, delay p50 "
                 f"{result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms, workers' CPU "
-                f"{result['cpu'] * 100:.0f} %",
+                f"{result['cpu'] * 100:.0f} %, load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
             requests.post(base + op["urls"]["cancel"], timeout=30)
