@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -29,8 +27,6 @@ from queue import Queue
 
 import common
 import requests
-from sqlalchemy import create_engine
-from sqlalchemy import text
 
 from ollama_deck.testing import FakeOllama
 
@@ -100,26 +96,6 @@ def one_round(
     return accepted, baseline
 
 
-def sqlite_url() -> tuple[str, Callable[[], None]]:
-    folder = tempfile.mkdtemp(prefix="deck-bench-accept-")
-    return f"sqlite:///{folder}/deck.db", lambda: shutil.rmtree(folder, ignore_errors=True)
-
-
-def postgres_url(base: str) -> tuple[str, Callable[[], None]]:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-
-    def drop() -> None:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return f"{base}{separator}options=-csearch_path%3D{schema}", drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pulls", type=int, default=500)
@@ -138,13 +114,10 @@ def main() -> None:
         for name, workers, postgres in setups:
             rates, bases = [], []
             for round_ in range(args.rounds):
-                url, cleanup = postgres_url(postgres) if postgres else sqlite_url()
-                try:
-                    rate, base = one_round(
-                        fake, url, workers, args.redis if postgres else None, args
-                    )
-                finally:
-                    cleanup()
+                kind = "postgresql" if postgres else "sqlite"
+                with common.bench_database(kind, postgres) as url:
+                    redis = args.redis if postgres else None
+                    rate, base = one_round(fake, url, workers, redis, args)
                 rates.append(rate)
                 bases.append(base)
                 load = os.getloadavg()[0]

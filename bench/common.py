@@ -7,10 +7,15 @@ The scripts run as ``python bench/NAME.py``, so this folder is on ``sys.path`` a
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -68,3 +73,32 @@ def worker_pids(arbiter: int, expected: int = 1) -> list[int]:
         if time.monotonic() > deadline:
             raise SystemExit(f"gunicorn has {len(children)} of {expected} workers")
         time.sleep(0.1)
+
+
+@contextmanager
+def bench_database(kind: str, postgres: str | None = None) -> Iterator[str]:
+    """A fresh database for one measurement: a SQLite file in a temporary folder, or (kind
+    ``postgresql``) a schema of its own in ``postgres``; removed after."""
+    if kind == "sqlite":
+        folder = tempfile.mkdtemp(prefix="deck-bench-")
+        try:
+            yield f"sqlite:///{folder}/deck.db"
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy import text
+
+    if not postgres:
+        raise SystemExit("a PostgreSQL URL is needed (--postgres)")
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in postgres else "?"
+    try:
+        yield f"{postgres}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -25,14 +25,10 @@ import http.client
 import json
 import os
 import random
-import shutil
 import socket
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import common
@@ -222,29 +218,6 @@ def one_round(name: str, url: str, fake: FakeOllama, args: argparse.Namespace) -
     return figures
 
 
-@contextmanager
-def database(name: str, postgres: str | None) -> Iterator[str]:
-    if name == "sqlite":
-        folder = tempfile.mkdtemp(prefix="deck-bench-growth-")
-        try:
-            yield f"sqlite:///{folder}/deck.db"
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    assert postgres
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in postgres else "?"
-    try:
-        yield f"{postgres}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def median_of(rounds: list[dict[int, dict]], size: int, key: str) -> float:
     return statistics.median(r[size][key] for r in rounds)
 
@@ -264,7 +237,7 @@ def main() -> None:
         for name in stores:
             rounds: list[dict[int, Any]] = []
             for _ in range(args.rounds):
-                with database(name, args.postgres) as url:
+                with common.bench_database(name, args.postgres) as url:
                     rounds.append(one_round(name, url, fake, args))
             small, large = args.sizes[0], args.sizes[-1]
             p50s = median_of(rounds, small, "p50"), median_of(rounds, large, "p50")

@@ -20,18 +20,13 @@ import argparse
 import http.client
 import os
 import random
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import common
 from sqlalchemy import create_engine
 from sqlalchemy import insert
-from sqlalchemy import text
 
 from ollama_deck.db import Operation
 from ollama_deck.db import table_of
@@ -109,27 +104,6 @@ def fill(database_url: str, hosts: list[str], operations: int) -> None:
     engine.dispose()
 
 
-@contextmanager
-def databases(postgres: str | None) -> Iterator[list[tuple[str, str]]]:
-    folder = tempfile.mkdtemp(prefix="deck-bench-metrics-")
-    found = [("sqlite", f"sqlite:///{folder}/deck.db")]
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres) if postgres else None
-    if admin is not None:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        separator = "&" if "?" in postgres else "?"
-        found.append(("postgresql", f"{postgres}{separator}options=-csearch_path%3D{schema}"))
-    try:
-        yield found
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        if admin is not None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
-
-
 def measure(name: str, url: str, ollama: list[FakeOllama], args: argparse.Namespace) -> str:
     hosts = {f"h{i}": fake.url for i, fake in enumerate(ollama)}
     env = {
@@ -169,8 +143,8 @@ def main() -> None:
     fakes = [FakeOllama().start(), FakeOllama().start()]
     lines = []
     try:
-        with databases(args.postgres) as found:
-            for name, url in found:
+        for name in ["sqlite"] + (["postgresql"] if args.postgres else []):
+            with common.bench_database(name, args.postgres) as url:
                 lines.append(measure(name, url, fakes, args))
     finally:
         for fake in fakes:

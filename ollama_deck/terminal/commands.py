@@ -495,14 +495,40 @@ def print_log_line(line: LogLine, as_json: bool) -> None:
 def cancel(targets: tuple[str, ...], url: str, ollama_host: str | None) -> None:
     """Cancel queued or running operations, by id or by model. Ollama keeps what a pull
     downloaded: pulling the model again resumes."""
-    client = DeckClient(url)
-    for target in targets:
-        op = resolve(client, target, host=ollama_host, active_only=True)
-        state = client.cancel(op.id)
+
+    def said(op: Operation, state: Operation) -> str:
         if state.status in FINAL:
-            click.echo(f"cancelled {op.model} ({op.id})")
-        else:
-            click.echo(f"cancelling {op.model} ({op.id}): it is winding down")
+            return f"cancelled {op.model} ({op.id})"
+        return f"cancelling {op.model} ({op.id}): it is winding down"
+
+    client = DeckClient(url)
+    act_on_each(client, targets, ollama_host, client.cancel, said)
+
+
+def act_on_each(
+    client: DeckClient,
+    targets: Sequence[str],
+    host: str | None,
+    act: Callable[[str], Operation],
+    said: Callable[[Operation, Operation], str],
+) -> None:
+    """``act`` on the active operation each target names, a line each (``said`` of the
+    operation and its new state); one refused goes to stderr and the others go on, and
+    the exit status is then 1."""
+    failed = False
+    for target in targets:
+        op = resolve(client, target, host=host, active_only=True)
+        try:
+            state = act(op.id)
+        except DeckUnreachable:
+            raise
+        except DeckAPIError as exc:
+            failure_of(exc).show()
+            failed = True
+            continue
+        click.echo(said(op, state))
+    if failed:
+        exit_with(EXIT_FAILED)
 
 
 @click.command()
@@ -514,24 +540,14 @@ def pause(targets: tuple[str, ...], url: str, ollama_host: str | None) -> None:
     """Pause queued, scheduled or running operations, by id or by model: the download
     stops, Ollama keeps what it fetched, and 'ollama-deck resume' goes on from there. A
     pull of the model meanwhile joins the paused operation."""
-    client = DeckClient(url)
-    failed = False
-    for target in targets:
-        op = resolve(client, target, host=ollama_host, active_only=True)
-        try:
-            state = client.pause(op.id)
-        except DeckUnreachable:
-            raise
-        except DeckAPIError as exc:
-            failure_of(exc).show()
-            failed = True
-            continue
+
+    def said(op: Operation, state: Operation) -> str:
         if state.status == Status.PAUSED:
-            click.echo(f"paused {op.model} ({op.id})")
-        else:
-            click.echo(f"pausing {op.model} ({op.id}): its download is closing")
-    if failed:
-        exit_with(EXIT_FAILED)
+            return f"paused {op.model} ({op.id})"
+        return f"pausing {op.model} ({op.id}): its download is closing"
+
+    client = DeckClient(url)
+    act_on_each(client, targets, ollama_host, client.pause, said)
 
 
 @click.command()
@@ -542,22 +558,13 @@ def pause(targets: tuple[str, ...], url: str, ollama_host: str | None) -> None:
 def resume(targets: tuple[str, ...], url: str, ollama_host: str | None) -> None:
     """Resume operations a user paused, by id or by model: queued again (scheduled while
     a download window is closed or a start time is ahead), from where they stopped."""
+
+    def said(op: Operation, state: Operation) -> str:
+        when = f": {state.message}" if state.status == Status.SCHEDULED and state.message else ""
+        return f"resumed {op.model} ({op.id}), {state.status}{when}"
+
     client = DeckClient(url)
-    failed = False
-    for target in targets:
-        op = resolve(client, target, host=ollama_host, active_only=True)
-        try:
-            state = client.resume(op.id)
-        except DeckUnreachable:
-            raise
-        except DeckAPIError as exc:
-            failure_of(exc).show()
-            failed = True
-            continue
-        said = f": {state.message}" if state.status == Status.SCHEDULED and state.message else ""
-        click.echo(f"resumed {op.model} ({op.id}), {state.status}{said}")
-    if failed:
-        exit_with(EXIT_FAILED)
+    act_on_each(client, targets, ollama_host, client.resume, said)
 
 
 @click.command("ls")
