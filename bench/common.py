@@ -102,3 +102,18 @@ def bench_database(kind: str, postgres: str | None = None) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def start_fake(lines: int) -> tuple[subprocess.Popen, str]:
+    """The fake Ollama in a process of its own, serving a pull of ``lines`` progress lines
+    (``bench:latest``); the process and its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ollama_deck.testing", "--port", "0", "--bench-lines", str(lines)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = process.stdout.readline().strip()
+    if not url.startswith("http"):
+        process.kill()
+        raise SystemExit(f"the fake Ollama did not start: {url!r}")
+    return process, url

@@ -13,12 +13,11 @@ until all ended. Prints each round, the best of each, and ends with:
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import common
 from sqlalchemy import event
 
 from ollama_deck import create_app
@@ -26,19 +25,6 @@ from ollama_deck import OllamaDeck
 from ollama_deck.state import setup_of
 
 MODEL = "bench:latest"
-
-
-def start_fake(lines: int) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ollama_deck.testing", "--port", "0", "--bench-lines", str(lines)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    url = process.stdout.readline().strip()
-    if not url.startswith("http"):
-        process.kill()
-        raise SystemExit(f"the fake Ollama did not start: {url!r}")
-    return process, url
 
 
 def one_round(urls: list[str], workdir: Path, name: str, group: bool) -> tuple[float, int, int]:
@@ -99,7 +85,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    fakes = [start_fake(args.lines) for _ in range(2)]
+    fakes = [common.start_fake(args.lines) for _ in range(2)]
     urls = [url for _, url in fakes]
     alone, grouped, group_writes, child_writes = [], [], [], []
     try:

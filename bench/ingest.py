@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import requests
 from sqlalchemy import event
 
@@ -28,19 +27,6 @@ from ollama_deck import OllamaDeck
 from ollama_deck.state import setup_of
 
 MODEL = "bench:latest"
-
-
-def start_fake(lines: int) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ollama_deck.testing", "--port", "0", "--bench-lines", str(lines)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    url = process.stdout.readline().strip()
-    if not url.startswith("http"):
-        process.kill()
-        raise SystemExit(f"the fake Ollama did not start: {url!r}")
-    return process, url
 
 
 def bare_round(url: str) -> tuple[int, float]:
@@ -94,7 +80,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    fake, url = start_fake(args.lines)
+    fake, url = common.start_fake(args.lines)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             bare_rates, service_rates, write_counts = [], [], []
