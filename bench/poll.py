@@ -1,13 +1,16 @@
 """How fast one worker answers polls of an operation, against a trivial JSON route.
 
 Serves the deck with gunicorn (one gevent worker, SQLite, the fake Ollama in its own
-process) plus one extra route, ``/bench/trivial``, that returns a constant JSON object
-through Flask and nothing else. Records a pull, then runs wrk against both, alternating,
-in the same run: ``GET /progress/<id>`` (what curl loops and scripts poll) and the trivial
-route. Prints requests/s of each and their ratio (best round of each). Needs wrk
-(``apt-get install wrk``). Ends with: ``poll: ratio=<r> rps=<n> trivial=<n>``.
+process) plus two routes to compare with: ``/bench/trivial`` returns a constant JSON object
+through Flask and nothing else, and ``/bench/bare`` is a bare WSGI app in front of Flask
+that returns cached bytes (the server's own floor). Records a pull, then runs wrk against
+the three in turn, round after round: ``GET /progress/<id>`` (what curl loops and scripts
+poll), the trivial route and the bare app. Prints each round's requests/s and ratios, then
+the median and minimum of the rounds' ratios and the load average. Needs wrk
+(``apt-get install wrk``). Ends with ``poll: ratio=<median poll/trivial> ratio_min=...
+bare_ratio=<median poll/bare> rps=... trivial=... bare=... load=...``.
 
-    python bench/poll.py [--seconds 5] [--rounds 3] [--connections 32]
+    python bench/poll.py [--seconds 5] [--rounds 5] [--connections 32]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,10 +29,11 @@ from pathlib import Path
 import requests
 
 HERE = Path(__file__).resolve().parent
+BARE_BODY = b'{"ok":true,"status":"succeeded","percent":100.0}'
 
 
 def create():
-    """The app gunicorn serves: the deck, plus the trivial route to compare with."""
+    """The app gunicorn serves: the deck, plus the trivial route and the bare app."""
     from flask import jsonify
 
     from ollama_deck import create_app
@@ -39,6 +44,16 @@ def create():
     def trivial():
         return jsonify({"ok": True, "status": "succeeded", "percent": 100.0})
 
+    flask_app = app.wsgi_app
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(BARE_BODY)))]
+
+    def bare(environ, start_response):
+        if environ["PATH_INFO"] != "/bench/bare":
+            return flask_app(environ, start_response)
+        start_response("200 OK", headers)
+        return [BARE_BODY]
+
+    app.wsgi_app = bare
     return app
 
 
@@ -71,7 +86,7 @@ def wait_for(url: str, process: subprocess.Popen) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
@@ -121,23 +136,38 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("the pull did not succeed")
             time.sleep(0.1)
-        poll_url, trivial_url = f"{base}/progress/{op_id}", base + "/bench/trivial"
-        wrk(poll_url, 1, args.connections)  # warm up both
-        wrk(trivial_url, 1, args.connections)
-        polls, trivials = [], []
+        urls = {
+            "poll": f"{base}/progress/{op_id}",
+            "trivial": base + "/bench/trivial",
+            "bare": base + "/bench/bare",
+        }
+        for url in urls.values():
+            wrk(url, 1, args.connections)  # warm up
+        rounds: list[dict[str, float]] = []
         for _ in range(args.rounds):
-            polls.append(wrk(poll_url, args.seconds, args.connections))
-            trivials.append(wrk(trivial_url, args.seconds, args.connections))
-            print(f"round: poll {polls[-1]:.0f} req/s, trivial {trivials[-1]:.0f} req/s")
+            rps = {name: wrk(url, args.seconds, args.connections) for name, url in urls.items()}
+            rounds.append(rps)
+            print(
+                f"round: poll {rps['poll']:.0f} req/s, trivial {rps['trivial']:.0f}, "
+                f"bare {rps['bare']:.0f}; poll/trivial {rps['poll'] / rps['trivial']:.2f}, "
+                f"poll/bare {rps['poll'] / rps['bare']:.2f}; load {os.getloadavg()[0]:.2f}"
+            )
     finally:
         for process in (server, fake):
             if process is not None:
                 process.terminate()
                 process.wait(15)
         shutil.rmtree(workdir, ignore_errors=True)
-    best_poll, best_trivial = max(polls), max(trivials)
+    ratios = [r["poll"] / r["trivial"] for r in rounds]
+    bare_ratios = [r["poll"] / r["bare"] for r in rounds]
+    median = {name: statistics.median(r[name] for r in rounds) for name in urls}
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load: {load}")
     print(
-        f"poll: ratio={best_poll / best_trivial:.2f} rps={best_poll:.0f} trivial={best_trivial:.0f}"
+        f"poll: ratio={statistics.median(ratios):.2f} ratio_min={min(ratios):.2f} "
+        f"bare_ratio={statistics.median(bare_ratios):.2f} rps={median['poll']:.0f} "
+        f"trivial={median['trivial']:.0f} bare={median['bare']:.0f} "
+        f"load={os.getloadavg()[0]:.2f}"
     )
 
 

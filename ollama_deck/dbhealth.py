@@ -202,6 +202,17 @@ class SqliteFile:
         if record.info.get(READ_ONLY) and self.writable():
             raise DisconnectionError("the database file is writable again")
 
+    def answering(self) -> bool:
+        """Whether the file first opened is still there and may be read (two syscalls):
+        what an answer from memory checks first, as a checkout would."""
+        if self.shm_unwritable():
+            return False
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return False
+        return self.identity is None or (stat.st_dev, stat.st_ino) == self.identity
+
     def writable(self) -> bool:
         """Whether the file, its WAL files and its directory can be written now."""
         paths = [self.path, self.path + "-wal", self.path + "-shm"]
@@ -246,6 +257,11 @@ def gevent_runner() -> Callable[..., Any] | None:
         return hub.threadpool.apply(function, args)
 
     return run
+
+
+def sqlite_file(engine: Engine) -> SqliteFile | None:
+    """The watch on the SQLite file of an engine the deck hardened, if any."""
+    return getattr(engine, "_ollama_deck_sqlite_file", None)
 
 
 def run_statement(engine: Engine, cursor: Any, statement: str, parameters: Any) -> None:
@@ -473,7 +489,7 @@ def database_health(
     its disk, one read, and whether writes work (``probe`` writes when nothing else did
     for ``probe_every`` seconds; see WriteOutcomes)."""
     result: dict[str, Any] = {"ok": True, "dialect": engine.dialect.name}
-    guard: SqliteFile | None = getattr(engine, "_ollama_deck_sqlite_file", None)
+    guard = sqlite_file(engine)
     if guard is not None:
         ok, why = guard.healthy()
         if not ok:

@@ -144,6 +144,8 @@ def _check_json(data: Any) -> None:
 
 def int_arg(name: str, default: int, *, low: int, high: int) -> int:
     """A bounded integer query parameter; 400 when it is not one."""
+    if not request.environ.get("QUERY_STRING"):
+        return default  # most polls: no query string to parse
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -117,11 +118,16 @@ def _body_read() -> bool:
 
 
 def _refusal() -> ResponseReturnValue | None:
-    config = current_app.config
-    settings = current_settings()
+    # Read from the WSGI environ: every request passes here, and werkzeug's header
+    # lookups raise and catch a KeyError for each header that is absent.
+    environ = request.environ
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    config = app.config
+    settings = setup_of(app).settings
+    host = environ.get("HTTP_HOST")
     allowed = _host_allowed(
-        request.headers.get("Host"),
-        _local_address(request.environ),
+        host,
+        partial(_local_address, environ),
         settings.allowed_hosts,
         _hashable(config.get("TRUSTED_HOSTS")),
         config.get("SERVER_NAME"),
@@ -130,17 +136,19 @@ def _refusal() -> ResponseReturnValue | None:
         return error_response(
             421,
             "host_not_allowed",
-            f"this service does not answer to Host {request.headers.get('Host')!r}; "
+            f"this service does not answer to Host {host!r}; "
             "add it to OLLAMA_DECK_ALLOWED_HOSTS if it is yours",
         )
     limit = settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return _too_large(limit)
-    if request.method in MUTATING_METHODS and not same_origin(
-        request.headers.get("Origin"),
-        request.headers.get("Sec-Fetch-Site"),
-        request.scheme,
-        request.headers.get("Host"),
+    if environ.get("CONTENT_LENGTH"):
+        length = request.content_length
+        if length is not None and length > limit:
+            return _too_large(limit)
+    if environ["REQUEST_METHOD"] in MUTATING_METHODS and not same_origin(
+        environ.get("HTTP_ORIGIN"),
+        environ.get("HTTP_SEC_FETCH_SITE"),
+        environ["wsgi.url_scheme"],
+        host,
     ):
         return error_response(
             403,
@@ -157,7 +165,7 @@ def _refusal() -> ResponseReturnValue | None:
         verdict = access(tokens)
         if not verdict.granted:
             return _unauthorized(verdict)
-    request.environ[CHECKED] = True  # from here on, a write is in the activity record
+    environ[CHECKED] = True  # from here on, a write is in the activity record
     if verdict is not None and request.method in MUTATING_METHODS and not verdict.may_write:
         if request.endpoint not in SESSION_ENDPOINTS | READS_BY_POST:
             return _read_only(verdict)
@@ -270,9 +278,10 @@ def _too_large(limit: int) -> ResponseReturnValue:
 
 
 def _has_body() -> bool:
-    length = request.content_length
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    return bool(length) or (length is None and chunked)
+    environ = request.environ
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return True  # no length to go by
+    return bool(environ.get("CONTENT_LENGTH")) and bool(request.content_length)
 
 
 def _read_body(limit: int, timeout: float) -> ResponseReturnValue | None:
@@ -459,16 +468,29 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list | set | frozenset) else value
 
 
-# Every request asks, mostly with the same few Host headers: remembered answers save the
-# parsing (a visible share of a poll's cost). Bounded, as the headers come from clients.
-@lru_cache(maxsize=256)
 def _host_allowed(
     host_header: str | None,
-    local_address: str | None,
+    local_address: Callable[[], str | None] | str | None,
     allowed: Any,
     trusted_hosts: Any,
     server_name: Any,
 ) -> bool:
+    """``host_allowed``; ``local_address`` may be a function, asked only when the Host is
+    an IP literal that nothing else allows (a ``getsockname`` per request, otherwise)."""
+    verdict = _host_verdict(host_header, allowed, trusted_hosts, server_name)
+    if verdict is not None:
+        return verdict
+    address = local_address() if callable(local_address) else local_address
+    return _same_ip(host_name(host_header or "") or "", address)
+
+
+# Every request asks, mostly with the same few Host headers: remembered answers save the
+# parsing (a visible share of a poll's cost). Bounded, as the headers come from clients.
+@lru_cache(maxsize=256)
+def _host_verdict(
+    host_header: str | None, allowed: Any, trusted_hosts: Any, server_name: Any
+) -> bool | None:
+    """Whether the Host is allowed, or None when that depends on the local address."""
     if host_header is None:
         return True  # HTTP/1.0 tools; every browser sends Host
     name = host_name(host_header)
@@ -482,9 +504,19 @@ def _host_allowed(
         patterns.append(str(server_name).lower())
     if trusted:
         patterns.extend(trusted)
-    elif is_loopback(name) or _same_ip(name, local_address):
+    elif is_loopback(name):
         return True
-    return any(_matches(name, p) for p in patterns)
+    if any(_matches(name, p) for p in patterns):
+        return True
+    return None if not trusted and _is_ip(name) else False
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _origin_tuple(scheme: str, host: str) -> tuple[str, str, int | None] | None:
@@ -747,19 +779,37 @@ def bind_refusal(host: str, token: str | bool | None, insecure: bool) -> str | N
 # ---------------------------------------------------------------- headers
 
 
+PAGE_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Content-Security-Policy", PAGE_CSP),
+    ("X-Frame-Options", "DENY"),
+)
+API_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Content-Security-Policy", API_CSP),
+)
+
+
 def add_headers(response: Response) -> Response:
-    """Security headers: a strict CSP on the page and its files; API answers never cached."""
+    """Security headers: a strict CSP on the page and its files; API answers never cached.
+    A header the view set stays as it is, but for ``Cache-Control`` on API answers."""
     if request.environ.get(CLOSE_CONNECTION):
         response.__class__ = _closing(type(response))  # type: ignore[arg-type]
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.blueprint == PAGE_BLUEPRINT:
-        headers.setdefault("Content-Security-Policy", PAGE_CSP)
-        headers.setdefault("X-Frame-Options", "DENY")
-    else:
-        headers.setdefault("Content-Security-Policy", API_CSP)
-        headers["Cache-Control"] = "no-store"
+    # One pass over the few headers there are: werkzeug's setdefault raises and catches a
+    # KeyError for each one that is absent.
+    present = {name.lower() for name in headers.keys()}
+    page = request.blueprint == PAGE_BLUEPRINT
+    for name, value in PAGE_HEADERS if page else API_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if not page:
+        if "cache-control" in present:
+            headers["Cache-Control"] = "no-store"
+        else:
+            headers.add("Cache-Control", "no-store")
     return response
 
 

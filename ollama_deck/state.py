@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dataclasses import replace
 from functools import partial
 from typing import Any
+from typing import cast
 
 from flask import current_app
 from flask import Flask
@@ -26,6 +27,7 @@ from .config import DeckSettings
 from .db import drops_of
 from .db import make_engine
 from .dbhealth import harden_engine
+from .dbhealth import sqlite_file
 from .dbhealth import watch_writes
 from .schema import ensure_current
 from .schema import UPGRADE_COMMAND
@@ -196,7 +198,7 @@ class DeckState:
             default.models,
             GpuCache(partial(detect_gpus, configured_bytes=settings.gpu_memory)),
             bus,
-            PollAnswers(store),
+            PollAnswers(store, versions=hub.versions, live=polls_live(bus, engine)),
             hosts,
             SessionStore(
                 engine,
@@ -370,6 +372,7 @@ class DeckSetup:
                 auto_upgrade=self.settings.auto_upgrade,
                 command_line=self.command_line,
             )
+            state.hub.versions.reset()  # the operations it knew went with the tables
             self._drops, self._schema_lost = drops, False
 
     def activate(self, app: Flask) -> DeckState:
@@ -416,6 +419,16 @@ def database_url(app: Flask, settings: DeckSettings | None = None) -> str:
         os.makedirs(app.instance_path, exist_ok=True)
         url = f"sqlite:///{os.path.join(app.instance_path, 'ollama_deck.db')}"
     return url
+
+
+def polls_live(bus: Any, engine: Engine) -> Callable[[], bool]:
+    """When polls may take an operation's version from the hub's book: the bus has heard
+    every commit, and the SQLite file (where it is one) is still the one it was. A file
+    removed or unreadable is a 503, as a read would say, never an answer from memory."""
+    guard = sqlite_file(engine)
+    if guard is None:
+        return cast(Callable[[], bool], bus.live)
+    return lambda: bus.live() and guard.answering()
 
 
 def setup_of(app: Flask) -> DeckSetup:

@@ -396,14 +396,16 @@ def test_tables_an_earlier_create_all_made_are_adopted_by_db_upgrade(host, fake_
     assert app.test_client().get("/models/progress").status_code == 200
 
 
-def test_after_the_hosts_drop_all_the_deck_starts_anew(host, fake_ollama):
+@pytest.mark.parametrize("bus", ["auto", "local"])
+def test_after_the_hosts_drop_all_the_deck_starts_anew(host, fake_ollama, bus):
     """What host test suites do between tests: drop_all, create_all. ``drop_all`` drops
     every table of the metadata, the deck's too (its rows go: a clean slate is what the
-    caller asked for); the deck then makes its schema anew before it next serves."""
+    caller asked for); the deck then makes its schema anew before it next serves. With the
+    local bus, polls answer from the hub's version book: it forgets the dropped rows too."""
     from .hostapp import db
 
     fake_ollama.allow_pull("llama3.2:1b", SMALL)
-    app = host()
+    app = host(OLLAMA_DECK_EVENT_BUS=bus)
     client = app.test_client()
 
     def pull_succeeds() -> str:

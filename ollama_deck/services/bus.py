@@ -64,6 +64,11 @@ class LocalBus:
     def publish(self, events: list[DeckEvent]) -> None:
         self.hub.publish(events)
 
+    def live(self) -> bool:
+        """Every commit is this process's own and reaches the hub before the writer goes
+        on: the hub's version book is exact."""
+        return True
+
     def start(self) -> None:
         pass
 
@@ -101,6 +106,9 @@ class _Catcher:
         if upto <= self.last:
             return self.last
         self.fills += 1
+        # What the database gives back may hide a deletion (its rows are gone, its event
+        # never came): the version book starts again.
+        self.hub.versions.reset()
         start = self.last
         if upto - start > self.max_behind:
             # Far behind (a long outage): the newest state of each operation is enough.
@@ -137,6 +145,10 @@ class PollBus:
 
     def publish(self, events: list[DeckEvent]) -> None:
         self._wake.set()  # our own commit: read it now rather than at the next tick
+
+    def live(self) -> bool:
+        """Other processes' commits arrive a tick late: polls read the database."""
+        return False
 
     def start(self) -> None:
         if self._thread is not None:
@@ -221,6 +233,8 @@ class RedisBus:
 
     def publish(self, events: list[DeckEvent]) -> None:
         """Queue a committed batch for Redis; never blocks a writer on the network."""
+        # Our own polls see our own commits at once, not when Redis echoes them back.
+        self.hub.versions.note(events)
         if events:
             newest = max(e.seq for e in events)
             if newest > self._own_seq:
@@ -253,6 +267,17 @@ class RedisBus:
             except redis.RedisError as exc:
                 # Not lost: it is committed, and listeners fill gaps from the database.
                 log.warning("ollama-deck: publishing to Redis failed: %s", exc)
+
+    def live(self) -> bool:
+        """Redis answered lately and no sequence number is missing: the hub has heard
+        every commit but those still on their way (milliseconds), as the streams have."""
+        seen = self.last_seen
+        return (
+            self.connected
+            and self._gap_since is None
+            and seen is not None
+            and time.monotonic() - seen < self.ping_interval + self.gap_wait
+        )
 
     # -- listening (one thread) and the fallback (another) -------------------------
 

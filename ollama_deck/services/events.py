@@ -24,6 +24,9 @@ from typing import Any
 from typing import NamedTuple
 
 RETRY_MS = 3000
+# The kind of event that says operations were deleted (purged or forgotten): it takes a
+# sequence number like any change, so a bus that lost it sees a gap, but no stream shows it.
+GONE = "gone"
 
 
 class ClientGone(Exception):
@@ -53,6 +56,68 @@ def make_event(seq: int, operation_id: str, kind: str, data: Any) -> DeckEvent:
     return DeckEvent(seq, operation_id, kind, format_event(seq, kind, data), kind == "done")
 
 
+# More deletions than this in one event say "forget everything" instead of naming them.
+GONE_NAMED = 1000
+
+
+def gone_event(seq: int, op_ids: list[str]) -> DeckEvent:
+    """The event of a deletion: its frame is the ids, comma-separated, or ``*`` for many
+    (never sent to a stream)."""
+    frame = ",".join(op_ids) if len(op_ids) <= GONE_NAMED else "*"
+    return DeckEvent(seq, "", GONE, frame.encode(), False)
+
+
+class VersionBook:
+    """The newest sequence number of each operation this process has heard of.
+
+    An operation's sequence number moves with every change of it or its log, and every
+    change reaches this process's hub through its bus, in order; deletions come as
+    :data:`GONE` events. So while the bus is live (``Bus.live``) the book answers "has it
+    changed?" for a poll without a database read. What it does not know is read from the
+    database and learned (``learn``), unless a deletion or a reset came meanwhile: the
+    ``generation`` a reader took before its read tells. At ``capacity`` it starts again
+    empty: forgetting only costs the next poll of each a read.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._seqs: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def known(self, op_id: str) -> int | None:
+        return self._seqs.get(op_id)
+
+    def note(self, events: list[DeckEvent]) -> None:
+        """Take in committed events (any order: each operation keeps its newest)."""
+        with self._lock:
+            seqs = self._seqs
+            for event in events:
+                if event.kind == GONE:
+                    if event.frame == b"*":
+                        seqs.clear()
+                    for op_id in event.frame.decode().split(","):
+                        seqs.pop(op_id, None)
+                    self.generation += 1
+                elif event.seq > seqs.get(event.operation_id, 0):
+                    seqs[event.operation_id] = event.seq
+            if len(seqs) > self.capacity:
+                seqs.clear()
+
+    def learn(self, op_id: str, seq: int, generation: int) -> None:
+        """Keep what a database read found, if nothing was deleted since it began."""
+        with self._lock:
+            if generation == self.generation and seq > self._seqs.get(op_id, 0):
+                self._seqs[op_id] = seq
+
+    def reset(self) -> None:
+        """Forget everything: the bus missed something (a gap read from the database may
+        have hidden a deletion) or the tables were dropped."""
+        with self._lock:
+            self._seqs = {}
+            self.generation += 1
+
+
 def retry_frame(milliseconds: int = RETRY_MS) -> bytes:
     """Tells EventSource how long to wait before reconnecting; sent once per stream."""
     return f"retry: {milliseconds}\n\n".encode()
@@ -78,6 +143,7 @@ class EventHub:
         self._closed = threading.Event()
         self.last_seq = 0
         self.watchers = 0  # open SSE streams in this process, for /api/status
+        self.versions = VersionBook()
 
     def watching(self, delta: int) -> None:
         with self._lock:
@@ -87,10 +153,16 @@ class EventHub:
         """Append committed events in seq order and wake every watcher."""
         if not events:
             return
+        self.versions.note(events)
+        last = events[-1].seq
+        if any(e.kind == GONE for e in events):  # for the book only: no stream shows them
+            events = [e for e in events if e.kind != GONE]
         with self._lock:
+            self.last_seq = max(self.last_seq, last)
+            if not events:
+                return
             offset, ring = self._ring
             ring = ring + events
-            self.last_seq = max(self.last_seq, events[-1].seq)
             excess = len(ring) - self._capacity
             if excess > self._capacity // 4:  # trim in batches, not on every publish
                 ring = ring[excess:]

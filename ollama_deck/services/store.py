@@ -60,6 +60,7 @@ from ..serializers import log_event
 from ..serializers import operation_event
 from . import tally
 from .events import DeckEvent
+from .events import gone_event
 from .groups import aggregate
 from .groups import ended_note
 from .groups import write_due
@@ -1086,7 +1087,7 @@ class OperationStore:
                     r.id
                     for r in conn.execute(select(OP.c.id).where(FORGETTABLE, OP.c.id.in_(chunk)))
                 ]
-            _delete_finished(conn, ids)
+            self._forget(conn, ids)
         if mark is not None:
             self._kept_at_seq = mark  # committed: this state has been looked at
         return len(ids)
@@ -1098,7 +1099,7 @@ class OperationStore:
         with self.engine.begin() as conn:
             query = select(OP.c.id).where(FORGETTABLE)
             ids = [r.id for r in conn.execute(query)]
-            _delete_finished(conn, ids)
+            self._forget(conn, ids)
         return ids
 
     def delete_finished(self, op_id: str) -> Ids | None:
@@ -1111,8 +1112,21 @@ class OperationStore:
                 return None
             children = select(MEMBER.c.operation_id).where(MEMBER.c.group_id == op_id)
             ids = [op_id] + [r.id for r in conn.execute(finished.where(OP.c.id.in_(children)))]
-            _delete_finished(conn, ids)
+            self._forget(conn, ids)
         return ids
+
+    def _forget(self, conn: Connection, ids: Ids) -> None:
+        """Inside a transaction that only read so far: delete these finished operations
+        with their logs, commit, and publish that they are gone (the version book of every
+        process's polls must hear it). The deletion takes a sequence number, as every
+        change does, so a bus that loses its event sees a gap."""
+        if not ids:
+            return
+        with self._write_lock:
+            seq = self._take_seq(conn, 1)  # the counter's lock first, as every writer
+            _delete_finished(conn, ids)
+            conn.commit()
+            self.bus.publish([gone_event(seq, ids)])
 
     # -- helpers --------------------------------------------------------------------
 
