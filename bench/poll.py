@@ -6,9 +6,10 @@ through Flask and nothing else, and ``/bench/bare`` is a bare WSGI app in front 
 that returns cached bytes (the server's own floor). Records a pull, then runs wrk against
 the three in turn, round after round: ``GET /progress/<id>`` (what curl loops and scripts
 poll), the trivial route and the bare app. Prints each round's requests/s and ratios, then
-the median and minimum of the rounds' ratios and the load average. Needs wrk
-(``apt-get install wrk``). Ends with ``poll: ratio=<median poll/trivial> ratio_min=...
-bare_ratio=<median poll/bare> rps=... trivial=... bare=... load=...``.
+the median and minimum of the rounds' ratios and the load average. Where taskset is
+there, the server runs on CPU 0 and wrk on CPU 1. Needs wrk (``apt-get install wrk``).
+Ends with ``poll: ratio=<median poll/trivial> ratio_min=... bare_ratio=<median poll/bare>
+rps=... trivial=... bare=... load=...``.
 
     python bench/poll.py [--seconds 5] [--rounds 5] [--connections 32]
 """
@@ -57,9 +58,19 @@ def create():
     return app
 
 
+def pinned(cpu: int) -> list[str]:
+    """A command prefix that keeps a process on one CPU, where the machine has two or more
+    and taskset: the server and wrk then do not take each other's time slices, which
+    otherwise moves the ratios by more than the differences measured."""
+    if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        return []
+    return ["taskset", "-c", str(cpu)]
+
+
 def wrk(url: str, seconds: int, connections: int) -> float:
+    threads = "-t1" if pinned(1) else "-t2"
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url],
+        [*pinned(1), "wrk", threads, f"-c{connections}", f"-d{seconds}s", url],
         capture_output=True,
         text=True,
         check=True,
@@ -111,6 +122,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{args.port}"
         server = subprocess.Popen(
             [
+                *pinned(0),
                 sys.executable,
                 "-m",
                 "gunicorn",
