@@ -184,9 +184,7 @@ def redis_url() -> str:
     return url
 
 
-def test_with_redis_other_processes_changes_and_deletions_reach_the_book(
-    database_url, redis_url
-):
+def test_with_redis_other_processes_changes_and_deletions_reach_the_book(database_url, redis_url):
     """Two processes (two stores, hubs and buses over one database and one channel)."""
     engine = make_engine(database_url)
     schema.upgrade(engine)
@@ -199,9 +197,8 @@ def test_with_redis_other_processes_changes_and_deletions_reach_the_book(
         buses.append(bus)
         bus.start()
         wait_until(bus.live)
-        return OperationStore(engine, bus, log_lines=10), book_of(
-            OperationStore(engine, bus), hub, bus
-        )
+        store = OperationStore(engine, bus, log_lines=10)
+        return store, book_of(store, hub, bus)
 
     try:
         (here, answers), (there, _) = process(), process()

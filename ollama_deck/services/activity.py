@@ -21,6 +21,7 @@ from ..db import table_of
 from ..serializers import iso_time
 
 ACTIVITY = table_of(Activity)
+INSERT_ACTIVITY = insert(ACTIVITY)  # built once: one entry per recorded request
 LOCAL = "local"  # the actor when neither a token nor a host app's user says who
 
 
@@ -44,7 +45,7 @@ class ActivityLog:
     def record(self, entry: Mapping[str, Any]) -> None:
         """Add one entry (the columns of ``ollama_deck_activity`` but ``id``)."""
         with self.engine.begin() as conn:
-            conn.execute(insert(ACTIVITY).values(**entry))
+            conn.execute(INSERT_ACTIVITY, dict(entry))
 
     def page(
         self, where: ActivityFilter, *, before: int | None = None, limit: int = 50

@@ -79,7 +79,7 @@ class VersionBook:
     empty: forgetting only costs the next poll of each a read.
     """
 
-    def __init__(self, capacity: int = 50_000) -> None:
+    def __init__(self, capacity: int = 10_000) -> None:
         self.capacity = capacity
         self._seqs: dict[str, int] = {}
         self._lock = threading.Lock()

@@ -98,6 +98,19 @@ NEWEST_LOGS = (
     .order_by(LOG.c.seq.desc())
     .limit(bindparam("limit"))
 )
+# ... and so are the writes of accepting a pull: they run under the counter's lock, where
+# every microsecond of Python is a microsecond every other writer waits.
+TAKE_SEQ = (
+    update(Counter)
+    .where(Counter.name == SEQ_COUNTER)
+    .values(value=Counter.value + bindparam("count"))
+    .returning(Counter.value)
+)
+WAITING_COUNT = (
+    select(func.count()).select_from(OP).where(OP.c.status.in_(WAITING_TO_START), NOT_RUN)
+)
+INSERT_LOG = insert(LOG)
+INSERT_OP = insert(OP).returning(*OP.c)
 PURGE_BATCH = 500  # ids per DELETE ... IN (...): well under SQLite's variable limit
 
 
@@ -1134,9 +1147,7 @@ class OperationStore:
     def _check_room(conn: Connection, max_queued: int, adding: int) -> None:
         """QueueFull (after a rollback) unless ``adding`` more fit in ``max_queued``.
         Scheduled ones count: each will be queued by itself; groups run nothing."""
-        queued = conn.execute(
-            select(func.count()).select_from(OP).where(OP.c.status.in_(WAITING_TO_START), NOT_RUN)
-        ).scalar_one()
+        queued = conn.execute(WAITING_COUNT).scalar_one()
         if queued + adding <= max_queued:
             return
         conn.rollback()
@@ -1170,31 +1181,30 @@ class OperationStore:
         if schedule_note and status == Status.SCHEDULED:
             text += f": {schedule_note}"
         log = {"seq": first, "operation_id": op_id, "created_at": now, "text": text}
-        conn.execute(insert(LOG).values(**log))
+        conn.execute(INSERT_LOG, log)
         written = conn.execute(
-            insert(OP)
-            .values(
-                id=op_id,
-                kind=kind,
-                model=model,
-                model_key=model_key,
-                host=host,
-                status=status,
-                phase=None,
-                percent=0.0,
-                completed_bytes=0,
-                total_bytes=0,
+            INSERT_OP,
+            {
+                "id": op_id,
+                "kind": kind,
+                "model": model,
+                "model_key": model_key,
+                "host": host,
+                "status": status,
+                "phase": None,
+                "percent": 0.0,
+                "completed_bytes": 0,
+                "total_bytes": 0,
                 # The message until it starts.
-                message=schedule_note if status == Status.SCHEDULED else Status.QUEUED,
-                cancel_requested=False,
-                attempts=0,
-                not_before=not_before,
-                starts_at=starts_at,
-                created_at=now,
-                updated_at=now,
-                seq=first + 1,
-            )
-            .returning(*OP.c)
+                "message": schedule_note if status == Status.SCHEDULED else Status.QUEUED,
+                "cancel_requested": False,
+                "attempts": 0,
+                "not_before": not_before,
+                "starts_at": starts_at,
+                "created_at": now,
+                "updated_at": now,
+                "seq": first + 1,
+            },
         )
         return log, {**written.mappings().one(), "log_count": 1}  # its one line, just written
 
@@ -1203,13 +1213,7 @@ class OperationStore:
         """Reserve ``count`` sequence numbers; return the first. With 0 it only takes the
         counter's lock (every writer takes it first), for a transaction that decides what
         to write by what it reads."""
-        statement = (
-            update(Counter)
-            .where(Counter.name == SEQ_COUNTER)
-            .values(value=Counter.value + count)
-            .returning(Counter.value)
-        )
-        last = conn.execute(statement).scalar_one()
+        last = conn.execute(TAKE_SEQ, {"count": count}).scalar_one()
         return last - count + 1
 
     def _trim_logs(self, conn: Connection, op_id: str) -> None:
