@@ -102,7 +102,10 @@ class VersionBook:
                 elif event.seq > seqs.get(event.operation_id, 0):
                     seqs[event.operation_id] = event.seq
             if len(seqs) > self.capacity:
+                # Starting again is a reset: a read that began before must not put back
+                # a version older than one heard meanwhile and now forgotten.
                 seqs.clear()
+                self.generation += 1
 
     def learn(self, op_id: str, seq: int, generation: int) -> None:
         """Keep what a database read found, if nothing was deleted since it began."""
