@@ -160,9 +160,12 @@ def test_the_book_forgets_what_was_deleted_and_what_a_gap_may_hide():
 
     book.note([gone_event(8, [f"x{i}" for i in range(GONE_NAMED + 1)])])  # many: all
     assert book.known("b") is None
+    generation = book.generation  # a read of d begins; d changes and is heard (seq 10) ...
     for i, name in enumerate("defg"):
         book.note([make_event(10 + i, name, "progress", {})])
     assert len(book._seqs) <= 3, "bounded: over capacity it starts again"
+    book.learn("d", 9, generation)  # ... then forgotten at capacity: the older read is not kept
+    assert book.known("d") is None
     book.reset()
     assert book.known("g") is None
 
