@@ -6,6 +6,7 @@ The scripts run as ``python bench/NAME.py``, so this folder is on ``sys.path`` a
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import socket
@@ -117,3 +118,20 @@ def start_fake(lines: int) -> tuple[subprocess.Popen, str]:
         process.kill()
         raise SystemExit(f"the fake Ollama did not start: {url!r}")
     return process, url
+
+
+def timed_gets(port: int, path: str, count: int, timeout: float = 60) -> list[float]:
+    """Milliseconds of ``count`` GETs of ``path`` on one keep-alive connection; each must
+    answer 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        times.append((time.perf_counter() - start) * 1000)
+        if response.status != 200:
+            raise SystemExit(f"{path} answered {response.status}")
+    conn.close()
+    return times

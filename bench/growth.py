@@ -115,21 +115,6 @@ def fill(database_url: str, host: str, start: int, stop: int) -> None:
     engine.dispose()
 
 
-def timed(port: int, path: str, count: int) -> list[float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        times.append((time.perf_counter() - start) * 1000)
-        if response.status != 200:
-            raise SystemExit(f"{path} answered {response.status}")
-    conn.close()
-    return times
-
-
 def replay(port: int) -> tuple[int, float]:
     """Bytes of a replay of everything from event 0, and the seconds until it went quiet
     (half a second without a byte; heartbeats come every 15 s)."""
@@ -186,13 +171,15 @@ def one_round(name: str, url: str, fake: FakeOllama, args: argparse.Namespace) -
             for n in range(20 if size == args.sizes[0] else 0):  # active: 2 held, 18 queued
                 fake.allow_pull(f"now{n}:1b", PullScript(hold_after=1))
                 requests.post(base + "/api/models/pull", json={"model": f"now{n}:1b"}, timeout=30)
-            timed(port, "/progress", 10)  # warm up
-            first = timed(port, "/progress", args.requests)
+            common.timed_gets(port, "/progress", 10)  # warm up
+            first = common.timed_gets(port, "/progress", args.requests)
             cursor = None
             for _ in range(max(1, size // 2000)):  # to the middle, 1,000 a page
                 page = "/progress?limit=1000" + (f"&before={cursor}" if cursor else "")
                 cursor = next_cursor(port, page) or cursor
-            deep = timed(port, f"/progress?before={cursor}", args.requests) if cursor else []
+            deep = []
+            if cursor:
+                deep = common.timed_gets(port, f"/progress?before={cursor}", args.requests)
             replayed, replay_s = replay(port)
             before = cpu_seconds(worker)
             time.sleep(args.idle)

@@ -17,7 +17,6 @@ per database:
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import random
 import statistics
@@ -38,22 +37,6 @@ from ollama_deck.testing import FakeOllama
 
 OP = table_of(Operation)
 BATCH = 5000
-
-
-def timed(port: int, count: int) -> list[float]:
-    """Milliseconds of ``count`` GET /metrics on one connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        conn.request("GET", "/metrics")
-        response = conn.getresponse()
-        response.read()
-        times.append((time.perf_counter() - start) * 1000)
-        if response.status != 200:
-            raise SystemExit(f"/metrics answered {response.status}")
-    conn.close()
-    return times
 
 
 def fill(database_url: str, hosts: list[str], operations: int) -> None:
@@ -114,13 +97,14 @@ def measure(name: str, url: str, ollama: list[FakeOllama], args: argparse.Namesp
     process, base = common.start_deck(ollama[0].url, url, env=env)
     port = int(base.rsplit(":", 1)[1])
     try:
-        timed(port, 20)  # warm up: connections, the first probe of each Ollama
-        empty = timed(port, args.requests)
+        # Warm up: connections, the first probe of each Ollama.
+        common.timed_gets(port, "/metrics", 20, timeout=30)
+        empty = common.timed_gets(port, "/metrics", args.requests, timeout=30)
         started = time.monotonic()
         fill(url, list(hosts.values()), args.operations)
         filled_in = time.monotonic() - started
-        timed(port, 20)
-        full = timed(port, args.requests)
+        common.timed_gets(port, "/metrics", 20, timeout=30)
+        full = common.timed_gets(port, "/metrics", args.requests, timeout=30)
     finally:
         process.terminate()
         process.wait(15)
