@@ -179,6 +179,43 @@ def test_racing_batches_are_all_or_nothing_within_the_queue_bound(store, racing_
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap in the sequence"
 
 
+def test_racing_pulls_never_pass_the_queue_bound(store, racing_stores):
+    """Each pull counts the queue in the statement that inserts it, under the counter's
+    lock: eight racing for the last three places make three, and five are refused."""
+    from ollama_deck.errors import QueueFull
+
+    for i in range(2):
+        new_op(store, f"old-{i}:1")
+    stores = racing_stores(8)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def create(index: int, racer: OperationStore) -> None:
+        barrier.wait()
+        try:
+            racer.create(kind="pull", model=f"r{index}:1", model_key=f"r{index}:1", host=HOST,
+                         max_queued=5)  # fmt: skip
+            outcomes.append("made")
+        except QueueFull as exc:
+            assert "5 operations are queued or scheduled already (the limit is 5)" in str(exc)
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=create, args=item) for item in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert sorted(outcomes) == ["made"] * 3 + ["refused"] * 5
+    assert len(store.list()) == 5
+    rows = {row["id"]: row for row in store.list()}
+    events = ChangeFeed(store.engine).replay(0)[0]
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap in the sequence"
+    # Each operation came with its first log line, one sequence number before it.
+    lines = {e.operation_id: e.seq for e in events if e.kind == "log"}
+    assert {op_id: row["seq"] - 1 for op_id, row in rows.items()} == lines
+
+
 @pytest.mark.parametrize("attempt", range(3))
 def test_claims_respect_the_limit_when_racing(store, racing_stores, attempt):
     for i in range(8):
