@@ -27,6 +27,7 @@ from typing import TypeVar
 from flask import current_app
 from flask import request
 from flask import Response
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from .dbhealth import DATABASE_ERRORS
@@ -46,6 +47,8 @@ from .state import setup_of
 F = TypeVar("F", bound=Callable[..., Any])
 ATTRIBUTE = "__deck_action__"
 log = logging.getLogger(__name__)
+# What costs the record but not the answer: any database error, a missing table too.
+RECORD_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, DBAPIError)
 
 
 def recorded(action: Action) -> Callable[[F], F]:
@@ -73,7 +76,7 @@ def record_activity(response: Response) -> Response:
         return response
     try:
         deck().activity.record(entry(action, response))
-    except DATABASE_ERRORS as exc:
+    except RECORD_ERRORS as exc:
         log.warning("could not record %s in the activity record: %s", action, first_line(exc))
     return response
 

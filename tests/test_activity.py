@@ -177,3 +177,47 @@ def test_retention_follows_the_keep_settings(fake_ollama, make_app):
     assert [e["target"] for e in entries(client)] == ["gone4:1b", "gone3:1b", "gone2:1b"]
     state.activity.purge(float("inf"))  # older than the keep hours: every one of these
     assert entries(client) == []
+
+
+def test_each_change_is_recorded_once_and_a_failed_record_costs_only_itself(
+    database_url, fake_ollama, make_app, caplog
+):
+    """Entries are written on the pooled connection's own cursor (in autocommit on
+    PostgreSQL): one per change, and the connection goes back to the pool as it came, also
+    when the write fails; the change itself is answered all the same."""
+    app = make_app(database_url=database_url)
+    client = app.test_client()
+    engine = setup_of(app).activate(app).engine
+
+    def autocommit() -> list[bool]:
+        # Every connection the pool holds, as the next transaction would find it.
+        found = []
+        pool = engine.pool
+        held = [pool.connect() for _ in range(pool.checkedin())]
+        for connection in held:
+            found.append(bool(getattr(connection.driver_connection, "autocommit", False)))
+            connection.close()
+        return found
+
+    assert client.post("/api/models/pull", json={"model": "one:1b"}).status_code == 202
+    (entry,) = entries(client, action="pull")
+    assert (entry["target"], entry["status"]) == ("one:1b", 202)
+    assert not any(autocommit())
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE ollama_deck_activity RENAME TO activity_away")
+    try:
+        assert client.post("/api/models/pull", json={"model": "two:1b"}).status_code == 202
+        assert "could not record pull in the activity record" in caplog.text
+        assert not any(autocommit())
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE activity_away RENAME TO ollama_deck_activity")
+    assert client.post("/api/models/pull", json={"model": "three:1b"}).status_code == 202
+    assert [e["target"] for e in entries(client, action="pull")] == ["three:1b", "one:1b"]
+    # The operations themselves were all made, in transactions of their own.
+    assert {op["model"] for op in client.get("/progress").json["operations"]} >= {
+        "one:1b",
+        "two:1b",
+        "three:1b",
+    }
