@@ -207,7 +207,7 @@ class FakeOllama:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FakeOllama:
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+        server = _Server(("127.0.0.1", self.port), _handler_for(self))
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
@@ -442,6 +442,13 @@ def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
 
 class _Dropped(Exception):
     """The script cut the connection."""
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a deck of several workers opening connections at
+    # once overflowed it, and each dropped SYN came back a second later (1-2 s answers to
+    # /api/status under wrk, and a bench that failed on wrk's 2 s timeout).
+    request_queue_size = 128
 
 
 class _ClientGone(_Dropped):
