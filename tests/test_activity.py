@@ -180,22 +180,22 @@ def test_retention_follows_the_keep_settings(fake_ollama, make_app):
 
 
 def test_each_change_is_recorded_once_and_a_failed_record_costs_only_itself(
-    database_url, fake_ollama, make_app, caplog
+    database_url, fake_ollama, make_app, caplog, monkeypatch
 ):
     """Entries are written on the pooled connection's own cursor (in autocommit on
     PostgreSQL): one per change, and the connection goes back to the pool as it came, also
     when the write fails; the change itself is answered all the same."""
     app = make_app(database_url=database_url)
     client = app.test_client()
-    engine = setup_of(app).activate(app).engine
+    deck = setup_of(app).activate(app)
+    engine = deck.engine
 
     def autocommit() -> list[bool]:
         # Every connection the pool holds, as the next transaction would find it.
-        found = []
         pool = engine.pool
         held = [pool.connect() for _ in range(pool.checkedin())]
+        found = [bool(getattr(c.driver_connection, "autocommit", False)) for c in held]
         for connection in held:
-            found.append(bool(getattr(connection.driver_connection, "autocommit", False)))
             connection.close()
         return found
 
@@ -204,20 +204,15 @@ def test_each_change_is_recorded_once_and_a_failed_record_costs_only_itself(
     assert (entry["target"], entry["status"]) == ("one:1b", 202)
     assert not any(autocommit())
 
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE ollama_deck_activity RENAME TO activity_away")
-    try:
+    # The entry's INSERT fails in the driver (only it: the deck's tables stay as they are).
+    broken = deck.activity._insert_sql.replace("ollama_deck_activity", "no_such_table")
+    with monkeypatch.context() as patch:
+        patch.setattr(deck.activity, "_insert_sql", broken)
         assert client.post("/api/models/pull", json={"model": "two:1b"}).status_code == 202
-        assert "could not record pull in the activity record" in caplog.text
-        assert not any(autocommit())
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ALTER TABLE activity_away RENAME TO ollama_deck_activity")
+    assert "could not record pull in the activity record" in caplog.text
+    assert not any(autocommit())
     assert client.post("/api/models/pull", json={"model": "three:1b"}).status_code == 202
     assert [e["target"] for e in entries(client, action="pull")] == ["three:1b", "one:1b"]
     # The operations themselves were all made, in transactions of their own.
-    assert {op["model"] for op in client.get("/progress").json["operations"]} >= {
-        "one:1b",
-        "two:1b",
-        "three:1b",
-    }
+    models = {op["model"] for op in client.get("/progress").json["operations"]}
+    assert models >= {"one:1b", "two:1b", "three:1b"}
