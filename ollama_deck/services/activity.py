@@ -64,7 +64,11 @@ class ActivityLog:
         """
         engine = self.engine
         values = tuple(entry[name] for name in ENTRY_COLUMNS)
-        connection = engine.raw_connection()  # checked out as any: pre-pinged
+        driver_error = engine.dialect.loaded_dbapi.Error
+        try:
+            connection = engine.raw_connection()  # checked out as any: pre-pinged
+        except driver_error as exc:  # the pool hands the driver's own up (a gone file)
+            raise DBAPIError.instance(None, None, exc, driver_error) from exc
         try:
             driver: Any = connection.driver_connection
             try:
@@ -77,12 +81,10 @@ class ActivityLog:
                     cursor.close()
                 if not self._autocommit:
                     connection.commit()
-            except engine.dialect.loaded_dbapi.Error as exc:
+            except driver_error as exc:
                 if engine.dialect.is_disconnect(exc, driver, None):
                     connection.invalidate(exc)
-                raise DBAPIError.instance(
-                    self._insert_sql, values, exc, engine.dialect.loaded_dbapi.Error
-                ) from exc
+                raise DBAPIError.instance(self._insert_sql, values, exc, driver_error) from exc
             finally:
                 if self._autocommit and connection.is_valid:
                     driver.autocommit = False
