@@ -5,9 +5,10 @@ the worker's RSS, opens ``--watchers`` event streams of every operation from thi
 (raw sockets, nothing read after the first bytes), waits until ``/api/status`` counts them
 all, reads the RSS again, closes them, waits until the count is 0, for one turn of the
 deck's upkeep (which gives memory back after a large drop) and for the RSS to settle, and
-reads it a last time. Several rounds, each with a fresh deck; medians. Ends with:
+reads it again; then a second wave of as many, to show whether what the first kept is
+reused. Several rounds, each with a fresh deck; medians. Ends with:
 ``watcher_memory: watchers=<n> kb_per_watcher=<x> kept_mb=<after close - before>
- rss_mb=<before>/<open>/<closed>``.
+kept_after_second_mb=<after the second wave - before> rss_mb=<before>/<open>/<closed>/<again>``.
 
     python bench/watcher_memory.py [--watchers 5000] [--rounds 3]
 """
@@ -60,37 +61,44 @@ def settled_rss(pid: int) -> float:
     return last
 
 
-def one_round(fake: FakeOllama, count: int) -> tuple[float, float, float]:
-    folder = tempfile.mkdtemp(prefix="deck-bench-memory-")
-    env = {"OLLAMA_DECK_ACCESS_LOG": "0"}
-    process, base = common.start_deck(fake.url, f"sqlite:///{folder}/deck.db", env=env)
-    port = int(base.rsplit(":", 1)[1])
-    worker = common.worker_pids(process.pid, 1)[0]
+def wave(base: str, port: int, worker: int, count: int) -> tuple[float, float]:
+    """Open ``count`` watchers, then close them: the worker's RSS with them and after."""
     sockets: list[socket.socket] = []
+    request = b"GET /progress/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     try:
-        for _ in range(3):  # warm up: the stream's code paths, the pools
-            requests.get(base + "/api/status", timeout=10)
-        before = settled_rss(worker)
-        request = b"GET /progress/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         for _ in range(count):
             sock = socket.create_connection(("127.0.0.1", port), timeout=30)
             sock.sendall(request)
             sockets.append(sock)
         wait_for(f"{count} watchers", lambda: watchers(base) >= count)
         opened = settled_rss(worker)
-        for sock in sockets:
-            sock.close()
-        sockets.clear()
-        wait_for("no watchers", lambda: watchers(base) == 0)
-        time.sleep(6)  # the deck's upkeep looks at the count every 5 s
-        closed = settled_rss(worker)
     finally:
         for sock in sockets:
             sock.close()
+    wait_for("no watchers", lambda: watchers(base) == 0)
+    time.sleep(6)  # the deck's upkeep looks at the count every 5 s
+    return opened, settled_rss(worker)
+
+
+def one_round(fake: FakeOllama, count: int) -> tuple[float, float, float, float]:
+    """RSS before, with the first wave of watchers, after it, after a second wave."""
+    folder = tempfile.mkdtemp(prefix="deck-bench-memory-")
+    env = {"OLLAMA_DECK_ACCESS_LOG": "0"}
+    process, base = common.start_deck(fake.url, f"sqlite:///{folder}/deck.db", env=env)
+    port = int(base.rsplit(":", 1)[1])
+    worker = common.worker_pids(process.pid, 1)[0]
+    try:
+        for _ in range(3):  # warm up: the stream's code paths, the pools
+            requests.get(base + "/api/status", timeout=10)
+        before = settled_rss(worker)
+        opened, closed = wave(base, port, worker, count)
+        # A second wave shows whether what the first kept is reused or grows.
+        _, closed_again = wave(base, port, worker, count)
+    finally:
         process.terminate()
         process.wait(20)
         shutil.rmtree(folder, ignore_errors=True)
-    return before, opened, closed
+    return before, opened, closed, closed_again
 
 
 def main() -> None:
@@ -104,19 +112,20 @@ def main() -> None:
     results = []
     with FakeOllama() as fake:
         for round_ in range(args.rounds):
-            before, opened, closed = one_round(fake, args.watchers)
+            before, opened, closed, again = one_round(fake, args.watchers)
             per = (opened - before) * 1024 / args.watchers
             print(
                 f"round {round_ + 1}: RSS {before:.1f} -> {opened:.1f} MB with "
                 f"{args.watchers} watchers ({per:.1f} KB each) -> {closed:.1f} MB after they "
-                f"left; load {os.getloadavg()[0]:.2f}"
+                f"left, {again:.1f} MB after a second wave; load {os.getloadavg()[0]:.2f}"
             )
-            results.append((before, opened, closed))
-    before, opened, closed = (statistics.median(r[i] for r in results) for i in range(3))
+            results.append((before, opened, closed, again))
+    before, opened, closed, again = (statistics.median(r[i] for r in results) for i in range(4))
     print(
         f"watcher_memory: watchers={args.watchers} "
         f"kb_per_watcher={(opened - before) * 1024 / args.watchers:.1f} "
-        f"kept_mb={closed - before:.1f} rss_mb={before:.1f}/{opened:.1f}/{closed:.1f}"
+        f"kept_mb={closed - before:.1f} kept_after_second_mb={again - before:.1f} "
+        f"rss_mb={before:.1f}/{opened:.1f}/{closed:.1f}/{again:.1f}"
     )
 
 

@@ -75,7 +75,7 @@ class ClientSocketWatch:
 
     def _readable(self) -> None:
         # Runs in the event loop, so it must not block: the peek does not wait.
-        closed = self._peer_closed()
+        closed = peer_closed(self._raw)
         if closed is None:
             return  # woken for nothing: keep watching
         self._io.stop()  # closed, or the client sends data: either way watching is over
@@ -86,13 +86,14 @@ class ClientSocketWatch:
         if waiting is not None:
             waiting.throw(ClientGone)  # as gevent's own timeouts wake a greenlet
 
-    def _peer_closed(self) -> bool | None:
-        """True when the client closed (or reset) the connection, False when it sent
-        data, None when nothing is there."""
-        try:
-            data = self._raw.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return None
-        except OSError:
-            return True
-        return data == b""
+
+def peer_closed(raw: Any) -> bool | None:
+    """True when the client closed (or reset) the connection of the non-blocking socket
+    ``raw``, False when it sent data, None when nothing is there."""
+    try:
+        data = raw.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return True
+    return data == b""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from functools import partial
 from typing import Any
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint
@@ -43,6 +44,8 @@ from .http import error_response
 from .state import current_settings
 from .state import deck
 from .state import setup_of
+
+T = TypeVar("T")
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The page shell, its files and the health check answer without the token: the page has to
@@ -749,7 +752,7 @@ def revoke_session(response: Response) -> None:
     )
 
 
-def session_bound(frames: Iterator[bytes]) -> Iterator[bytes]:
+def session_bound(frames: Iterator[T]) -> Iterator[T]:
     """An event stream that ends once the session it was opened with has ended (logout,
     expiry, idle): see SessionStore.bounded for how soon."""
     session = request.environ.get(SESSION)

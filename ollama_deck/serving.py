@@ -11,11 +11,13 @@ the interpreter's teardown (logging's lock, patched by gevent after the fact, ou
 gevent's own module); with the app imported after the patch, neither happens, and the
 processes leave without that teardown anyway (:func:`run_from_pipe`).
 
-The worker (:class:`DeckWorker`) is gunicorn's gevent worker with two changes. On SIGTERM
-it ends the deck's event streams and the waits of idle kept-alive connections at once, so
-a graceful stop no longer waits ``graceful_timeout`` for clients that never hang up (an
-open page made every stop take 10 s). And requests gunicorn itself refuses (request line,
-header section, malformed HTTP) get the deck's JSON error shape instead of its HTML.
+The worker (:class:`DeckWorker`) is gunicorn's gevent worker with three changes. An event
+stream that waits is parked (``ollama_deck.parking``): held by the event loop without a
+greenlet, 2 KB where it was 20. On SIGTERM it ends the deck's event streams and the waits
+of idle kept-alive connections at once, so a graceful stop no longer waits
+``graceful_timeout`` for clients that never hang up (an open page made every stop take
+10 s). And requests gunicorn itself refuses (request line, header section, malformed HTTP)
+get the deck's JSON error shape instead of its HTML.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from typing import NoReturn
 import gevent
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
+
+from .parking import Parker
 
 # What the deck needs, with room: a browser sends about 20 header fields and a proxy or CDN
 # adds up to a dozen; the largest is the Cookie header, which carries the cookies of every
@@ -150,13 +154,13 @@ def post_worker_init(worker: Any) -> None:
     # process left) instead of waiting for its first request.
     from ollama_deck.state import setup_of
 
-    app = worker.wsgi
+    app = worker.deck_app
     setup_of(app).activate(app)
     # Objects made at start-up live for the whole process: keep them out of the garbage
     # collector's full passes, which otherwise cause delivery spikes with many SSE watchers.
     gc.collect()
     gc.freeze()
-    # Thousands of open SSE connections are thousands of long-lived greenlets, frames and
+    # Thousands of open SSE connections are thousands of long-lived generators and
     # sockets; each full pass walks them all (measured: 45-112 ms at 3,000 watchers, a stall
     # for every watcher). Young generations stay as they are; full passes become ~100x rarer.
     young, middle, _ = gc.get_threshold()
@@ -167,18 +171,28 @@ def worker_exit(server: Any, worker: Any) -> None:
     # Hand running pulls back to the queue so the next start resumes them at once.
     from ollama_deck import OllamaDeck
 
-    app = getattr(worker, "wsgi", None)
+    app = getattr(worker, "deck_app", None)
     if app is not None:
         OllamaDeck.shutdown(app)
 
 
 class DeckWorker(GeventWorker):
-    """gunicorn's gevent worker, stopping promptly and refusing in JSON."""
+    """gunicorn's gevent worker, parking waiting streams, stopping promptly and refusing
+    in JSON."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Connections waiting for their next request (keep-alive), by handler greenlet.
         self._idle: dict[Any, gevent.Timeout] = {}
+        self.parker = Parker()
+        self.deck_app: Any = None
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        # The deck's app, for its start and stop; gunicorn serves it offering parking.
+        app: Any = self.wsgi  # type: ignore[has-type]
+        self.deck_app = app
+        self.wsgi = self.parker.wrap(app)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
@@ -190,9 +204,10 @@ class DeckWorker(GeventWorker):
         client leaves, and kept-alive connections waiting for a next request."""
         from ollama_deck.state import setup_of
 
-        app = getattr(self, "wsgi", None)
+        app = self.deck_app
         if app is not None:
             setup_of(app).end_streams()
+        self.parker.close()
         loop = gevent.get_hub().loop
         for greenlet, timeout in list(self._idle.items()):
             loop.run_callback(self._end_idle_wait, greenlet, timeout)

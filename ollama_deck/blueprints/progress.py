@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 from flask import Blueprint
 from flask import current_app
@@ -26,12 +25,14 @@ from ..http import whole_number
 from ..lifecycle import Action
 from ..lifecycle import FINAL
 from ..lifecycle import Status
+from ..parking import parking
 from ..recording import record_activity
 from ..recording import recorded
 from ..security import protect
 from ..security import session_bound
 from ..serializers import log_json
 from ..services.streams import follow
+from ..services.streams import Stream
 from ..state import activate_deck
 from ..state import deck
 from .api import ALL_METHODS
@@ -179,7 +180,7 @@ def delete_operation(op_id: str):
 )
 def stream_all():
     """SSE of every operation: what the page listens to."""
-    return sse_response(session_bound(follow_for(None)))
+    return sse_response(stream_for(None))
 
 
 @bp.get("/<op_id>/stream")
@@ -194,19 +195,21 @@ def stream_all():
 def stream_operation(op_id: str):
     """SSE of one operation; it ends after the operation's final event."""
     _operation(op_id)
-    return sse_response(session_bound(follow_for(op_id)))
+    return sse_response(stream_for(op_id))
 
 
-def follow_for(op_id: str | None) -> Iterator[bytes]:
+def stream_for(op_id: str | None) -> Stream:
     state = deck()
-    return follow(
+    watch = watch_client(request.environ)
+    frames = follow(
         state.feed,
         state.hub,
         op_id=op_id,
         last_event_id=_last_event_id(),
         max_replay=state.settings.replay_max_events,
-        watch=watch_client(request.environ),
+        watch=watch,
     )
+    return Stream(session_bound(frames), state.hub, watch, parking(request.environ))
 
 
 def _last_event_id() -> int | None:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import and_
 from sqlalchemy import delete
@@ -40,6 +41,8 @@ from ..db import DeckSession
 from ..db import table_of
 from ..dbhealth import DATABASE_ERRORS
 from ..dbhealth import first_line
+
+T = TypeVar("T")
 
 SESSION = table_of(DeckSession)
 log = logging.getLogger(__name__)
@@ -170,7 +173,7 @@ class SessionStore:
 
     # -- event streams ---------------------------------------------------------------
 
-    def bounded(self, frames: Iterator[bytes], session: LiveSession) -> Iterator[bytes]:
+    def bounded(self, frames: Iterator[T], session: LiveSession) -> Iterator[T]:
         """``frames`` for as long as ``session`` lives: a frame is sent only while it does.
 
         Streams yield at least a heartbeat every SSE heartbeat interval, so a stream ends

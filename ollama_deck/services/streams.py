@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from typing import NamedTuple
 from typing import Protocol
 
 from .events import ClientGone
@@ -21,6 +22,21 @@ from .feed import Which
 
 # Sequence numbers (so at most this many events) read from the database at a time.
 REPLAY_PAGE = 100
+
+
+class Wait(NamedTuple):
+    """What the frames of ``follow`` yield when they have nothing to send: resume them
+    once the hub has moved past ``position`` (they send what is new) or has ticked (they
+    send a heartbeat)."""
+
+    position: int
+
+
+class Park(Protocol):
+    """Takes a stream that waits, so that no greenlet or thread holds it meanwhile
+    (``ollama_deck.parking``): True when it took it, and the server's iteration ends."""
+
+    def __call__(self, stream: Stream, position: int) -> bool: ...
 
 
 class ClientWatch(Protocol):
@@ -45,7 +61,7 @@ def follow(
     last_event_id: int | None = None,
     max_replay: int = 1000,
     watch: ClientWatch | None = None,
-) -> Iterator[bytes]:
+) -> Iterator[bytes | Wait]:
     """SSE frames: first what the client lacks, then every change as it happens.
 
     The stream of a group carries its children's events too (each child's bar can be
@@ -78,8 +94,60 @@ def follow(
     else:
         covered = max(feed.committed_seq(), last_event_id)
         pages = replay_pages(feed, last_event_id, covered, ids, max_replay)
-    frames = _frames(feed, hub, watched, position, pages, covered, max_replay, watch)
+    frames = _frames(feed, hub, watched, position, pages, covered, max_replay)
     return _counted(hub, frames, watch)
+
+
+class Stream:
+    """The iterable an SSE response hands the server: the frames of ``follow``, waiting
+    for the hub where they yield :class:`Wait`.
+
+    The wait happens in the server's greenlet or thread, parked in ``watch`` (which ends
+    the stream when the client hangs up), unless ``park`` takes the stream: the worker of
+    ``ollama-deck serve`` holds waiting streams in its event loop without a greenlet each,
+    and then the server's iteration ends here while the stream goes on.
+    """
+
+    __slots__ = ("frames", "hub", "watch", "park", "parked")
+
+    def __init__(
+        self,
+        frames: Iterator[bytes | Wait],
+        hub: EventHub,
+        watch: ClientWatch | None = None,
+        park: Park | None = None,
+    ) -> None:
+        self.frames = frames
+        self.hub = hub
+        self.watch = watch
+        self.park = park
+        self.parked = False
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> bytes:
+        frames = self.frames
+        while True:
+            item = next(frames)
+            if type(item) is not Wait:
+                return item  # type: ignore[return-value]
+            if self.park is not None and self.park(self, item.position):
+                self.parked = True
+                raise StopIteration
+            try:
+                self.hub.wait(item.position, self.watch or UNWATCHED)
+            except ClientGone:
+                self.close()
+                raise StopIteration from None
+
+    def close(self) -> None:
+        """Called by the server when its iteration ends: the stream ends, unless it was
+        parked (then whoever took it closes it)."""
+        if not self.parked:
+            close = getattr(self.frames, "close", None)
+            if close is not None:
+                close()
 
 
 @dataclass(frozen=True)
@@ -132,7 +200,9 @@ def _chunked(events: list[DeckEvent]) -> Iterator[list[DeckEvent]]:
         yield events[start : start + REPLAY_PAGE]
 
 
-def _counted(hub: EventHub, frames: Iterator[bytes], watch: ClientWatch | None) -> Iterator[bytes]:
+def _counted(
+    hub: EventHub, frames: Iterator[bytes | Wait], watch: ClientWatch | None
+) -> Iterator[bytes | Wait]:
     hub.watching(1)
     if watch is not None:
         watch.start()
@@ -152,8 +222,7 @@ def _frames(
     pages: Iterator[list[DeckEvent]],
     covered: int,
     max_replay: int,
-    watch: ClientWatch | None,
-) -> Iterator[bytes]:
+) -> Iterator[bytes | Wait]:
     # Which worker serves this stream: with several, a reader can tell them apart.
     yield retry_frame() + comment_frame(f"worker {os.getpid()}")
     sent = covered
@@ -163,17 +232,16 @@ def _frames(
         if watched is not None and any(watched.ends_with(e) for e in page):
             return
         time.sleep(0)  # under gevent: let other requests run between pages
-    parked = watch if watch is not None else UNWATCHED
     while True:
-        try:
-            woken = hub.wait(position, parked)
-        except ClientGone:
-            return
-        if not woken:
+        if hub.position() <= position:
             if hub.closed:  # the server is stopping
                 return
-            yield comment_frame()
-            continue
+            yield Wait(position)  # resumed once woken: by a publish or a heartbeat tick
+            if hub.position() <= position:
+                if hub.closed:
+                    return
+                yield comment_frame()
+                continue
         events, position, lost = hub.read(position)
         if lost:  # fell behind the ring: the database has the rest
             position = hub.position()
