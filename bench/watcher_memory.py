@@ -88,8 +88,11 @@ def one_round(fake: FakeOllama, count: int) -> tuple[float, float, float, float]
     port = int(base.rsplit(":", 1)[1])
     worker = common.worker_pids(process.pid, 1)[0]
     try:
-        for _ in range(3):  # warm up: the stream's code paths, the pools
+        for _ in range(3):  # warm up: the pools, the stream's code paths
             requests.get(base + "/api/status", timeout=10)
+            with requests.get(base + "/progress/stream", stream=True, timeout=10) as stream:
+                next(stream.iter_content(64))
+        wait_for("no watchers", lambda: watchers(base) == 0)
         before = settled_rss(worker)
         opened, closed = wave(base, port, worker, count)
         # A second wave shows whether what the first kept is reused or grows.

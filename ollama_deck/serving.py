@@ -132,7 +132,8 @@ def run_gunicorn(options: dict[str, Any], config: dict[str, Any]) -> None:
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
-            self.cfg.set("worker_class", DeckWorker)
+            # By name: gunicorn before 23 reads the setting as a string.
+            self.cfg.set("worker_class", f"{__name__}.DeckWorker")
             self.cfg.set("post_worker_init", post_worker_init)
             self.cfg.set("worker_exit", worker_exit)
             if "control_socket_disable" in self.cfg.settings:
