@@ -9,10 +9,13 @@ watchers of that pull's stream from a separate process (one epoll loop, raw sock
 reads), waits until all are connected and one more event has reached them all, then
 measures for a window of seconds:
 - connected: watchers still connected at the end;
-- events received per watcher against events the service published in the window
-  (the distinct event ids any watcher saw);
-- delivery delay from the moment the service wrote the event (its ``updated_at``) to the
-  moment a watcher read it, p50 and p99;
+- events received per watcher against events the service published in the window: the
+  events some watcher saw first inside it, each counted for every watcher that got it,
+  also after the window ends (the pump goes on until every watcher is past the last of
+  them, at most 10 s), so an event on its way across the watchers at either edge of the
+  window is neither counted as lost nor left out;
+- delivery delay of those events from the moment the service wrote the event (its
+  ``updated_at``) to the moment a watcher read it, p50 and p99;
 - the worker processes' CPU share over the window, summed (from /proc).
 Ends with one line for the largest N of each worker count:
 ``fanout: workers=<w> watchers=<n> connected=<c> p50_ms=<x> p99_ms=<y> cpu=<z> ...``.
@@ -75,7 +78,7 @@ class Watcher:
         self.connected = False
         self.closed = False
         self.ids: set[int] = set()
-        self.delays: list[float] = []
+        self.delays: list[tuple[int, float]] = []  # (event id, delay)
         self.last_id = 0
 
 
@@ -83,7 +86,8 @@ def watchers_main(port: int, path: str, count: int, window: float, pids: list[in
     request = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
     selector = selectors.DefaultSelector()
     watchers: list[Watcher] = []
-    state = {"ready": 0, "measuring": False}
+    state = {"ready": 0}
+    first_seen: dict[int, float] = {}  # event id -> when a watcher first read it
 
     def pump(timeout: float) -> None:
         ready = selector.select(timeout)
@@ -108,12 +112,12 @@ def watchers_main(port: int, path: str, count: int, window: float, pids: list[in
                 if not watcher.connected:
                     watcher.connected = True
                     state["ready"] += 1
-                watcher.last_id = int(match.group(1))
-                if state["measuring"]:
-                    watcher.ids.add(int(match.group(1)))
-                    stamp = UPDATED_AT.search(frame)
-                    if stamp:
-                        watcher.delays.append(now - parse_time(stamp.group(1)))
+                event_id = watcher.last_id = int(match.group(1))
+                first_seen.setdefault(event_id, now)
+                watcher.ids.add(event_id)
+                stamp = UPDATED_AT.search(frame)
+                if stamp:
+                    watcher.delays.append((event_id, now - parse_time(stamp.group(1))))
 
     for i in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -135,18 +139,24 @@ def watchers_main(port: int, path: str, count: int, window: float, pids: list[in
         pump(0.1)
 
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
-    state["measuring"] = True
-    started = time.monotonic()
+    started, opened_at = time.monotonic(), time.time()
     while (elapsed := time.monotonic() - started) < window:
         pump(min(0.1, window - elapsed))
-    state["measuring"] = False
     cpu = (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / elapsed
+    closed_at = time.time()
+    published = {i for i, seen in first_seen.items() if opened_at <= seen < closed_at}
+    # Those still on their way to some watchers arrive now.
+    drain = time.monotonic() + 10
+    last = max(published, default=0)
+    while time.monotonic() < drain and any(
+        w.last_id < last for w in watchers if w.connected and not w.closed
+    ):
+        pump(0.1)
     for watcher in watchers:
         watcher.sock.close()
 
-    published = set().union(*(w.ids for w in watchers))
-    delays = sorted(d for w in watchers for d in w.delays)
-    received = [len(w.ids) for w in watchers]
+    delays = sorted(d for w in watchers for i, d in w.delays if i in published)
+    received = [len(w.ids & published) for w in watchers]
     return {
         "watchers": count,
         "connected": sum(1 for w in watchers if w.connected and not w.closed),

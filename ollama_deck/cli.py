@@ -130,7 +130,8 @@ def cli(ctx: click.Context) -> None:
     type=click.IntRange(min=1),
     default=10000,
     show_default=True,
-    help="Connections per worker (SSE watchers).",
+    help="Connections per worker that are being served, and as many SSE watchers that "
+    "wait for events (these cost no greenlet).",
 )
 @click.option(
     "--access-log/--no-access-log",

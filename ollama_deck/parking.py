@@ -61,8 +61,11 @@ def parking(environ: Mapping[str, Any]) -> Park | None:
 class Parker:
     """A worker's waiting streams, by hub (one per deck the worker serves)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self._rooms: dict[int, _Room] = {}
+        # The most streams parked at once (``serve --connections``): beyond it a stream
+        # waits in its greenlet, which gunicorn's own bound on connections counts.
+        self.limit = limit
 
     def wrap(self, app: WsgiApp) -> WsgiApp:
         """``app``, offering parking to its requests."""
@@ -84,6 +87,8 @@ class Parker:
         hub = stream.hub
         if hub.position() > position or hub.closed:
             return False  # it has something to do now: on in the request's greenlet
+        if self.limit is not None and self.parked >= self.limit:
+            return False
         sock = getattr(response, "sock", None)
         raw = getattr(sock, "_sock", None)  # gevent's socket wraps the system's
         if raw is None or not getattr(response, "headers_sent", False):

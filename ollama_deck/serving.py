@@ -185,7 +185,7 @@ class DeckWorker(GeventWorker):
         super().__init__(*args, **kwargs)
         # Connections waiting for their next request (keep-alive), by handler greenlet.
         self._idle: dict[Any, gevent.Timeout] = {}
-        self.parker = Parker()
+        self.parker = Parker(limit=self.worker_connections)
         self.deck_app: Any = None
 
     def load_wsgi(self) -> None:

@@ -1,6 +1,7 @@
 """The parker (``ollama_deck.parking``) on its own, under gevent in a child process: a
 socket that refuses what it is sent gets all of it later, in order, while another parked
-stream is served meanwhile; a closed hub ends both with their closing chunk."""
+stream is served meanwhile; a closed hub ends both with their closing chunk; no more are
+parked than the limit."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ class Response:  # what the parker uses of gunicorn's
     def force_close(self):
         self.closed = True
 
-parker = Parker()
+parker = Parker(limit=2)
 pairs = []
 for small in (True, False):
     ours, theirs = socket.socketpair()
@@ -59,6 +60,10 @@ for small in (True, False):
     theirs.settimeout(20)  # a lost write fails the test instead of hanging it
     pairs.append(theirs)
 stalled, reader = pairs
+extra, _ = socket.socketpair()
+over = Stream(frames(), hub)
+next(over)
+beyond_limit_parked = parker.park(Response(extra), over, hub.position())
 
 def read_all(sock, until):
     data = bytearray()
@@ -89,6 +94,7 @@ tail = read_all(reader, b"0\r\n\r\n")
 print(json.dumps({
     "fast": fast.decode(), "fast_tail": tail.decode(), "stalled": rest.decode(),
     "sent": b"".join(sent).decode(), "parked_after": parker.parked,
+    "beyond_limit_parked": beyond_limit_parked,
 }))
 """
 
@@ -124,3 +130,4 @@ def test_a_stalled_socket_gets_everything_later_and_holds_nobody(tmp_path: Path)
     stalled, ended = dechunked(found["stalled"])
     assert stalled == "start\n" + sent and ended, "all of it, in order, then the end"
     assert found["parked_after"] == 0
+    assert found["beyond_limit_parked"] is False, "no more parked than the limit"
