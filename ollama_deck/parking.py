@@ -48,8 +48,12 @@ def parking(environ: Mapping[str, Any]) -> Park | None:
     if offered is None:
         return None
     parker, start_response = offered
-    response = getattr(start_response, "__self__", None)  # gunicorn's Response
-    if response is None:
+    from gunicorn.http.wsgi import Response
+
+    # Plain HTTP/1 only: bytes written to the socket go to the client as they are. A
+    # subclass frames the body its own way (HTTP/2), a TLS socket encrypts it.
+    response: Any = getattr(start_response, "__self__", None)
+    if type(response) is not Response or hasattr(response.sock, "do_handshake"):
         return None
 
     def park(stream: Stream, position: int) -> bool:

@@ -149,3 +149,22 @@ def test_a_waiting_stream_of_one_operation_ends_after_its_done_event(fake, tmp_p
         assert server.get(f"/progress/{op_id}").json()["status"] == "succeeded"
         assert wait_until(lambda: watchers(server) == 0)
         stream.close()
+
+
+def test_a_waiting_stream_holds_no_request_handler(fake, tmp_path):
+    """gunicorn's handler of a stream ends once the stream waits (its access line is
+    written then, as for a finished request), while the stream goes on: heartbeats and
+    events still reach it, and it still counts as a watcher."""
+    with serve(fake, tmp_path, OLLAMA_DECK_SSE_HEARTBEAT_SECONDS="0.3") as server:
+        stream = SSEClient(server.url + "/progress/stream?marker=1", comments=True)
+        assert stream.next().comment.startswith("worker")
+        wait_until(lambda: "GET /progress/stream?marker=1" in server.output())
+        assert watchers(server) == 1
+        assert stream.next().comment == "keep-alive"
+        op_id = server.post("/api/models/pull", json={"model": "m0:1b"}).json()["id"]
+        event = stream.next()
+        while event is not None and (event.data is None or event.event != "done"):
+            event = stream.next()
+        assert event is not None and event.data["id"] == op_id
+        stream.close()
+        assert wait_until(lambda: watchers(server) == 0)
