@@ -175,6 +175,9 @@ def worker_exit(server: Any, worker: Any) -> None:
     app = getattr(worker, "deck_app", None)
     if app is not None:
         OllamaDeck.shutdown(app)
+    parker = getattr(worker, "parker", None)
+    if parker is not None:  # a stop that did not pass through SIGTERM's wind-down
+        parker.close()
 
 
 class DeckWorker(GeventWorker):
