@@ -365,7 +365,12 @@ def test_a_pause_reaches_the_runner_of_another_deck(fake_ollama, make_app, serve
     op = start_pull(runs, "slow:1b")
     wait_until(lambda: get_op(other, op["id"])["percent"] > 10)
     answer = other.post(f"/progress/{op['id']}/pause")
-    assert answer.status_code == 202, answer.text  # the other deck's runner closes it
+    # 202 while the other deck's runner closes it; 200 when that runner was quicker than
+    # this answer (its heartbeat came between the request and the answer's read).
+    assert (answer.status_code, answer.json()["status"]) in {
+        (202, "running"),
+        (200, "paused"),
+    }, answer.text
     assert answer.json()["paused_by"] == "user"
     paused = wait_until(lambda: (s := get_op(other, op["id"]))["status"] == "paused" and s)
     wait_streams(fake_ollama, "slow:1b", ["closed"])
