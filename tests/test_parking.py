@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,13 +137,11 @@ def test_a_waiting_stream_of_one_operation_ends_after_its_done_event(fake, tmp_p
             event = stream.next()
             assert event is not None
             comments += event.comment == "keep-alive"
-        releasing = threading.Timer(0.1, fake.release, ["held:1b"])
-        releasing.start()
+        fake.release("held:1b")
         kinds = []
         while (event := stream.next()) is not None:  # None: ended, its closing chunk read
             if event.event != "message":
                 kinds.append(event.event)
-        releasing.join()
         assert kinds[-1] == "done"
         assert server.get(f"/progress/{op_id}").json()["status"] == "succeeded"
         assert wait_until(lambda: watchers(server) == 0)
