@@ -147,6 +147,8 @@ def click_row_action(driver, model: str, action: str) -> None:
 
 
 def pull_through_box(driver, name: str) -> None:
+    # As a user would: the button is disabled while the previous pull is on its way.
+    wait(driver, lambda d: css(d, "#pull-button").is_enabled())
     box = css(driver, "#pull-input")
     box.clear()
     box.send_keys(name)

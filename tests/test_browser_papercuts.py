@@ -1,8 +1,8 @@
 """In headless Chromium: the small things a new user tripped over in the first hour.
 
-The Prompt tab's default model, a stale pull error, a cancelled card's phase, the log's
-count, the Installed tab with Ollama down from the start, and the phone layout with many
-finished operations.
+The Prompt tab's default model, a stale pull error, a name typed while a pull is on its
+way, a cancelled card's phase, the log's count, the Installed tab with Ollama down from the
+start, and the phone layout with many finished operations.
 """
 
 from __future__ import annotations
@@ -67,6 +67,30 @@ def test_an_empty_submit_replaces_a_stale_pull_error(fake_ollama, page, driver):
     css(driver, "#pull-button").click()
     wait(driver, lambda d: "bad name" not in notice.text)
     assert notice.text == "Type the name of a model to pull, e.g. llama3.2:1b."
+
+
+def test_a_name_typed_while_a_pull_is_on_its_way_stays(fake_ollama, page, driver):  # noqa: F811
+    fake_ollama.allow_pull("first:1b", PullScript(layers=[40_000, 100], step=5_000))
+    page()
+    box = css(driver, "#pull-input")
+    button = css(driver, "#pull-button")
+    # A slow network: the estimate and the pull take seconds each, so the second name is
+    # typed while the first pull is still on its way (the button says so).
+    driver.execute_cdp_cmd("Network.enable", {})
+    slow = {"offline": False, "latency": 3000, "downloadThroughput": -1, "uploadThroughput": -1}
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", slow)
+    try:
+        box.clear()
+        box.send_keys("first:1b")
+        button.click()
+        box.clear()
+        box.send_keys("second:1b")
+        assert not button.is_enabled()  # typed before the first pull was answered
+        card_of(driver, "first:1b")
+        wait(driver, lambda d: button.is_enabled())
+    finally:
+        driver.execute_cdp_cmd("Network.disable", {})
+    assert box.get_attribute("value") == "second:1b"  # not wiped by the first pull's answer
 
 
 def test_a_cancelled_card_no_longer_says_downloading(fake_ollama, page, driver):  # noqa: F811

@@ -57,6 +57,7 @@ export function initPulls() {
     button.disabled = true;
     const op = await startPull(name, { hosts: scopeOf($("#pull-scope")) });
     button.disabled = false;
-    if (op) input.value = "";
+    // Only what was pulled is cleared: a name typed while this one was on its way stays.
+    if (op && input.value.trim() === name) input.value = "";
   });
 }
