@@ -88,7 +88,8 @@ def test_a_name_typed_while_a_pull_is_on_its_way_stays(fake_ollama, page, driver
         assert not button.is_enabled()  # typed before the first pull was answered
         card_of(driver, "first:1b")
         wait(driver, lambda d: button.is_enabled())
-    finally:
+    finally:  # the module's Chromium serves the next tests at full speed
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions", {**slow, "latency": 0})
         driver.execute_cdp_cmd("Network.disable", {})
     assert box.get_attribute("value") == "second:1b"  # not wiped by the first pull's answer
 
